@@ -1,0 +1,118 @@
+// Package wire is Vigil's MQTT contract: topic names and the JSON messages on them. The agent's
+// publish stage writes these and the fleet controller reads them; the JSON Schemas in
+// docs/schemas describe the same messages for other consumers. It imports nothing of Vigil's.
+//
+// Topics live under vigil/v1/<device_id>/. Every message carries schema, device_id, seq,
+// msg_id and captured_at (UTC milliseconds since the Unix epoch).
+package wire
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Root is the first level of every Vigil topic.
+const Root = "vigil/v1"
+
+// Schema names, one per message kind; the suffix is the message's version.
+const (
+	SchemaDetections = "vigil.detections/1"
+	SchemaStatus     = "vigil.status/1"
+)
+
+// Message kinds: the topic level after the device id.
+const (
+	KindStatus     = "status"
+	KindDetections = "detections"
+)
+
+// Topic builds vigil/v1/<device>/<kind>[/<camera>].
+func Topic(device, kind, camera string) string {
+	if camera == "" {
+		return Root + "/" + device + "/" + kind
+	}
+	return Root + "/" + device + "/" + kind + "/" + camera
+}
+
+// ParseTopic splits a Vigil topic into device, kind and (optional) camera.
+func ParseTopic(topic string) (device, kind, camera string, err error) {
+	rest, ok := strings.CutPrefix(topic, Root+"/")
+	if !ok {
+		return "", "", "", fmt.Errorf("topic %q is not under %s/", topic, Root)
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+		return "", "", "", fmt.Errorf("topic %q: want %s/<device>/<kind>[/<camera>]", topic, Root)
+	}
+	if len(parts) == 3 {
+		camera = parts[2]
+	}
+	return parts[0], parts[1], camera, nil
+}
+
+// ValidID reports whether s may be a device or camera id: 1-64 of [A-Za-z0-9_.-], so it is
+// one safe topic level and file name.
+func ValidID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return s != "." && s != ".."
+}
+
+// Header is the part every message shares.
+type Header struct {
+	Schema     string `json:"schema"`
+	DeviceID   string `json:"device_id"`
+	Seq        uint64 `json:"seq"`         // per device, increasing by one per message sent
+	MsgID      string `json:"msg_id"`      // unique per message: a consumer drops a repeat
+	CapturedAt int64  `json:"captured_at"` // UTC milliseconds since the Unix epoch
+}
+
+// Model names the model that made detections.
+type Model struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	SHA256  string `json:"sha256"`
+}
+
+// Object is one detected object.
+type Object struct {
+	Label   string     `json:"label"`
+	ClassID int        `json:"class_id"`
+	Score   float64    `json:"score"`    // 0-1, three decimals
+	BoxPx   [4]int     `json:"box_px"`   // x1, y1, x2, y2 in source-frame pixels
+	BoxNorm [4]float64 `json:"box_norm"` // x1, y1, x2, y2 divided by the frame's width/height, 0-1
+}
+
+// Detections is the message on vigil/v1/<device>/detections/<camera>: the objects found on
+// one frame. A frame with no object of interest sends no message.
+type Detections struct {
+	Header
+	Camera      string   `json:"camera"`
+	FrameSeq    uint64   `json:"frame_seq"` // frame number within the camera's run
+	FrameWidth  int      `json:"frame_width"`
+	FrameHeight int      `json:"frame_height"`
+	Model       Model    `json:"model"`
+	InferenceMS float64  `json:"inference_ms"`
+	Objects     []Object `json:"objects"`
+}
+
+// Status states.
+const (
+	StateOnline  = "online"
+	StateOffline = "offline"
+)
+
+// Status is the retained message on vigil/v1/<device>/status: "online" when the agent
+// connects, "offline" when it stops cleanly or, through the MQTT last will, when it vanishes.
+type Status struct {
+	Header
+	State   string   `json:"state"`
+	Version string   `json:"version,omitempty"`
+	Cameras []string `json:"cameras,omitempty"`
+}
