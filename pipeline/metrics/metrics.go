@@ -16,6 +16,7 @@ type Metrics struct {
 	FramesDecoded   *prometheus.CounterVec   // camera
 	FramesDropped   *prometheus.CounterVec   // camera, stage
 	FramesDetected  *prometheus.CounterVec   // camera
+	FramesSkipped   *prometheus.CounterVec   // camera
 	DecodeErrors    *prometheus.CounterVec   // camera
 	SourceErrors    *prometheus.CounterVec   // camera, reason
 	Reconnects      *prometheus.CounterVec   // camera
@@ -43,6 +44,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		FramesDecoded:   cv("frames_decoded_total", "Frames decoded.", "camera"),
 		FramesDropped:   cv("frames_dropped_total", "Frames dropped before detection, by the stage that dropped them.", "camera", "stage"),
 		FramesDetected:  cv("frames_detected_total", "Frames run through the detector.", "camera"),
+		FramesSkipped:   cv("frames_skipped_total", "Frames not offered to the detector because of the camera's detect_fps.", "camera"),
 		DecodeErrors:    cv("decode_errors_total", "Packets the decoder rejected.", "camera"),
 		SourceErrors:    cv("source_errors_total", "Source sessions that ended in an error, by reason.", "camera", "reason"),
 		Reconnects:      cv("source_reconnects_total", "Times a source was reconnected after its session ended.", "camera"),
@@ -60,7 +62,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
 			Help: "Always 1; labels give the agent's version and Go version."}, []string{"version", "goversion"}),
 	}
-	reg.MustRegister(m.PacketsReceived, m.FramesDecoded, m.FramesDropped, m.FramesDetected, m.DecodeErrors,
+	reg.MustRegister(m.PacketsReceived, m.FramesDecoded, m.FramesDropped, m.FramesDetected, m.FramesSkipped, m.DecodeErrors,
 		m.SourceErrors, m.Reconnects, m.SourceUp, m.Inference, m.DetectErrors, m.Detections, m.Publishes,
 		m.PublishFailures, m.MQTTConnected, m.BuildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -1,0 +1,209 @@
+// Package agent wires the edge binary: it loads the configuration, owns every long-lived part
+// (the MQTT publisher, one pipeline per camera, the HTTP server for metrics and status),
+// starts them in dependency order and stops them in reverse, so a clean stop loses nothing.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vigil-edge/vigil/agent/config"
+	"github.com/vigil-edge/vigil/models"
+	"github.com/vigil-edge/vigil/models/onnx"
+	"github.com/vigil-edge/vigil/pipeline/metrics"
+	"github.com/vigil-edge/vigil/pipeline/publish"
+)
+
+// Agent is one running edge agent.
+type Agent struct {
+	cfg  config.Config
+	log  *slog.Logger
+	reg  *prometheus.Registry
+	m    *metrics.Metrics
+	pub  *publish.Publisher
+	cams []*camera
+
+	mu       sync.Mutex
+	httpAddr string
+}
+
+// New builds an agent from a validated configuration. It does no I/O: Run does.
+func New(cfg config.Config, log *slog.Logger) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	var ids []string
+	for _, c := range cfg.Cameras {
+		if c.IsEnabled() {
+			ids = append(ids, c.ID)
+		}
+	}
+	pub, err := publish.New(publish.Config{
+		DeviceID: cfg.DeviceID, URL: cfg.MQTT.URL, ClientID: cfg.MQTT.ClientID,
+		Username: cfg.MQTT.Username, Password: cfg.MQTT.Password, TLS: cfg.MQTT.TLS,
+		KeepAlive: cfg.MQTT.KeepAlive, MaxInflight: cfg.MQTT.MaxInflight,
+		Version: metrics.Version, Cameras: ids,
+	}, m, log)
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{cfg: cfg, log: log, reg: reg, m: m, pub: pub}
+	for _, c := range cfg.Cameras {
+		if c.IsEnabled() {
+			a.cams = append(a.cams, newCamera(c, m, log, pub.PublishDetections))
+		}
+	}
+	return a, nil
+}
+
+// OpenDetector loads the model a camera uses.
+func OpenDetector(mc config.Model, cam config.Camera) (models.Detector, error) {
+	man, err := models.LoadManifest(mc.Manifest)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", mc.Manifest, err)
+	}
+	switch {
+	case mc.Dir != "":
+		man.Dir = mc.Dir
+	case !exists(man.ModelPath()) && os.Getenv("EDGE_DATA_DIR") != "":
+		// The shipped manifests name models kept in the shared data folder.
+		man.Dir = filepath.Join(os.Getenv("EDGE_DATA_DIR"), "models")
+	}
+	if abs, err := filepath.Abs(man.Dir); err == nil {
+		man.Dir = abs
+	}
+	det, err := onnx.Open(man, onnx.Options{Threads: mc.Threads, Score: cam.Score, NMS: cam.NMS, Labels: cam.Labels})
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", man.ModelPath(), err)
+	}
+	return det, nil
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// HTTPAddr is the address the HTTP server listens on, once Run has started it.
+func (a *Agent) HTTPAddr() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.httpAddr
+}
+
+// Registry is the agent's metrics registry.
+func (a *Agent) Registry() *prometheus.Registry { return a.reg }
+
+// Run runs the agent until ctx is done, then stops every part in reverse order. A camera that
+// cannot run (its model fails to load, its URL is wrong) is reported and the others go on;
+// Run fails only when the agent itself cannot start (the HTTP port is taken).
+func (a *Agent) Run(ctx context.Context) error {
+	var srv *http.Server
+	if a.cfg.HTTP.Listen != "" {
+		ln, err := net.Listen("tcp", a.cfg.HTTP.Listen)
+		if err != nil {
+			return fmt.Errorf("http listen on %s: %w", a.cfg.HTTP.Listen, err)
+		}
+		a.mu.Lock()
+		a.httpAddr = ln.Addr().String()
+		a.mu.Unlock()
+		srv = &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error("http server", "err", err)
+			}
+		}()
+		a.log.Info("serving metrics and status", "addr", a.httpAddr)
+	}
+
+	a.pub.Start()
+
+	var wg sync.WaitGroup
+	for _, cam := range a.cams {
+		mc := a.cfg.Model
+		if cam.cfg.Model != nil {
+			mc = *cam.cfg.Model
+		}
+		det, err := OpenDetector(mc, cam.cfg)
+		if err != nil {
+			cam.fail(err)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cam.run(ctx, det)
+		}()
+	}
+	a.log.Info("agent running", "device_id", a.cfg.DeviceID, "cameras", len(a.cams))
+
+	<-ctx.Done()
+	a.log.Info("stopping")
+	wg.Wait()                    // cameras finish their queued frames and hand on every result
+	a.pub.Close(shutdownTimeout) // then the publisher sends "offline" and disconnects
+	if srv != nil {              // the HTTP server goes last: metrics stay visible to the end
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}
+	return nil
+}
+
+// Status is the agent's answer on /api/v1/status.
+type Status struct {
+	DeviceID string         `json:"device_id"`
+	Version  string         `json:"version"`
+	MQTT     MQTTStatus     `json:"mqtt"`
+	Cameras  []CameraStatus `json:"cameras"`
+}
+
+// MQTTStatus is the broker connection's state.
+type MQTTStatus struct {
+	URL       string `json:"url"`
+	Connected bool   `json:"connected"`
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Status reports the agent's state now.
+func (a *Agent) Status() Status {
+	s := Status{DeviceID: a.cfg.DeviceID, Version: metrics.Version,
+		MQTT: MQTTStatus{URL: config.RedactURL(a.cfg.MQTT.URL), Connected: a.pub.Connected(), LastError: a.pub.LastError()}}
+	for _, c := range a.cams {
+		s.Cameras = append(s.Cameras, c.Status())
+	}
+	return s
+}
+
+// Handler serves /metrics, /healthz and /api/v1/status.
+func (a *Agent) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(a.Status())
+	})
+	return mux
+}

@@ -1,0 +1,301 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vigil-edge/vigil/agent/config"
+	"github.com/vigil-edge/vigil/models"
+	"github.com/vigil-edge/vigil/pipeline/decode"
+	"github.com/vigil-edge/vigil/pipeline/detect"
+	"github.com/vigil-edge/vigil/pipeline/frame"
+	"github.com/vigil-edge/vigil/pipeline/ingest"
+	"github.com/vigil-edge/vigil/pipeline/ingest/file"
+	"github.com/vigil-edge/vigil/pipeline/ingest/rtsp"
+	"github.com/vigil-edge/vigil/pipeline/metrics"
+)
+
+// newSource picks the ingest source by the camera URL's scheme.
+func newSource(c config.Camera, log *slog.Logger) (ingest.Source, error) {
+	u, err := url.Parse(c.URL)
+	if err == nil && (u.Scheme == "rtsp" || u.Scheme == "rtsps") {
+		return rtsp.New(rtsp.Config{URL: c.URL, Transport: c.Transport, Logger: log})
+	}
+	path := c.URL
+	if err == nil && u.Scheme == "file" {
+		path = u.Path
+	}
+	return file.New(file.Config{Path: path, Realtime: c.IsRealtime(), Loop: c.Loop})
+}
+
+// CameraStatus is what the agent reports about one camera.
+type CameraStatus struct {
+	ID            string    `json:"id"`
+	URL           string    `json:"url"` // password redacted
+	State         string    `json:"state"`
+	LastError     string    `json:"last_error,omitempty"`
+	FramesDecoded uint64    `json:"frames_decoded"`
+	FramesDropped uint64    `json:"frames_dropped"`
+	Detected      uint64    `json:"frames_detected"`
+	LastFrameAt   time.Time `json:"last_frame_at,omitzero"`
+	Reconnects    uint64    `json:"reconnects"`
+}
+
+// Camera states.
+const (
+	StateStarting   = "starting"
+	StateStreaming  = "streaming"
+	StateRetrying   = "retrying"
+	StateFailed     = "failed" // cannot run (bad model); other cameras go on
+	StateEnded      = "ended"  // a file played once is done
+	StateStopped    = "stopped"
+	errorLogPeriod  = 10 * time.Second
+	shutdownTimeout = 5 * time.Second
+)
+
+// camera runs one camera's pipeline: ingest → decode → buffer → detect → sink.
+type camera struct {
+	cfg  config.Camera
+	m    *metrics.Metrics
+	log  *slog.Logger
+	sink func(context.Context, frame.Detections) error
+
+	mu     sync.Mutex
+	status CameraStatus
+}
+
+func newCamera(cfg config.Camera, m *metrics.Metrics, log *slog.Logger, sink func(context.Context, frame.Detections) error) *camera {
+	c := &camera{cfg: cfg, m: m, log: log.With("camera", cfg.ID), sink: sink}
+	c.status = CameraStatus{ID: cfg.ID, URL: config.RedactURL(cfg.URL), State: StateStarting}
+	// Make the per-camera series exist from the start, so dashboards see zeros, not gaps.
+	m.PacketsReceived.WithLabelValues(cfg.ID)
+	m.FramesDecoded.WithLabelValues(cfg.ID)
+	m.FramesDropped.WithLabelValues(cfg.ID, "detect_queue")
+	m.FramesDetected.WithLabelValues(cfg.ID)
+	m.DecodeErrors.WithLabelValues(cfg.ID)
+	m.Reconnects.WithLabelValues(cfg.ID)
+	m.SourceUp.WithLabelValues(cfg.ID).Set(0)
+	return c
+}
+
+func (c *camera) setState(state string, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.status.State = state
+	if err != nil {
+		c.status.LastError = err.Error()
+	}
+}
+
+func (c *camera) update(fn func(*CameraStatus)) {
+	c.mu.Lock()
+	fn(&c.status)
+	c.mu.Unlock()
+}
+
+// Status returns a copy of the camera's status.
+func (c *camera) Status() CameraStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.status
+}
+
+// fail marks the camera as unable to run.
+func (c *camera) fail(err error) {
+	c.setState(StateFailed, err)
+	c.log.Error("camera cannot run", "err", err)
+}
+
+// run runs the camera until ctx is done (or a file played once ends). It owns det and closes
+// it. Every goroutine it starts has ended when it returns.
+func (c *camera) run(ctx context.Context, det models.Detector) {
+	defer det.Close()
+	src, err := newSource(c.cfg, c.log)
+	if err != nil {
+		c.fail(fmt.Errorf("camera %s: %w", c.cfg.ID, err))
+		return
+	}
+	id := c.cfg.ID
+	var buf *detect.Buffer
+	if isFile(c.cfg.URL) && !c.cfg.IsRealtime() {
+		buf = detect.NewLosslessBuffer(c.cfg.QueueSize)
+	} else {
+		buf = detect.NewBuffer(c.cfg.QueueSize, func(*frame.Frame) {
+			c.m.FramesDropped.WithLabelValues(id, "detect_queue").Inc()
+			c.update(func(s *CameraStatus) { s.FramesDropped++ })
+		})
+	}
+
+	// The detector: after the source stops it finishes the frames already queued, and every
+	// result it makes reaches the sink.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		dctx := context.WithoutCancel(ctx)
+		detect.Run(dctx, buf, det, func(d frame.Detections) {
+			if err := c.sink(dctx, d); err != nil {
+				c.log.Error("hand detections on", "err", err)
+			}
+		}, detect.Hooks{
+			Detected: func(d frame.Detections) {
+				c.m.FramesDetected.WithLabelValues(id).Inc()
+				c.m.Inference.WithLabelValues(id).Observe(d.Inference.Seconds())
+				for _, o := range d.Objects {
+					c.m.Detections.WithLabelValues(id, o.Label).Inc()
+				}
+				c.update(func(s *CameraStatus) { s.Detected++ })
+			},
+			Failed: func(_ *frame.Frame, err error) {
+				c.m.DetectErrors.WithLabelValues(id).Inc()
+				c.log.Warn("detection failed", "err", err)
+			},
+		})
+	}()
+
+	p := &packetSink{cam: c, buf: buf, rl: detect.RateLimiter{FPS: c.cfg.DetectFPS}}
+	err = ingest.Supervise(ctx, src, p.handle, &p.wd, c.cfg.Watchdog, ingest.Backoff{}, ingest.Hooks{
+		SessionEnded: func(err error, wait time.Duration) {
+			c.m.SourceUp.WithLabelValues(id).Set(0)
+			c.m.SourceErrors.WithLabelValues(id, reason(err)).Inc()
+			c.setState(StateRetrying, err)
+			c.log.Warn("source failed; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
+		},
+		Reconnecting: func(int) {
+			c.m.Reconnects.WithLabelValues(id).Inc()
+			c.update(func(s *CameraStatus) { s.Reconnects++ })
+		},
+	})
+	p.flush()
+	buf.Close()
+	wg.Wait()
+	p.close()
+	c.m.SourceUp.WithLabelValues(id).Set(0)
+	if errors.Is(err, io.EOF) {
+		c.setState(StateEnded, nil)
+		c.log.Info("source ended")
+	} else {
+		c.setState(StateStopped, nil)
+	}
+}
+
+func isFile(u string) bool {
+	return !strings.HasPrefix(u, "rtsp://") && !strings.HasPrefix(u, "rtsps://")
+}
+
+// reason is a short, low-cardinality label for a source error.
+func reason(err error) string {
+	switch {
+	case errors.Is(err, ingest.ErrStalled):
+		return "stalled"
+	case errors.Is(err, rtsp.ErrUnauthorized):
+		return "unauthorized"
+	case errors.Is(err, rtsp.ErrUnreachable):
+		return "unreachable"
+	case errors.Is(err, rtsp.ErrNoVideo), errors.Is(err, file.ErrNotVideo):
+		return "no_video"
+	case errors.Is(err, errDecoder):
+		return "decoder"
+	default:
+		return "other"
+	}
+}
+
+var errDecoder = errors.New("cannot decode the stream")
+
+// packetSink decodes a source's packets and queues the frames for detection. It runs on the
+// supervisor's goroutine only.
+type packetSink struct {
+	cam   *camera
+	buf   *detect.Buffer
+	rl    detect.RateLimiter
+	wd    ingest.Watchdog
+	codec *frame.Codec
+	dec   *decode.Decoder
+	seq   uint64
+
+	decErrs    int
+	lastErrLog time.Time
+}
+
+func (p *packetSink) handle(pkt frame.Packet) {
+	c := p.cam
+	id := c.cfg.ID
+	c.m.PacketsReceived.WithLabelValues(id).Inc()
+	if pkt.Codec != p.codec {
+		p.close()
+		p.codec = pkt.Codec
+		dec, err := decode.New(pkt.Codec)
+		if err != nil {
+			c.setState(StateRetrying, fmt.Errorf("%w: %v", errDecoder, err))
+			p.logErr("cannot decode the stream", err)
+			return
+		}
+		p.dec = dec
+	}
+	if p.dec == nil {
+		return
+	}
+	frames, err := p.dec.Decode(pkt)
+	if err != nil {
+		c.m.DecodeErrors.WithLabelValues(id).Inc()
+		p.decErrs++
+		p.logErr("decode error", err)
+	}
+	p.queue(frames)
+}
+
+func (p *packetSink) queue(frames []*frame.Frame) {
+	c := p.cam
+	id := c.cfg.ID
+	for _, f := range frames {
+		p.seq++
+		f.Camera, f.Seq = id, p.seq
+		p.wd.Alive()
+		c.m.FramesDecoded.WithLabelValues(id).Inc()
+		if p.seq == 1 || c.Status().State != StateStreaming {
+			c.m.SourceUp.WithLabelValues(id).Set(1)
+			c.setState(StateStreaming, nil)
+		}
+		c.update(func(s *CameraStatus) { s.FramesDecoded++; s.LastFrameAt = f.CapturedAt })
+		if !p.rl.Allow(f.PTS) {
+			c.m.FramesSkipped.WithLabelValues(id).Inc()
+			f.Release()
+			continue
+		}
+		p.buf.Push(f)
+	}
+}
+
+// logErr logs a per-packet error at most once per errorLogPeriod, with the count since.
+func (p *packetSink) logErr(msg string, err error) {
+	if time.Since(p.lastErrLog) < errorLogPeriod {
+		return
+	}
+	p.cam.log.Warn(msg, "err", err, "errors_since_last_log", p.decErrs)
+	p.lastErrLog = time.Now()
+	p.decErrs = 0
+}
+
+// flush drains the decoder's delayed frames at the end of the stream.
+func (p *packetSink) flush() {
+	if p.dec == nil {
+		return
+	}
+	frames, _ := p.dec.Flush()
+	p.queue(frames)
+}
+
+func (p *packetSink) close() {
+	if p.dec != nil {
+		p.dec.Close()
+		p.dec = nil
+	}
+}

@@ -1,0 +1,280 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"github.com/vigil-edge/vigil/agent/config"
+	"github.com/vigil-edge/vigil/models"
+	"github.com/vigil-edge/vigil/pipeline/decode"
+	"github.com/vigil-edge/vigil/pipeline/frame"
+	"github.com/vigil-edge/vigil/pipeline/ingest/file"
+	"github.com/vigil-edge/vigil/pipeline/metrics"
+	"github.com/vigil-edge/vigil/pipeline/publish"
+	"github.com/vigil-edge/vigil/pipeline/wire"
+)
+
+const usage = `vigil-agent — edge video analytics agent
+
+Usage:
+  vigil-agent run --config FILE            run the agent
+  vigil-agent check-config --config FILE   validate a configuration (exit 1 and one line per problem)
+  vigil-agent detect [flags] FILE...       detect objects in images or video files, one JSON line each
+  vigil-agent version
+
+Settings can be overridden with VIGIL_ environment variables: VIGIL_DEVICE_ID,
+VIGIL_MQTT_URL, VIGIL_MQTT_PASSWORD, VIGIL_CAMERAS_0_URL, ...
+`
+
+// Main is the vigil-agent command line. It returns the process exit status.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) < 1 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stderr)
+	case "check-config":
+		return cmdCheckConfig(args[1:], stdout, stderr)
+	case "detect":
+		return cmdDetect(args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "vigil-agent", metrics.Version)
+		return 0
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "vigil-agent: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
+
+func loadConfig(fs *flag.FlagSet, args []string, stderr io.Writer) (config.Config, bool) {
+	path := fs.String("config", "", "configuration file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		return config.Config{}, false
+	}
+	cfg, err := config.Load(*path, os.Environ())
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintln(stderr, line)
+		}
+		return cfg, false
+	}
+	return cfg, true
+}
+
+func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg, ok := loadConfig(fs, args, stderr)
+	if !ok {
+		return 1
+	}
+	fmt.Fprintf(stdout, "config ok: device %s, %d camera(s), broker %s\n", cfg.DeviceID, len(cfg.Cameras), config.RedactURL(cfg.MQTT.URL))
+	return 0
+}
+
+func newLogger(level string, w io.Writer) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+func cmdRun(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg, ok := loadConfig(fs, args, stderr)
+	if !ok {
+		return 1
+	}
+	log := newLogger(cfg.LogLevel, stderr)
+	a, err := New(cfg, log)
+	if err != nil {
+		log.Error("start", "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := a.Run(ctx); err != nil {
+		log.Error("agent stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// DetectLine is one line of `vigil-agent detect`: the objects found on one image or frame.
+type DetectLine struct {
+	Source      string        `json:"source"`
+	FrameSeq    uint64        `json:"frame_seq,omitempty"` // video frames, from 1
+	PTSMS       float64       `json:"pts_ms,omitempty"`
+	FrameWidth  int           `json:"frame_width"`
+	FrameHeight int           `json:"frame_height"`
+	Model       wire.Model    `json:"model"`
+	InferenceMS float64       `json:"inference_ms"`
+	Objects     []wire.Object `json:"objects"`
+}
+
+func cmdDetect(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("detect", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	def := config.Default()
+	manifest := fs.String("model", def.Model.Manifest, "model manifest (JSON)")
+	dir := fs.String("model-dir", "", "folder of the model file (default: the manifest's, else $EDGE_DATA_DIR/models)")
+	threads := fs.Int("threads", 1, "inference threads")
+	labels := fs.String("labels", strings.Join(config.DefaultLabels, ","), "labels to keep, comma-separated; empty keeps all")
+	score := fs.Float64("score", 0, "score threshold (0: the model's default)")
+	maxFrames := fs.Int("max-frames", 0, "stop each video after this many frames (0: all)")
+	every := fs.Int("every", 1, "detect every Nth frame of a video")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "vigil-agent detect: name at least one image or video file")
+		return 2
+	}
+	var keep []string
+	if *labels != "" {
+		keep = strings.Split(*labels, ",")
+	}
+	det, err := OpenDetector(config.Model{Manifest: *manifest, Dir: *dir, Threads: *threads}, config.Camera{Labels: keep, Score: float32(*score)})
+	if err != nil {
+		fmt.Fprintln(stderr, "vigil-agent detect:", err)
+		return 1
+	}
+	defer det.Close()
+	enc := json.NewEncoder(stdout)
+	status := 0
+	for _, path := range fs.Args() {
+		if err := detectFile(det, path, *maxFrames, max(*every, 1), enc); err != nil {
+			fmt.Fprintf(stderr, "vigil-agent detect: %s: %v\n", path, err)
+			status = 1
+		}
+	}
+	return status
+}
+
+var imageExt = map[string]bool{".jpg": true, ".jpeg": true, ".png": true, ".bmp": true, ".webp": true}
+
+func detectFile(det models.Detector, path string, maxFrames, every int, enc *json.Encoder) error {
+	m := det.Manifest()
+	info := frame.ModelInfo{Name: m.Name, Version: m.Version, SHA256: m.SHA256}
+	emit := func(d frame.Detections) error {
+		msg := publish.Encode(wire.Header{}, d)
+		line := DetectLine{Source: path, FrameSeq: d.FrameSeq, PTSMS: float64(d.PTS.Microseconds()) / 1000,
+			FrameWidth: d.Width, FrameHeight: d.Height, Model: msg.Model, InferenceMS: msg.InferenceMS, Objects: msg.Objects}
+		return enc.Encode(line)
+	}
+	ctx := context.Background()
+	if imageExt[strings.ToLower(filepath.Ext(path))] {
+		mat := gocv.IMRead(path, gocv.IMReadColor)
+		defer mat.Close()
+		if mat.Empty() {
+			return errors.New("cannot read the image (missing, or not an image)")
+		}
+		img := models.Image{Width: mat.Cols(), Height: mat.Rows(), Stride: mat.Cols() * 3, Pix: mat.ToBytes()}
+		d, err := RunDetector(ctx, det, img)
+		if err != nil {
+			return err
+		}
+		d.Model = info
+		return emit(d)
+	}
+	src, err := file.New(file.Config{Path: path})
+	if err != nil {
+		return err
+	}
+	var dec *decode.Decoder
+	var codec *frame.Codec
+	var n uint64
+	var ferr error
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	handle := func(f *frame.Frame) {
+		defer f.Release()
+		n++
+		if ferr != nil || (n-1)%uint64(every) != 0 {
+			return
+		}
+		d, err := RunDetector(ctx, det, f.Image)
+		if err != nil {
+			ferr = err
+			cancel()
+			return
+		}
+		d.Model, d.FrameSeq, d.PTS = info, n, f.PTS
+		if err := emit(d); err != nil {
+			ferr = err
+			cancel()
+		}
+		if maxFrames > 0 && n >= uint64(maxFrames) {
+			cancel()
+		}
+	}
+	err = src.Run(ctx, func(p frame.Packet) {
+		if p.Codec != codec {
+			if dec != nil {
+				dec.Close()
+			}
+			codec = p.Codec
+			if dec, ferr = decode.New(codec); ferr != nil {
+				cancel()
+				return
+			}
+		}
+		frames, err := dec.Decode(p)
+		if err != nil {
+			return // a damaged packet: the next key frame recovers
+		}
+		for _, f := range frames {
+			handle(f)
+		}
+	})
+	if dec != nil {
+		if frames, _ := dec.Flush(); ctx.Err() == nil {
+			for _, f := range frames {
+				handle(f)
+			}
+		} else {
+			for _, f := range frames {
+				f.Release()
+			}
+		}
+		dec.Close()
+	}
+	if ferr != nil {
+		return ferr
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	if n == 0 {
+		return errors.New("no frame could be decoded")
+	}
+	return nil
+}
+
+// RunDetector runs det on img and times it.
+func RunDetector(ctx context.Context, det models.Detector, img models.Image) (frame.Detections, error) {
+	start := time.Now()
+	objs, err := det.Detect(ctx, img)
+	if err != nil {
+		return frame.Detections{}, err
+	}
+	return frame.Detections{Width: img.Width, Height: img.Height, Objects: objs, Inference: time.Since(start)}, nil
+}

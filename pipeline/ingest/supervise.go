@@ -1,0 +1,142 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/vigil-edge/vigil/pipeline/frame"
+)
+
+// Backoff is a capped exponential back-off with jitter.
+type Backoff struct {
+	Min    time.Duration // first wait; default 500 ms
+	Max    time.Duration // cap; default 30 s
+	Factor float64       // growth per failure; default 2
+}
+
+func (b Backoff) withDefaults() Backoff {
+	if b.Min <= 0 {
+		b.Min = 500 * time.Millisecond
+	}
+	if b.Max <= 0 {
+		b.Max = 30 * time.Second
+	}
+	if b.Factor < 1 {
+		b.Factor = 2
+	}
+	return b
+}
+
+// Delay returns the wait before retry number n (0 = first retry): Min*Factor^n capped at Max,
+// with up to 20 % jitter taken off so that many cameras do not retry in step.
+func (b Backoff) Delay(n int) time.Duration {
+	b = b.withDefaults()
+	d := float64(b.Min)
+	for i := 0; i < n && d < float64(b.Max); i++ {
+		d *= b.Factor
+	}
+	d = min(d, float64(b.Max))
+	return time.Duration(d * (1 - 0.2*rand.Float64()))
+}
+
+// Watchdog restarts a session whose pictures stop. The session's owner calls Alive after each
+// decoded frame; when none came for Timeout, the session's context is cancelled.
+type Watchdog struct {
+	mu   sync.Mutex
+	last time.Time
+}
+
+// Alive records that a picture came out of the session now. Safe for concurrent use.
+func (w *Watchdog) Alive() {
+	w.mu.Lock()
+	w.last = time.Now()
+	w.mu.Unlock()
+}
+
+func (w *Watchdog) since() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return time.Since(w.last)
+}
+
+// ErrStalled is the error of a session that the watchdog ended.
+var ErrStalled = errors.New("no decoded frame within the watchdog timeout")
+
+// Hooks tell the supervisor's owner what happens; every field may be nil. They are called from
+// the supervising goroutine.
+type Hooks struct {
+	// SessionEnded is called when a session ends with err (never nil) and the source will be
+	// tried again after wait.
+	SessionEnded func(err error, wait time.Duration)
+	// Reconnecting is called just before a session other than the first starts.
+	Reconnecting func(attempt int)
+}
+
+// Supervise runs src until ctx is done, restarting it after every failed or stalled session
+// with back-off (reset once a session has delivered pictures for a while). A session that
+// produces no Alive on w for watchdog is cancelled and counted as failed with ErrStalled.
+// It returns nil when ctx is done, or io.EOF when a finite source ends.
+func Supervise(ctx context.Context, src Source, sink func(frame.Packet), w *Watchdog, watchdog time.Duration, b Backoff, h Hooks) error {
+	failures := 0
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 && h.Reconnecting != nil {
+			h.Reconnecting(attempt)
+		}
+		start := time.Now()
+		w.Alive() // the session gets a full timeout to produce its first picture
+		err := runWatched(ctx, src, sink, w, watchdog)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, io.EOF) {
+			return io.EOF
+		}
+		if err == nil {
+			err = errors.New("session ended")
+		}
+		if time.Since(start) > b.withDefaults().Max {
+			failures = 0 // it ran for a while: start the back-off afresh
+		}
+		wait := b.Delay(failures)
+		failures++
+		if h.SessionEnded != nil {
+			h.SessionEnded(err, wait)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func runWatched(ctx context.Context, src Source, sink func(frame.Packet), w *Watchdog, timeout time.Duration) error {
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	done := make(chan error, 1)
+	go func() { done <- src.Run(sctx, sink) }()
+	if timeout <= 0 {
+		return <-done
+	}
+	tick := time.NewTicker(min(timeout/4, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if cause := context.Cause(sctx); errors.Is(cause, ErrStalled) && ctx.Err() == nil {
+				return ErrStalled
+			}
+			return err
+		case <-tick.C:
+			if w.since() > timeout {
+				cancel(ErrStalled)
+			}
+		}
+	}
+}
