@@ -99,8 +99,8 @@ func hostnameID() string {
 	return h
 }
 
-// applyDefaults fills a camera's unset fields.
-func (c *Camera) applyDefaults() {
+// ApplyDefaults fills a camera's unset fields.
+func (c *Camera) ApplyDefaults() {
 	if c.Transport == "" {
 		c.Transport = "auto"
 	}
@@ -146,7 +146,7 @@ func Load(path string, environ []string) (Config, error) {
 		return cfg, err
 	}
 	for i := range cfg.Cameras {
-		cfg.Cameras[i].applyDefaults()
+		cfg.Cameras[i].ApplyDefaults()
 	}
 	return cfg, cfg.Validate()
 }

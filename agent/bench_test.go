@@ -1,0 +1,50 @@
+package agent
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vigil-edge/vigil/agent/config"
+	"github.com/vigil-edge/vigil/pipeline/frame"
+	"github.com/vigil-edge/vigil/pipeline/metrics"
+	"github.com/vigil-edge/vigil/testvideos/data"
+	"github.com/vigil-edge/vigil/testvideos/harness"
+)
+
+// BenchmarkPipelineFile runs one camera's whole pipeline (file ingest, decode, buffer, detect)
+// on the PETS clip with detection on every frame, as fast as it goes: b.N frames detected.
+// Compare its frames/s with models/onnx's BenchmarkInferenceOnly (same threads): the
+// pipeline's rate should be at least 0.95 of the raw inference rate.
+func BenchmarkPipelineFile(b *testing.B) {
+	f := false
+	cam := config.Camera{ID: "bench", URL: data.MustPath(b, "videos/pedestrians_pets09_s2l1_vtest.avi"), Realtime: &f, Loop: true}
+	cam.ApplyDefaults()
+	cam.DetectFPS = 0
+	mc := config.Model{Manifest: filepath.Join(harness.RepoRoot(), "models", "yolox_nano_coco_416.json"), Dir: data.MustPath(b, "models"), Threads: 1}
+	det, err := OpenDetector(mc, cam)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var n atomic.Int64
+	target := int64(b.N)
+	sink := func(context.Context, frame.Detections) error {
+		if n.Add(1) >= target {
+			cancel()
+		}
+		return nil
+	}
+	c := newCamera(cam, metrics.NewUnregistered(), slog.New(slog.NewTextHandler(io.Discard, nil)), sink)
+	b.ResetTimer()
+	start := time.Now()
+	c.run(ctx, det)
+	el := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(n.Load())/el.Seconds(), "frames/s")
+}

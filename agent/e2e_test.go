@@ -1,0 +1,464 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/vigil-edge/vigil/agent"
+	"github.com/vigil-edge/vigil/agent/config"
+	"github.com/vigil-edge/vigil/fleet"
+	"github.com/vigil-edge/vigil/pipeline/wire"
+	"github.com/vigil-edge/vigil/testvideos/data"
+	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/server"
+)
+
+const petsClip = "videos/pedestrians_pets09_s2l1_vtest.avi"
+
+// startRTSP serves the given shared-data clips on a free port.
+func startRTSP(t *testing.T, user, pass string, clips ...string) *server.Server {
+	t.Helper()
+	var files []string
+	for _, c := range clips {
+		files = append(files, data.MustPath(t, c))
+	}
+	srv, err := server.New(server.Config{Addr: "127.0.0.1:0", Files: files, User: user, Pass: pass})
+	if err != nil {
+		t.Fatalf("rtsp server: %v", err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatalf("rtsp server start: %v", err)
+	}
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// baseConfig is an agent configuration for tests: HTTP on a free port, the shipped model.
+func baseConfig(t *testing.T, mqttURL string, cams ...config.Camera) config.Config {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DeviceID = "test-edge"
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	cfg.MQTT.URL = mqttURL
+	cfg.Model.Manifest = filepath.Join(harness.RepoRoot(), "models", "yolox_nano_coco_416.json")
+	cfg.Model.Dir = data.MustPath(t, "models")
+	for _, c := range cams {
+		if c.DetectFPS == 0 {
+			c.DetectFPS = 5
+		}
+		cfg.Cameras = append(cfg.Cameras, c)
+	}
+	for i := range cfg.Cameras {
+		cfg.Cameras[i].ApplyDefaults()
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("test config invalid: %v", err)
+	}
+	return cfg
+}
+
+// runningAgent runs an agent until the test ends.
+type runningAgent struct {
+	*agent.Agent
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startAgent(t *testing.T, cfg config.Config) *runningAgent {
+	t.Helper()
+	a, err := agent.New(cfg, nil)
+	if err != nil {
+		t.Fatalf("agent.New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ra := &runningAgent{Agent: a, cancel: cancel, done: make(chan error, 1)}
+	go func() { ra.done <- a.Run(ctx) }()
+	t.Cleanup(ra.stop)
+	return ra
+}
+
+func (ra *runningAgent) stop() {
+	ra.cancel()
+	select {
+	case <-ra.done:
+	case <-time.After(30 * time.Second):
+		panic("agent did not stop within 30s")
+	}
+}
+
+// collector subscribes to everything under vigil/v1/ and keeps what arrives.
+type collector struct {
+	mu   sync.Mutex
+	msgs map[string][][]byte // by kind
+	c    mqtt.Client
+}
+
+func subscribe(t *testing.T, brokerURL string) *collector {
+	t.Helper()
+	col := &collector{msgs: map[string][][]byte{}}
+	opts := mqtt.NewClientOptions().AddBroker(brokerURL).SetClientID(fmt.Sprintf("test-sub-%d", time.Now().UnixNano()))
+	col.c = mqtt.NewClient(opts)
+	if tok := col.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscriber connect: %v", tok.Error())
+	}
+	tok := col.c.Subscribe(wire.Root+"/#", 1, func(_ mqtt.Client, m mqtt.Message) {
+		_, kind, _, err := wire.ParseTopic(m.Topic())
+		if err != nil {
+			return
+		}
+		col.mu.Lock()
+		col.msgs[kind] = append(col.msgs[kind], append([]byte(nil), m.Payload()...))
+		col.mu.Unlock()
+	})
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	t.Cleanup(func() { col.c.Disconnect(100) })
+	return col
+}
+
+func (c *collector) get(kind string) [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([][]byte(nil), c.msgs[kind]...)
+}
+
+// waitFor polls cond every 100 ms until it is true or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// personMessages counts detections messages (validated against the schema) with a person.
+func personMessages(t *testing.T, col *collector) int {
+	n := 0
+	for _, b := range col.get(wire.KindDetections) {
+		harness.MustValidateJSON(t, "detections", b)
+		var d wire.Detections
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range d.Objects {
+			if o.Label == "person" {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// metricValue sums the samples of name whose labels contain every given fragment.
+func metricValue(exposition, name string, fragments ...string) float64 {
+	var sum float64
+	for _, line := range strings.Split(exposition, "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		ok := true
+		for _, f := range fragments {
+			ok = ok && strings.Contains(line, f)
+		}
+		if !ok {
+			continue
+		}
+		var v float64
+		fmt.Sscanf(line[strings.LastIndex(line, " ")+1:], "%g", &v)
+		sum += v
+	}
+	return sum
+}
+
+func TestEndToEndRTSPToMosquitto(t *testing.T) {
+	rtsp := startRTSP(t, "", "", petsClip)
+	broker := harness.StartMosquitto(t, harness.MosquittoOptions{})
+	col := subscribe(t, broker.URL)
+	name := strings.TrimSuffix(filepath.Base(petsClip), filepath.Ext(petsClip))
+	ra := startAgent(t, baseConfig(t, broker.URL, config.Camera{ID: "pets", URL: rtsp.URL(name)}))
+
+	waitFor(t, 60*time.Second, "3 detections messages with a person", func() bool { return personMessages(t, col) >= 3 })
+	var online bool
+	for _, b := range col.get(wire.KindStatus) {
+		harness.MustValidateJSON(t, "status", b)
+		var s wire.Status
+		_ = json.Unmarshal(b, &s)
+		online = online || (s.State == wire.StateOnline && s.DeviceID == "test-edge" && len(s.Cameras) == 1)
+	}
+	if !online {
+		t.Fatalf("no online status among %d status messages", len(col.get(wire.KindStatus)))
+	}
+	// seq increases and msg_id is unique across the device's messages.
+	seen := map[string]bool{}
+	var last uint64
+	for _, b := range col.get(wire.KindDetections) {
+		var d wire.Detections
+		_ = json.Unmarshal(b, &d)
+		if seen[d.MsgID] {
+			t.Fatalf("msg_id %s repeated", d.MsgID)
+		}
+		seen[d.MsgID] = true
+		if d.Seq <= last {
+			t.Fatalf("seq went from %d to %d", last, d.Seq)
+		}
+		last = d.Seq
+		if d.FrameWidth != 768 || d.FrameHeight != 576 || d.Model.Name != "yolox_nano_coco_416" || len(d.Model.SHA256) != 64 {
+			t.Fatalf("frame/model fields: %+v", d)
+		}
+	}
+
+	exp := scrape(t, ra.HTTPAddr())
+	for _, m := range []string{"vigil_packets_received_total", "vigil_frames_decoded_total", "vigil_frames_detected_total"} {
+		if v := metricValue(exp, m, `camera="pets"`); v <= 0 {
+			t.Errorf("%s = %v, want > 0", m, v)
+		}
+	}
+	if v := metricValue(exp, "vigil_detections_total", `label="person"`); v <= 0 {
+		t.Errorf("no person counted in vigil_detections_total")
+	}
+	if v := metricValue(exp, "vigil_mqtt_publishes_total", `kind="detections"`); v <= 0 {
+		t.Errorf("no publish counted")
+	}
+	if v := metricValue(exp, "vigil_inference_duration_seconds_count", `camera="pets"`); v <= 0 {
+		t.Errorf("inference histogram empty")
+	}
+	promtoolCheck(t, exp)
+
+	// A clean stop leaves "offline" as the retained status.
+	ra.stop()
+	waitFor(t, 10*time.Second, "offline status", func() bool {
+		st := col.get(wire.KindStatus)
+		var s wire.Status
+		return len(st) > 0 && json.Unmarshal(st[len(st)-1], &s) == nil && s.State == wire.StateOffline
+	})
+}
+
+// promtoolCheck lints an exposition with Prometheus's promtool (installed by make deps).
+func promtoolCheck(t *testing.T, exposition string) {
+	t.Helper()
+	bin, err := exec.LookPath("promtool")
+	if err != nil {
+		p := filepath.Join(harness.RepoRoot(), ".deps", "prometheus", "usr", "bin", "promtool")
+		if _, e := os.Stat(p); e != nil {
+			t.Fatalf("promtool not found: run `make deps`")
+		}
+		bin = p
+	}
+	cmd := exec.Command(bin, "check", "metrics")
+	cmd.Stdin = strings.NewReader(exposition)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+func TestReconnectsAfterRTSPServerRestart(t *testing.T) {
+	port := harness.FreePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	file := data.MustPath(t, petsClip)
+	srv, err := server.New(server.Config{Addr: addr, Files: []string{file}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	broker := harness.StartMosquitto(t, harness.MosquittoOptions{})
+	col := subscribe(t, broker.URL)
+	cam := config.Camera{ID: "pets", URL: srv.URL("pedestrians_pets09_s2l1_vtest"), Watchdog: 3 * time.Second}
+	ra := startAgent(t, baseConfig(t, broker.URL, cam))
+	waitFor(t, 60*time.Second, "first detections", func() bool { return len(col.get(wire.KindDetections)) >= 2 })
+
+	srv.Close()
+	time.Sleep(5 * time.Second)
+	before := len(col.get(wire.KindDetections))
+	srv2, err := server.New(server.Config{Addr: addr, Files: []string{file}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv2.Start(); err != nil {
+		t.Fatalf("restart the RTSP server on %s: %v", addr, err)
+	}
+	t.Cleanup(srv2.Close)
+	waitFor(t, 60*time.Second, "detections after the restart", func() bool { return len(col.get(wire.KindDetections)) >= before+3 })
+	if v := metricValue(scrape(t, ra.HTTPAddr()), "vigil_source_reconnects_total", `camera="pets"`); v < 1 {
+		t.Fatalf("vigil_source_reconnects_total = %v, want >= 1", v)
+	}
+	if st := ra.Status().Cameras[0]; st.Reconnects < 1 || st.State != agent.StateStreaming {
+		t.Fatalf("camera status after reconnect: %+v", st)
+	}
+}
+
+func TestBadInputIsNamedAndOtherCamerasKeepRunning(t *testing.T) {
+	rtsp := startRTSP(t, "", "", petsClip)
+	locked := startRTSP(t, "viewer", "right", "videos/mot15_tud_campus.mp4")
+	broker := harness.StartMosquitto(t, harness.MosquittoOptions{})
+	col := subscribe(t, broker.URL)
+	dir := t.TempDir()
+
+	notVideo := filepath.Join(dir, "notes.mp4")
+	os.WriteFile(notVideo, []byte("this is not a video\n"), 0o644)
+
+	realManifest := filepath.Join(harness.RepoRoot(), "models", "yolox_nano_coco_416.json")
+	manifest := func(name string, edit func(m map[string]any)) string {
+		b, _ := os.ReadFile(realManifest)
+		var m map[string]any
+		json.Unmarshal(b, &m)
+		edit(m)
+		out, _ := json.Marshal(m)
+		p := filepath.Join(dir, name+".json")
+		os.WriteFile(p, out, 0o644)
+		return p
+	}
+	os.WriteFile(filepath.Join(dir, "corrupt.onnx"), []byte("\x08\x07garbage, not a model"), 0o644)
+	corrupt := manifest("corrupt", func(m map[string]any) { m["file"] = "corrupt.onnx"; delete(m, "sha256") })
+	shape := manifest("shape", func(m map[string]any) {
+		m["file"] = filepath.Join(data.MustPath(t, "models"), "yolox_nano_coco_416.onnx")
+		m["input"].(map[string]any)["width"] = 320
+		m["input"].(map[string]any)["height"] = 320
+	})
+
+	pets := rtsp.URL("pedestrians_pets09_s2l1_vtest")
+	wrong := strings.Replace(locked.URL("mot15_tud_campus"), "rtsp://", "rtsp://viewer:wrong@", 1)
+	cfg := baseConfig(t, broker.URL,
+		config.Camera{ID: "good", URL: pets},
+		config.Camera{ID: "unreachable", URL: fmt.Sprintf("rtsp://127.0.0.1:%d/none", harness.FreePort(t))},
+		config.Camera{ID: "badcreds", URL: wrong},
+		config.Camera{ID: "notvideo", URL: notVideo},
+		config.Camera{ID: "corruptmodel", URL: pets, Model: &config.Model{Manifest: corrupt, Dir: dir, Threads: 1}},
+		config.Camera{ID: "badshape", URL: pets, Model: &config.Model{Manifest: shape, Dir: dir, Threads: 1}},
+	)
+	ra := startAgent(t, cfg)
+
+	waitFor(t, 60*time.Second, "detections from the good camera", func() bool { return personMessages(t, col) >= 3 })
+	want := map[string][]string{
+		"unreachable":  {"unreachable"},
+		"badcreds":     {"401", "unauthorized"},
+		"notvideo":     {"notes.mp4", "not a video"},
+		"corruptmodel": {"corrupt.onnx"},
+		"badshape":     {"does not match"},
+	}
+	waitFor(t, 30*time.Second, "an error on every bad camera", func() bool {
+		for _, c := range ra.Status().Cameras {
+			if _, bad := want[c.ID]; bad && c.LastError == "" {
+				return false
+			}
+		}
+		return true
+	})
+	for _, c := range ra.Status().Cameras {
+		frags, bad := want[c.ID]
+		if !bad {
+			if c.ID != "good" || c.State != agent.StateStreaming || c.Detected == 0 {
+				t.Errorf("good camera: %+v", c)
+			}
+			continue
+		}
+		hit := false
+		for _, f := range frags {
+			hit = hit || strings.Contains(strings.ToLower(c.LastError), strings.ToLower(f))
+		}
+		if !hit {
+			t.Errorf("camera %s: error %q names none of %v", c.ID, c.LastError, frags)
+		}
+		if strings.Contains(c.LastError, "wrong") {
+			t.Errorf("camera %s: a password leaked into the error: %q", c.ID, c.LastError)
+		}
+	}
+	for _, b := range col.get(wire.KindDetections) {
+		var d wire.Detections
+		json.Unmarshal(b, &d)
+		if d.Camera != "good" {
+			t.Fatalf("detections from camera %s, which cannot run", d.Camera)
+		}
+	}
+}
+
+func TestCheckConfigNamesEveryBadKey(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(p, []byte("device_id: 'no spaces allowed'\ncameras:\n  - id: c1\n    url: ftp://x/y\n    detect_fps: -2\n"), 0o644)
+	var out, errb strings.Builder
+	if code := agent.Main([]string{"check-config", "--config", p}, &out, &errb); code != 1 {
+		t.Fatalf("exit %d, want 1; stderr:\n%s", code, errb.String())
+	}
+	lines := strings.Split(strings.TrimSpace(errb.String()), "\n")
+	for _, key := range []string{"'device_id'", "'cameras[0].url'", "'cameras[0].detect_fps'"} {
+		found := 0
+		for _, l := range lines {
+			if strings.Contains(l, key) {
+				found++
+			}
+		}
+		if found != 1 {
+			t.Errorf("want one line naming %s, got:\n%s", key, errb.String())
+		}
+	}
+	good := filepath.Join(t.TempDir(), "good.yaml")
+	os.WriteFile(good, []byte("device_id: d\ncameras:\n  - id: c1\n    url: rtsp://127.0.0.1/x\n"), 0o644)
+	out.Reset()
+	errb.Reset()
+	if code := agent.Main([]string{"check-config", "--config", good}, &out, &errb); code != 0 || !strings.Contains(out.String(), "config ok") {
+		t.Fatalf("good config: exit %d, %q %q", code, out.String(), errb.String())
+	}
+}
+
+func TestEndToEndThroughFleetEmbeddedBroker(t *testing.T) {
+	rtsp := startRTSP(t, "", "", petsClip)
+	core, err := fleet.New(fleet.Config{MQTTListen: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)), HTTPListen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatalf("fleet: %v", err)
+	}
+	t.Cleanup(func() { core.Close() })
+	brokerURL := "tcp://" + core.BrokerAddr()
+	col := subscribe(t, brokerURL)
+	startAgent(t, baseConfig(t, brokerURL, config.Camera{ID: "pets", URL: rtsp.URL("pedestrians_pets09_s2l1_vtest")}))
+
+	waitFor(t, 60*time.Second, "persons through the embedded broker", func() bool { return personMessages(t, col) >= 3 })
+	// The fleet's own view, over its HTTP API.
+	waitFor(t, 10*time.Second, "the fleet API to show the device with persons", func() bool {
+		resp, err := http.Get("http://" + core.HTTPAddr() + "/api/v1/devices/test-edge")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var dev struct {
+			Online  bool `json:"online"`
+			Cameras []struct {
+				ID      string            `json:"id"`
+				Objects map[string]uint64 `json:"objects"`
+			} `json:"cameras"`
+		}
+		if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&dev) != nil {
+			return false
+		}
+		return dev.Online && len(dev.Cameras) == 1 && dev.Cameras[0].ID == "pets" && dev.Cameras[0].Objects["person"] > 0
+	})
+}

@@ -1,0 +1,13 @@
+BINARIES := vigil-agent vigil-fleet vigil-testvideos
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/vigil-edge/vigil/pipeline/metrics.Version=$(VERSION)
+
+.PHONY: build demo
+build: ## build the three binaries into bin/
+	@mkdir -p bin
+	go build -ldflags '$(LDFLAGS)' -o bin/vigil-agent ./agent/cmd/vigil-agent
+	go build -ldflags '$(LDFLAGS)' -o bin/vigil-fleet ./fleet/cmd/vigil-fleet
+	go build -ldflags '$(LDFLAGS)' -o bin/vigil-testvideos ./testvideos/cmd/vigil-testvideos
+
+demo: deps build ## run the fleet, a test RTSP camera and the agent; live detections (DEMO_SECONDS=N to stop)
+	@./build/demo.sh
