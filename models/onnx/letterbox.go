@@ -1,0 +1,114 @@
+package onnx
+
+import (
+	"fmt"
+	"image"
+
+	"gocv.io/x/gocv"
+
+	"github.com/vigil-edge/vigil/models"
+)
+
+// geometry is where a frame lands in the model input: resized to rw x rh at offset (ox, oy),
+// scaled by sx, sy.
+type geometry struct {
+	srcW, srcH int
+	rw, rh     int
+	ox, oy     int
+	sx, sy     float32
+}
+
+// letterbox computes the geometry of a srcW x srcH frame in a dstW x dstH input for a
+// manifest letterbox mode ("stretch", "center" or "top-left").
+func letterbox(mode string, srcW, srcH, dstW, dstH int) geometry {
+	g := geometry{srcW: srcW, srcH: srcH, rw: dstW, rh: dstH}
+	if mode != "stretch" {
+		r := min(float64(dstW)/float64(srcW), float64(dstH)/float64(srcH))
+		// Truncate like YOLOX's own preprocessing (int(w*r)); never below one pixel.
+		g.rw = min(max(int(float64(srcW)*r), 1), dstW)
+		g.rh = min(max(int(float64(srcH)*r), 1), dstH)
+		if mode == "center" {
+			g.ox, g.oy = (dstW-g.rw)/2, (dstH-g.rh)/2
+		}
+	}
+	g.sx, g.sy = float32(g.rw)/float32(srcW), float32(g.rh)/float32(srcH)
+	return g
+}
+
+// toSource maps a box in model-input pixels back to the frame, clipped to it.
+func (g geometry) toSource(b models.Box) models.Box {
+	clip := func(v float32, hi int) float32 { return min(max(v, 0), float32(hi)) }
+	return models.Box{
+		X1: clip((b.X1-float32(g.ox))/g.sx, g.srcW),
+		Y1: clip((b.Y1-float32(g.oy))/g.sy, g.srcH),
+		X2: clip((b.X2-float32(g.ox))/g.sx, g.srcW),
+		Y2: clip((b.Y2-float32(g.oy))/g.sy, g.srcH),
+	}
+}
+
+// prepare letterboxes img into the input tensor. The padding is written only when the frame's
+// geometry changes, since the picture always lands on the same rectangle.
+func (d *Detector) prepare(img models.Image) (geometry, error) {
+	W, H := d.m.Input.Width, d.m.Input.Height
+	g := letterbox(d.m.Input.Letterbox, img.Width, img.Height, W, H)
+	plane := W * H
+	t := d.in.GetData()
+	p0, p1, p2 := t[:plane:plane], t[plane:2*plane:2*plane], t[2*plane:3*plane:3*plane]
+	if g != d.geom {
+		pad := d.m.Input.PadValue
+		fill(p0, d.lut[0][pad])
+		fill(p1, d.lut[1][pad])
+		fill(p2, d.lut[2][pad])
+		d.geom = g
+	}
+
+	rowBytes := 3 * img.Width
+	pix := img.Pix[:img.Height*img.Stride-img.Stride+rowBytes]
+	if img.Stride != rowBytes {
+		if cap(d.packed) < img.Height*rowBytes {
+			d.packed = make([]byte, img.Height*rowBytes)
+		}
+		d.packed = d.packed[:img.Height*rowBytes]
+		for y := range img.Height {
+			copy(d.packed[y*rowBytes:(y+1)*rowBytes], img.Pix[y*img.Stride:])
+		}
+		pix = d.packed
+	}
+	src := pix
+	if g.rw != img.Width || g.rh != img.Height {
+		mat, err := gocv.NewMatFromBytes(img.Height, img.Width, gocv.MatTypeCV8UC3, pix)
+		if err != nil {
+			return g, fmt.Errorf("%w: %v", models.ErrBadImage, err)
+		}
+		gocv.Resize(mat, &d.resized, image.Pt(g.rw, g.rh), 0, 0, gocv.InterpolationLinear)
+		mat.Close()
+		if !d.resized.IsContinuous() || d.resized.Cols() != g.rw || d.resized.Rows() != g.rh {
+			return g, fmt.Errorf("model %q: resize to %dx%d failed", d.m.Name, g.rw, g.rh)
+		}
+		if src, err = d.resized.DataPtrUint8(); err != nil {
+			return g, fmt.Errorf("model %q: resized frame: %w", d.m.Name, err)
+		}
+	}
+
+	l0, l1, l2 := &d.lut[0], &d.lut[1], &d.lut[2]
+	b0, b1, b2 := d.srcByte[0], d.srcByte[1], d.srcByte[2]
+	for y := range g.rh {
+		row := src[y*3*g.rw : (y+1)*3*g.rw : (y+1)*3*g.rw]
+		o := (g.oy+y)*W + g.ox
+		q0, q1, q2 := p0[o:o+g.rw:o+g.rw], p1[o:o+g.rw:o+g.rw], p2[o:o+g.rw:o+g.rw]
+		for x := range q0 {
+			px := row[3*x : 3*x+3 : 3*x+3]
+			q0[x] = l0[px[b0]]
+			q1[x] = l1[px[b1]]
+			q2[x] = l2[px[b2]]
+		}
+	}
+	return g, nil
+}
+
+// fill sets every element of s to v.
+func fill(s []float32, v float32) {
+	for i := range s {
+		s[i] = v
+	}
+}
