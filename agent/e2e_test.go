@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -74,6 +75,8 @@ type runningAgent struct {
 	*agent.Agent
 	cancel context.CancelFunc
 	done   chan error
+	t      *testing.T
+	once   sync.Once
 }
 
 func startAgent(t *testing.T, cfg config.Config) *runningAgent {
@@ -85,16 +88,22 @@ func startAgent(t *testing.T, cfg config.Config) *runningAgent {
 	ctx, cancel := context.WithCancel(context.Background())
 	ra := &runningAgent{Agent: a, cancel: cancel, done: make(chan error, 1)}
 	go func() { ra.done <- a.Run(ctx) }()
+	ra.t = t
 	t.Cleanup(ra.stop)
 	return ra
 }
 
 func (ra *runningAgent) stop() {
+	ra.once.Do(ra.stopOnce)
+}
+
+func (ra *runningAgent) stopOnce() {
 	ra.cancel()
 	select {
 	case <-ra.done:
 	case <-time.After(30 * time.Second):
-		panic("agent did not stop within 30s")
+		buf := make([]byte, 1<<20)
+		ra.t.Errorf("agent did not stop within 30s; goroutines:\n%s", buf[:runtime.Stack(buf, true)])
 	}
 }
 

@@ -11,3 +11,7 @@ vet: ## go vet
 
 fmt-check: ## fail if gofmt would change a file
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+.PHONY: bench
+bench: deps ## benchmarks: pipeline vs raw inference, decode vs ffmpeg (record in docs/BENCHMARKS.md)
+	@./build/bench.sh

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# make bench: the pipeline beside its limits, measured in one run on this machine.
+#   1. raw ONNX Runtime inference (1 thread) vs the whole pipeline on a file, detection on every frame
+#   2. our libavcodec decode (1 thread, BGR out) vs `ffmpeg -threads 1 -f null` on the same file
+# Results go to stdout and .cache/bench/latest.txt; copy the figures into docs/BENCHMARKS.md.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+DATA="${EDGE_DATA_DIR:-$ROOT/../shared/data}"
+OUT="$ROOT/.cache/bench"
+mkdir -p "$OUT"
+BENCHTIME="${BENCHTIME:-200x}"
+{
+	echo "# make bench, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(go version | cut -d' ' -f3)"
+	echo "## detection: raw inference vs pipeline (PETS09 768x576, YOLOX-nano 416, 1 thread)"
+	go test -run '^$' -bench 'BenchmarkInferenceOnly$|BenchmarkDetect$' -benchtime "$BENCHTIME" ./models/onnx/ | grep -E '^Benchmark'
+	go test -run '^$' -bench 'BenchmarkPipelineFile$' -benchtime "$BENCHTIME" ./agent/ | grep -E '^Benchmark'
+	echo "## decode: ours vs ffmpeg -threads 1"
+	go test -run '^$' -bench 'BenchmarkDecode' -benchtime 3s ./pipeline/decode/ | grep -E '^Benchmark'
+	for f in traffic_highway_fixed_1.mp4 pedestrians_pets09_s2l1_vtest.avi; do
+		for pix in "" "-pix_fmt bgr24"; do
+			line=$(ffmpeg -hide_banner -nostats -benchmark -threads 1 -i "$DATA/videos/$f" -an $pix -f null - 2>&1 | grep -E 'bench: utime' || true)
+			frames=$(ffprobe -v error -select_streams v:0 -count_packets -show_entries stream=nb_read_packets -of csv=p=0 "$DATA/videos/$f")
+			rt=$(echo "$line" | sed -E 's/.*rtime=([0-9.]+)s.*/\1/')
+			printf 'ffmpeg -threads 1 %-16s %-36s %5s frames in %ss = %.0f frames/s\n' "${pix:-(decode only)}" "$f" "$frames" "$rt" "$(awk -v f="$frames" -v t="$rt" 'BEGIN{print f/t}')"
+		done
+	done
+} | tee "$OUT/latest.txt"
