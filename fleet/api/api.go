@@ -1,0 +1,182 @@
+// Package api is the fleet controller's HTTP API: its JSON types (snake_case, stable for
+// clients such as `vigil-fleet watch`) and handlers.
+//
+//	GET /healthz              200 when the MQTT subscriber is connected, 503 otherwise
+//	GET /api/v1/devices       every device, sorted by id
+//	GET /api/v1/devices/{id}  one device; 404 when unknown
+//
+// Errors are JSON: {"error": "..."}.
+package api
+
+import (
+	"encoding/json"
+	"log/slog"
+	"maps"
+	"math"
+	"net/http"
+	"time"
+
+	"github.com/vigil-edge/vigil/fleet/ingest"
+	"github.com/vigil-edge/vigil/fleet/registry"
+)
+
+// Device is one device as the API shows it.
+type Device struct {
+	ID         string            `json:"id"`
+	Online     bool              `json:"online"`
+	State      string            `json:"state"` // online, offline, or "" before any status
+	Version    string            `json:"version,omitempty"`
+	FirstSeen  time.Time         `json:"first_seen"`
+	LastSeen   time.Time         `json:"last_seen"`
+	StatusAt   time.Time         `json:"status_at,omitzero"`
+	Messages   map[string]uint64 `json:"messages"` // accepted messages by kind
+	Duplicates uint64            `json:"duplicates"`
+	Cameras    []Camera          `json:"cameras"`
+}
+
+// Camera is one camera of a device.
+type Camera struct {
+	ID              string            `json:"id"`
+	Detections      uint64            `json:"detections"` // detections messages received
+	Objects         map[string]uint64 `json:"objects"`    // objects by label
+	LastDetectionAt time.Time         `json:"last_detection_at,omitzero"`
+	LastReceivedAt  time.Time         `json:"last_received_at,omitzero"`
+	Rate            float64           `json:"rate"` // detections messages per second over the last seconds, 2 decimals
+}
+
+// Health is the body of /healthz.
+type Health struct {
+	Status   string            `json:"status"` // "ok" or "unavailable"
+	MQTT     MQTT              `json:"mqtt"`
+	Devices  int               `json:"devices"`
+	Rejected map[string]uint64 `json:"rejected"` // rejected messages by reason
+}
+
+// MQTT describes the subscriber's connection.
+type MQTT struct {
+	Broker     string    `json:"broker"`
+	ClientID   string    `json:"client_id"`
+	Connected  bool      `json:"connected"`
+	Since      time.Time `json:"since,omitzero"`
+	LastError  string    `json:"last_error,omitempty"`
+	Messages   uint64    `json:"messages"`
+	Rejected   uint64    `json:"rejected"`
+	Subscribes uint64    `json:"subscribes"`
+}
+
+// Error is the body of every error response.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// Devices is what the API reads devices from; its methods may be called concurrently.
+type Devices interface {
+	Devices() []registry.Device
+	Device(id string) (registry.Device, bool)
+	Rejected() map[string]uint64
+}
+
+// Conn reports the MQTT subscriber's state; it may be called concurrently.
+type Conn interface {
+	Status() ingest.Status
+}
+
+// Handler returns the API's handler.
+func Handler(devices Devices, conn Conn, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.Default()
+	}
+	h := &handlers{devices: devices, conn: conn, log: log.With("component", "api")}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", h.health)
+	mux.HandleFunc("GET /api/v1/devices", h.list)
+	mux.HandleFunc("GET /api/v1/devices/{id}", h.get)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		h.write(w, http.StatusNotFound, Error{Error: "no such endpoint: " + r.URL.Path})
+	})
+	return mux
+}
+
+type handlers struct {
+	devices Devices
+	conn    Conn
+	log     *slog.Logger
+}
+
+func (h *handlers) health(w http.ResponseWriter, _ *http.Request) {
+	st := h.conn.Status()
+	body := Health{
+		Status:   "ok",
+		MQTT:     MQTT(st),
+		Devices:  len(h.devices.Devices()),
+		Rejected: h.devices.Rejected(),
+	}
+	code := http.StatusOK
+	if !st.Connected {
+		body.Status, code = "unavailable", http.StatusServiceUnavailable
+	}
+	h.write(w, code, body)
+}
+
+func (h *handlers) list(w http.ResponseWriter, _ *http.Request) {
+	ds := h.devices.Devices()
+	out := make([]Device, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, FromRegistry(d))
+	}
+	h.write(w, http.StatusOK, out)
+}
+
+func (h *handlers) get(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	d, ok := h.devices.Device(id)
+	if !ok {
+		h.write(w, http.StatusNotFound, Error{Error: "unknown device " + id})
+		return
+	}
+	h.write(w, http.StatusOK, FromRegistry(d))
+}
+
+func (h *handlers) write(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		h.log.Debug("write response", "error", err)
+	}
+}
+
+// FromRegistry converts a registry snapshot to its API form.
+func FromRegistry(d registry.Device) Device {
+	out := Device{
+		ID:         d.ID,
+		Online:     d.Online,
+		State:      d.State,
+		Version:    d.Version,
+		FirstSeen:  d.FirstSeen,
+		LastSeen:   d.LastSeen,
+		StatusAt:   d.StatusAt,
+		Messages:   maps.Clone(d.Messages),
+		Duplicates: d.Duplicates,
+		Cameras:    make([]Camera, 0, len(d.Cameras)),
+	}
+	if out.Messages == nil {
+		out.Messages = map[string]uint64{}
+	}
+	for _, c := range d.Cameras {
+		objs := maps.Clone(c.Objects)
+		if objs == nil {
+			objs = map[string]uint64{}
+		}
+		out.Cameras = append(out.Cameras, Camera{
+			ID:              c.ID,
+			Detections:      c.Detections,
+			Objects:         objs,
+			LastDetectionAt: c.LastDetectionAt,
+			LastReceivedAt:  c.LastReceivedAt,
+			Rate:            math.Round(c.Rate*100) / 100,
+		})
+	}
+	return out
+}

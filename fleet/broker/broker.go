@@ -1,0 +1,139 @@
+// Package broker is the fleet controller's embedded MQTT broker (mochi-mqtt): agents connect to
+// it, publish their status and detections, and the fleet's own subscriber reads them back.
+//
+// Access control is a seam: [Config.Auth] takes any mochi hook that answers
+// OnConnectAuthenticate and OnACLCheck. Today the default allows everyone; per-device
+// credentials, topic ACLs and TLS come later without changing the callers.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// DefaultAddr is the TCP address the broker listens on by default.
+const DefaultAddr = "127.0.0.1:1883"
+
+// Config configures a Broker.
+type Config struct {
+	Addr   string       // TCP listen address; DefaultAddr when empty; port 0 picks a free one
+	Logger *slog.Logger // slog.Default() when nil; mochi's own logs go here at warn and above
+	// Auth authenticates clients and checks topic access: a mochi hook providing
+	// OnConnectAuthenticate and OnACLCheck. Nil allows everything.
+	Auth mqtt.Hook
+}
+
+// Broker is a running embedded MQTT broker. Start it once; Close it once.
+type Broker struct {
+	cfg    Config
+	srv    *mqtt.Server
+	tcp    *listeners.TCP
+	closed sync.Once
+}
+
+// New validates cfg and prepares a broker; it does no I/O.
+func New(cfg Config) (*Broker, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Auth == nil {
+		cfg.Auth = new(auth.AllowHook)
+	}
+	return &Broker{cfg: cfg}, nil
+}
+
+// Start listens on the configured address and serves clients in the background. It returns
+// once the listener is bound; the address is then in [Broker.Addr].
+func (b *Broker) Start() error {
+	if b.srv != nil {
+		return errors.New("broker already started")
+	}
+	log := slog.New(warnOnly{b.cfg.Logger.With("component", "broker").Handler()})
+	srv := mqtt.New(&mqtt.Options{InlineClient: false, Logger: log})
+	if err := srv.AddHook(b.cfg.Auth, nil); err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("broker: add auth hook: %w", err)
+	}
+	tcp := listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "tcp", Address: b.cfg.Addr})
+	if err := srv.AddListener(tcp); err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("broker: listen on %s: %w", b.cfg.Addr, err)
+	}
+	if err := srv.Serve(); err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("broker: serve: %w", err)
+	}
+	b.srv, b.tcp = srv, tcp
+	b.cfg.Logger.Info("mqtt broker listening", "component", "broker", "addr", tcp.Address())
+	return nil
+}
+
+// Addr is the address the broker listens on (host:port), valid after Start.
+func (b *Broker) Addr() string {
+	if b.tcp == nil {
+		return b.cfg.Addr
+	}
+	return b.tcp.Address()
+}
+
+// URL is the broker's address as a client URL (tcp://host:port), valid after Start.
+func (b *Broker) URL() string { return "tcp://" + b.Addr() }
+
+// Close disconnects every client, stops listening and waits for the client goroutines to end.
+// Safe to call more than once and before Start.
+func (b *Broker) Close() error {
+	var err error
+	b.closed.Do(func() {
+		if b.srv != nil {
+			err = b.srv.Close()
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("broker: close: %w", err)
+	}
+	return nil
+}
+
+// warnOnly passes records at warn level and above to the wrapped handler: mochi logs every
+// connect and disconnect at info. Mochi also warns, with an empty message, about every client
+// connection that ends with an error; an end of stream or a connection closed at shutdown is
+// normal and dropped, the rest get a message.
+type warnOnly struct{ slog.Handler }
+
+func (w warnOnly) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message != "" {
+		return w.Handler.Handle(ctx, r)
+	}
+	normal := false
+	r.Attrs(func(a slog.Attr) bool {
+		if err, ok := a.Value.Any().(error); ok && a.Key == "error" {
+			normal = errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
+		}
+		return true
+	})
+	if normal {
+		return nil
+	}
+	r.Message = "client connection ended"
+	return w.Handler.Handle(ctx, r)
+}
+
+func (w warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && w.Handler.Enabled(ctx, l)
+}
+
+func (w warnOnly) WithAttrs(a []slog.Attr) slog.Handler { return warnOnly{w.Handler.WithAttrs(a)} }
+
+func (w warnOnly) WithGroup(n string) slog.Handler { return warnOnly{w.Handler.WithGroup(n)} }

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/vigil-edge/vigil/fleet"
+	"github.com/vigil-edge/vigil/fleet/broker"
+)
+
+// serve runs the fleet controller until ctx is cancelled, then shuts it down.
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	mqttListen := fs.String("mqtt-listen", broker.DefaultAddr, "embedded MQTT broker's listen address")
+	brokerURL := fs.String("broker", "", "external MQTT broker URL (tcp://host:port); disables the embedded broker")
+	httpListen := fs.String("http", fleet.DefaultHTTPAddr, "HTTP API listen address")
+	clientID := fs.String("client-id", "", "MQTT client id (default vigil-fleet-<hostname>)")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		return usageError{fmt.Errorf("serve: --log-level %q: want debug, info, warn or error", *level)}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+
+	core, err := fleet.New(fleet.Config{
+		MQTTListen: *mqttListen,
+		Broker:     *brokerURL,
+		HTTPListen: *httpListen,
+		ClientID:   *clientID,
+		Logger:     log,
+	})
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	var failed error
+	select {
+	case <-ctx.Done():
+	case failed = <-core.Failed():
+	}
+	if err := core.Close(); err != nil && failed == nil {
+		failed = err
+	}
+	if failed != nil {
+		return fmt.Errorf("serve: %w", failed)
+	}
+	return nil
+}

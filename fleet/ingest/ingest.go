@@ -1,0 +1,286 @@
+// Package ingest is the fleet controller's MQTT subscriber: a paho client that connects to a
+// broker (the embedded one or an external one), subscribes at QoS 1 to every device's status and
+// detections, and hands each message to a Handler (the registry). It reconnects by itself and
+// subscribes again after every reconnect.
+//
+//	broker ──MQTT QoS 1──▶ Subscriber ──HandleMessage(topic, payload)──▶ registry
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/vigil-edge/vigil/pipeline/wire"
+)
+
+// Topics are the filters the subscriber subscribes to, at QoS 1.
+var Topics = []string{
+	wire.Root + "/+/" + wire.KindStatus,
+	wire.Root + "/+/" + wire.KindDetections + "/+",
+}
+
+// Handler receives the messages.
+type Handler interface {
+	// HandleMessage is called once per message received, one call at a time, from the
+	// subscriber's MQTT client; it must return quickly. An error means the message was
+	// rejected: the subscriber counts it and moves on (the message is acknowledged anyway, as
+	// a redelivery would be rejected again).
+	HandleMessage(topic string, payload []byte) error
+}
+
+// Config configures a Subscriber.
+type Config struct {
+	BrokerURL string       // e.g. tcp://127.0.0.1:1883; required
+	ClientID  string       // vigil-fleet-<hostname> when empty
+	Logger    *slog.Logger // slog.Default() when nil
+	// CleanSession starts a fresh MQTT session on every connect. By default the session
+	// persists, so that the broker queues QoS 1 messages while the subscriber reconnects.
+	CleanSession bool
+	// RetryInterval is the pause between connect attempts and the upper bound of the
+	// reconnect back-off; 2 s when zero. Close may wait about this long for paho to stop.
+	RetryInterval time.Duration
+}
+
+// Status describes the subscriber's connection, for health checks.
+type Status struct {
+	Broker     string    // broker URL
+	ClientID   string    // MQTT client id
+	Connected  bool      // connected and subscribed
+	Since      time.Time // when Connected last changed
+	LastError  string    // why the connection was last lost or a subscribe failed
+	Messages   uint64    // messages received
+	Rejected   uint64    // messages the handler returned an error for
+	Subscribes uint64    // successful subscribes (1 + reconnects)
+}
+
+// Subscriber is the MQTT subscriber. Start it once, Close it once.
+type Subscriber struct {
+	cfg     Config
+	h       Handler
+	log     *slog.Logger
+	client  mqtt.Client
+	connect mqtt.Token
+	up      chan struct{} // a connection came up: subscribe (1-buffered)
+
+	messages, rejected, subscribes atomic.Uint64
+
+	mu        sync.Mutex
+	connected bool
+	since     time.Time
+	lastErr   string
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// New validates cfg; it does no I/O.
+func New(cfg Config, h Handler) (*Subscriber, error) {
+	if h == nil {
+		return nil, errors.New("ingest: nil handler")
+	}
+	u, err := url.Parse(cfg.BrokerURL)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: broker url: %w", err)
+	}
+	switch u.Scheme {
+	case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
+	default:
+		return nil, fmt.Errorf("ingest: broker url %q: want tcp://host:port", cfg.BrokerURL)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("ingest: broker url %q has no host", cfg.BrokerURL)
+	}
+	if cfg.ClientID == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "unknown"
+		}
+		cfg.ClientID = "vigil-fleet-" + host
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.RetryInterval <= 0 {
+		cfg.RetryInterval = 2 * time.Second
+	}
+	return &Subscriber{
+		cfg: cfg,
+		h:   h,
+		log: cfg.Logger.With("component", "ingest"),
+		up:  make(chan struct{}, 1),
+	}, nil
+}
+
+// Start begins connecting in the background and returns at once: a broker that is not up yet
+// is retried until Close. [Subscriber.Status] tells when messages flow.
+func (s *Subscriber) Start() error {
+	if s.client != nil {
+		return errors.New("ingest: already started")
+	}
+	opts := mqtt.NewClientOptions().
+		AddBroker(s.cfg.BrokerURL).
+		SetClientID(s.cfg.ClientID).
+		SetCleanSession(s.cfg.CleanSession).
+		SetOrderMatters(true).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(s.cfg.RetryInterval).
+		SetMaxReconnectInterval(s.cfg.RetryInterval).
+		SetConnectTimeout(5 * time.Second).
+		SetKeepAlive(30 * time.Second).
+		// With a persistent session the broker may deliver before Subscribe returns: one
+		// handler for everything.
+		SetDefaultPublishHandler(s.onMessage).
+		SetOnConnectHandler(func(mqtt.Client) {
+			select {
+			case s.up <- struct{}{}:
+			default:
+			}
+		}).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			s.setConnected(false, err)
+			s.log.Warn("mqtt connection lost; reconnecting", "broker", s.cfg.BrokerURL, "error", err)
+		})
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.client = mqtt.NewClient(opts)
+	s.connect = s.client.Connect()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.run(ctx)
+	}()
+	return nil
+}
+
+// run subscribes every time a connection comes up, until ctx ends.
+func (s *Subscriber) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.up:
+		}
+		for !s.subscribe(ctx) {
+			if !s.client.IsConnectionOpen() {
+				break // the next connection signals up again
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(s.cfg.RetryInterval):
+			}
+		}
+	}
+}
+
+// subscribe subscribes to Topics and reports whether it worked.
+func (s *Subscriber) subscribe(ctx context.Context) bool {
+	filters := make(map[string]byte, len(Topics))
+	for _, t := range Topics {
+		filters[t] = 1
+	}
+	tok := s.client.SubscribeMultiple(filters, nil)
+	select {
+	case <-ctx.Done():
+		return true
+	case <-tok.Done():
+	}
+	err := tok.Error()
+	if st, ok := tok.(*mqtt.SubscribeToken); ok && err == nil {
+		for topic, code := range st.Result() {
+			if code == 0x80 {
+				err = fmt.Errorf("broker refused subscription to %s", topic)
+			}
+		}
+	}
+	if err != nil {
+		s.setConnected(false, fmt.Errorf("subscribe: %w", err))
+		s.log.Warn("mqtt subscribe failed", "broker", s.cfg.BrokerURL, "error", err)
+		return false
+	}
+	s.subscribes.Add(1)
+	s.setConnected(s.client.IsConnectionOpen(), nil)
+	s.log.Info("subscribed", "broker", s.cfg.BrokerURL, "client_id", s.cfg.ClientID, "topics", Topics)
+	return true
+}
+
+func (s *Subscriber) setConnected(c bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c != s.connected {
+		s.connected, s.since = c, time.Now()
+	}
+	if err != nil {
+		s.lastErr = err.Error()
+	}
+}
+
+func (s *Subscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
+	s.messages.Add(1)
+	if err := s.h.HandleMessage(m.Topic(), m.Payload()); err != nil {
+		s.rejected.Add(1)
+		s.log.Debug("message rejected", "topic", m.Topic(), "error", err)
+	}
+}
+
+// Connected reports whether the subscriber is connected and subscribed.
+func (s *Subscriber) Connected() bool {
+	s.mu.Lock()
+	c := s.connected
+	s.mu.Unlock()
+	return c && s.client != nil && s.client.IsConnectionOpen()
+}
+
+// Status reports the connection and message counts.
+func (s *Subscriber) Status() Status {
+	connected := s.Connected()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Status{
+		Broker:     s.cfg.BrokerURL,
+		ClientID:   s.cfg.ClientID,
+		Connected:  connected,
+		Since:      s.since,
+		LastError:  s.lastErr,
+		Messages:   s.messages.Load(),
+		Rejected:   s.rejected.Load(),
+		Subscribes: s.subscribes.Load(),
+	}
+}
+
+// Close disconnects and waits for the subscriber's goroutine and, within a bound of a few
+// retry intervals, for paho's connect and reconnect loops to stop. Safe to call more than
+// once and before Start. After Close returns the handler is not called again.
+func (s *Subscriber) Close() error {
+	s.once.Do(func() {
+		if s.client == nil {
+			return
+		}
+		s.cancel()
+		s.wg.Wait()
+		s.client.Disconnect(250)
+		// paho's Disconnect returns after the quiesce time even when a connect or reconnect
+		// attempt is still sleeping; wait for it to notice.
+		deadline := time.Now().Add(3*s.cfg.RetryInterval + 5*time.Second)
+		for s.client.IsConnected() && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		select {
+		case <-s.connect.Done():
+		case <-time.After(time.Until(deadline)):
+		}
+		s.setConnected(false, nil)
+	})
+	return nil
+}
