@@ -75,3 +75,15 @@ func NewDecoder(m Manifest) (Decoder, error) {
 func ShapeError(family string, shape []int64, want string) error {
 	return fmt.Errorf("%w: %s output shape %v does not match %s", ErrBadModel, family, shape, want)
 }
+
+// BestClass returns the index and score of the highest class score in scores (a row's class
+// columns). scores must not be empty.
+func BestClass(scores []float32) (int, float32) {
+	best, bestScore := 0, scores[0]
+	for k, v := range scores[1:] {
+		if v > bestScore {
+			best, bestScore = k+1, v
+		}
+	}
+	return best, bestScore
+}

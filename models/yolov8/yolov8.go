@@ -99,12 +99,7 @@ func (V5) Decode(dst []models.Detection, out []float32, shape []int64, score flo
 		if !(obj >= score) {
 			continue
 		}
-		best, bestScore := 0, row[5]
-		for k, v := range row[6:] {
-			if v > bestScore {
-				best, bestScore = k+1, v
-			}
-		}
+		best, bestScore := models.BestClass(row[5:])
 		sc := obj * bestScore
 		if !(sc >= score) {
 			continue

@@ -74,12 +74,7 @@ func (d *Decoder) Decode(dst []models.Detection, out []float32, shape []int64, s
 		if obj < score { // class scores are <= 1, so obj bounds the score
 			continue
 		}
-		best, bestScore := 0, row[5]
-		for k, v := range row[6:] {
-			if v > bestScore {
-				best, bestScore = k+1, v
-			}
-		}
+		best, bestScore := models.BestClass(row[5:])
 		sc := obj * bestScore
 		if sc < score || sc != sc {
 			continue

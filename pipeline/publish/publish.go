@@ -109,9 +109,9 @@ func New(cfg Config, m *metrics.Metrics, log *slog.Logger) (*Publisher, error) {
 		SetCleanSession(false).
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
-		SetConnectRetryInterval(2 * time.Second).
-		SetMaxReconnectInterval(30 * time.Second).
-		SetConnectTimeout(10 * time.Second).
+		SetConnectRetryInterval(2*time.Second).
+		SetMaxReconnectInterval(30*time.Second).
+		SetConnectTimeout(10*time.Second).
 		SetOrderMatters(false).
 		SetBinaryWill(wire.Topic(cfg.DeviceID, wire.KindStatus, ""), will, 1, true).
 		SetOnConnectHandler(p.onConnect).
