@@ -48,7 +48,10 @@ aarch64) ORT_ARCH=arm64 ;;
 esac
 ORT_LIB="$DEPS_DIR/onnxruntime/$ORT_ARCH/libonnxruntime.so"
 if [ ! -s "$ORT_LIB" ] || [ "$(cat "$DEPS_DIR/onnxruntime/VERSION" 2>/dev/null)" != "$ORT_VERSION" ]; then
-	command -v npm >/dev/null || { log "npm is needed to fetch ONNX Runtime: apt-get install npm"; exit 1; }
+	if ! command -v npm >/dev/null; then
+		log "installing npm (to fetch ONNX Runtime)"
+		DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null
+	fi
 	log "fetching ONNX Runtime $ORT_VERSION (npm pack onnxruntime-node)"
 	tmp=$(mktemp -d)
 	(cd "$tmp" && npm pack --silent "onnxruntime-node@$ORT_VERSION" >/dev/null)

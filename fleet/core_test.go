@@ -171,8 +171,13 @@ func TestExternalMosquitto(t *testing.T) {
 	// state): healthy again, subscribed again, and new messages arrive.
 	base := "http://" + c.HTTPAddr()
 	m.Stop()
-	h := waitHealth(t, base, http.StatusServiceUnavailable)
-	if h.Status != "unavailable" || h.MQTT.Connected || h.MQTT.LastError == "" {
+	var h api.Health
+	eventually(t, "unhealthy with the reason", func() (bool, string) {
+		h = api.Health{}
+		code := get(t, base+"/healthz", &h)
+		return code == http.StatusServiceUnavailable && h.MQTT.LastError != "", fmt.Sprintf("%d %+v", code, h)
+	})
+	if h.Status != "unavailable" || h.MQTT.Connected {
 		t.Errorf("health while the broker is down: %+v", h)
 	}
 	m.Restart()

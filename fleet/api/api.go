@@ -5,7 +5,7 @@
 //	GET /api/v1/devices       every device, sorted by id
 //	GET /api/v1/devices/{id}  one device; 404 when unknown
 //
-// Errors are JSON: {"error": "..."}.
+// Errors are JSON: {"error": "..."} (a method other than GET gets the mux's plain 405).
 package api
 
 import (
@@ -91,7 +91,7 @@ func Handler(devices Devices, conn Conn, log *slog.Logger) http.Handler {
 	mux.HandleFunc("GET /healthz", h.health)
 	mux.HandleFunc("GET /api/v1/devices", h.list)
 	mux.HandleFunc("GET /api/v1/devices/{id}", h.get)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
 		h.write(w, http.StatusNotFound, Error{Error: "no such endpoint: " + r.URL.Path})
 	})
 	return mux

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"runtime"
 	"strings"
@@ -169,22 +170,16 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestServeFailsOnBusyPort(t *testing.T) {
-	var out syncBuffer
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--mqtt-listen", "127.0.0.1:0", "--http", httpAddr, "--log-level", "error"}, &out, &out)
-	}()
-	defer func() { cancel(); <-done }()
-	// A second serve on the same HTTP port fails at once.
-	var err error
-	for range 200 {
-		err = run(context.Background(), []string{"serve", "--mqtt-listen", "127.0.0.1:0", "--http", httpAddr, "--log-level", "error"}, &out, &out)
-		if err != nil {
-			break
-		}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer l.Close()
+	// Were the port free, serve would run until this context ends: bounded either way.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out syncBuffer
+	err = run(ctx, []string{"serve", "--mqtt-listen", "127.0.0.1:0", "--http", l.Addr().String(), "--log-level", "error"}, &out, &out)
 	if err == nil || exitCode(err) != 1 || !strings.Contains(err.Error(), "http: listen") {
 		t.Errorf("err %v, want an http listen error", err)
 	}

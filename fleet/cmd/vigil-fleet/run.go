@@ -24,7 +24,7 @@ func (e usageError) Error() string { return e.err.Error() }
 
 func exitCode(err error) int {
 	var ue usageError
-	if errors.As(err, &ue) || errors.Is(err, flag.ErrHelp) {
+	if errors.As(err, &ue) {
 		return 2
 	}
 	return 1
