@@ -22,7 +22,9 @@ import (
 	"github.com/vigil-edge/vigil/agent/config"
 	"github.com/vigil-edge/vigil/models"
 	"github.com/vigil-edge/vigil/models/onnx"
+	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/metrics"
+	"github.com/vigil-edge/vigil/pipeline/outbox"
 	"github.com/vigil-edge/vigil/pipeline/publish"
 )
 
@@ -32,11 +34,12 @@ type Agent struct {
 	log  *slog.Logger
 	reg  *prometheus.Registry
 	m    *metrics.Metrics
-	pub  *publish.Publisher
 	cams []*camera
 
 	mu       sync.Mutex
 	httpAddr string
+	ob       *outbox.Outbox     // set by Run
+	pub      *publish.Publisher // set by Run
 }
 
 // New builds an agent from a validated configuration. It does no I/O: Run does.
@@ -48,29 +51,43 @@ func New(cfg config.Config, log *slog.Logger) (*Agent, error) {
 		log = slog.Default()
 	}
 	reg := prometheus.NewRegistry()
-	m := metrics.New(reg)
-	var ids []string
+	a := &Agent{cfg: cfg, log: log, reg: reg, m: metrics.New(reg)}
 	for _, c := range cfg.Cameras {
 		if c.IsEnabled() {
-			ids = append(ids, c.ID)
-		}
-	}
-	pub, err := publish.New(publish.Config{
-		DeviceID: cfg.DeviceID, URL: cfg.MQTT.URL, ClientID: cfg.MQTT.ClientID,
-		Username: cfg.MQTT.Username, Password: cfg.MQTT.Password, TLS: cfg.MQTT.TLS,
-		KeepAlive: cfg.MQTT.KeepAlive, MaxInflight: cfg.MQTT.MaxInflight,
-		Version: metrics.Version, Cameras: ids,
-	}, m, log)
-	if err != nil {
-		return nil, err
-	}
-	a := &Agent{cfg: cfg, log: log, reg: reg, m: m, pub: pub}
-	for _, c := range cfg.Cameras {
-		if c.IsEnabled() {
-			a.cams = append(a.cams, newCamera(c, m, log, pub.PublishDetections))
+			a.cams = append(a.cams, newCamera(c, a.m, log, a.store))
 		}
 	}
 	return a, nil
+}
+
+// store appends a frame's detections to the outbox; it returns once they are durable.
+func (a *Agent) store(ctx context.Context, d frame.Detections) error {
+	if len(d.Objects) == 0 {
+		return nil
+	}
+	if _, err := a.ob.Append(ctx, publish.DetectionsMessage(a.cfg.DeviceID, a.ob.Epoch(), d)); err != nil {
+		a.m.OutboxErrors.Inc()
+		return fmt.Errorf("store detections: %w", err)
+	}
+	return nil
+}
+
+// openOutbox opens the outbox file, creating its folder, with metrics wired in.
+func (a *Agent) openOutbox() (*outbox.Outbox, error) {
+	oc := a.cfg.Outbox
+	if err := os.MkdirAll(filepath.Dir(oc.Path), 0o750); err != nil {
+		return nil, fmt.Errorf("outbox folder for %s: %w", oc.Path, err)
+	}
+	ob, err := outbox.Open(oc.Path, outbox.Options{MaxBytes: oc.MaxBytes, HardMaxBytes: oc.HardMaxBytes, MaxAge: oc.MaxAge,
+		OnDrop: func(c frame.Class, reason string) { a.m.OutboxDropped.WithLabelValues(c.String(), reason).Inc() }})
+	if err != nil {
+		return nil, err
+	}
+	metrics.WatchOutbox(a.reg, func() metrics.OutboxStats {
+		st := ob.Stats()
+		return metrics.OutboxStats{Messages: st.Messages, Bytes: st.Bytes, Oldest: st.OldestAt}
+	})
+	return ob, nil
 }
 
 // OpenDetector loads the model a camera uses.
@@ -115,6 +132,28 @@ func (a *Agent) Registry() *prometheus.Registry { return a.reg }
 // cannot run (its model fails to load, its URL is wrong) is reported and the others go on;
 // Run fails only when the agent itself cannot start (the HTTP port is taken).
 func (a *Agent) Run(ctx context.Context) error {
+	ob, err := a.openOutbox()
+	if err != nil {
+		return err
+	}
+	defer ob.Close() // last of all: after the publisher has stopped reading it
+	var ids []string
+	for _, c := range a.cams {
+		ids = append(ids, c.cfg.ID)
+	}
+	pub, err := publish.New(publish.Config{
+		DeviceID: a.cfg.DeviceID, Epoch: ob.Epoch(), URL: a.cfg.MQTT.URL, ClientID: a.cfg.MQTT.ClientID,
+		Username: a.cfg.MQTT.Username, Password: a.cfg.MQTT.Password, TLS: a.cfg.MQTT.TLS,
+		KeepAlive: a.cfg.MQTT.KeepAlive, MaxInflight: a.cfg.MQTT.MaxInflight, ReplayRate: a.cfg.Outbox.ReplayRate,
+		Version: metrics.Version, Cameras: ids,
+	}, ob, a.m, a.log)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.ob, a.pub = ob, pub
+	a.mu.Unlock()
+
 	var srv *http.Server
 	if a.cfg.HTTP.Listen != "" {
 		ln, err := net.Listen("tcp", a.cfg.HTTP.Listen)
@@ -133,7 +172,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Info("serving metrics and status", "addr", a.httpAddr)
 	}
 
-	a.pub.Start()
+	pub.Start()
 
 	var wg sync.WaitGroup
 	for _, cam := range a.cams {
@@ -171,7 +210,16 @@ type Status struct {
 	DeviceID string         `json:"device_id"`
 	Version  string         `json:"version"`
 	MQTT     MQTTStatus     `json:"mqtt"`
+	Outbox   *OutboxStatus  `json:"outbox,omitempty"`
 	Cameras  []CameraStatus `json:"cameras"`
+}
+
+// OutboxStatus is the store-and-forward queue's state.
+type OutboxStatus struct {
+	Path     string `json:"path"`
+	Messages int64  `json:"messages"`
+	Bytes    int64  `json:"bytes"`
+	NextSeq  uint64 `json:"next_seq"`
 }
 
 // MQTTStatus is the broker connection's state.
@@ -183,8 +231,17 @@ type MQTTStatus struct {
 
 // Status reports the agent's state now.
 func (a *Agent) Status() Status {
-	s := Status{DeviceID: a.cfg.DeviceID, Version: metrics.Version,
-		MQTT: MQTTStatus{URL: config.RedactURL(a.cfg.MQTT.URL), Connected: a.pub.Connected(), LastError: a.pub.LastError()}}
+	s := Status{DeviceID: a.cfg.DeviceID, Version: metrics.Version, MQTT: MQTTStatus{URL: config.RedactURL(a.cfg.MQTT.URL)}}
+	a.mu.Lock()
+	pub, ob := a.pub, a.ob
+	a.mu.Unlock()
+	if pub != nil {
+		s.MQTT.Connected, s.MQTT.LastError = pub.Connected(), pub.LastError()
+	}
+	if ob != nil {
+		st := ob.Stats()
+		s.Outbox = &OutboxStatus{Path: ob.Path(), Messages: st.Messages, Bytes: st.Bytes, NextSeq: st.NextSeq}
+	}
 	for _, c := range a.cams {
 		s.Cameras = append(s.Cameras, c.Status())
 	}

@@ -53,6 +53,7 @@ func baseConfig(t *testing.T, mqttURL string, cams ...config.Camera) config.Conf
 	cfg.DeviceID = "test-edge"
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.MQTT.URL = mqttURL
+	cfg.Outbox.Path = filepath.Join(t.TempDir(), "outbox.db")
 	cfg.Model.Manifest = filepath.Join(harness.RepoRoot(), "models", "yolox_nano_coco_416.json")
 	cfg.Model.Dir = data.MustPath(t, "models")
 	for _, c := range cams {

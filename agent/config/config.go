@@ -28,6 +28,7 @@ type Config struct {
 	LogLevel string   `yaml:"log_level"` // debug, info, warn, error
 	HTTP     HTTP     `yaml:"http"`
 	MQTT     MQTT     `yaml:"mqtt"`
+	Outbox   Outbox   `yaml:"outbox"`
 	Model    Model    `yaml:"model"`
 	Cameras  []Camera `yaml:"cameras"`
 }
@@ -46,6 +47,15 @@ type MQTT struct {
 	TLS         publish.TLS   `yaml:"tls"`
 	KeepAlive   time.Duration `yaml:"keepalive"`
 	MaxInflight int           `yaml:"max_inflight"`
+}
+
+// Outbox is the store-and-forward queue every outbound message passes through.
+type Outbox struct {
+	Path         string        `yaml:"path"`           // bbolt file
+	MaxBytes     int64         `yaml:"max_bytes"`      // past it, detections, telemetry and event updates are dropped, oldest first
+	HardMaxBytes int64         `yaml:"hard_max_bytes"` // past it, events and then alerts are dropped too
+	MaxAge       time.Duration `yaml:"max_age"`        // older messages are dropped
+	ReplayRate   float64       `yaml:"replay_rate"`    // backlog messages per second after a reconnect; 0 = no limit
 }
 
 // Model is the detection model every camera uses unless it names its own.
@@ -86,8 +96,10 @@ func Default() Config {
 		DeviceID: hostnameID(),
 		LogLevel: "info",
 		HTTP:     HTTP{Listen: "127.0.0.1:9090"},
-		MQTT:     MQTT{URL: "tcp://127.0.0.1:1883", KeepAlive: 30 * time.Second, MaxInflight: 256},
-		Model:    Model{Manifest: "models/yolox_nano_coco_416.json", Threads: 1},
+		MQTT:     MQTT{URL: "tcp://127.0.0.1:1883", KeepAlive: 30 * time.Second, MaxInflight: 64},
+		Outbox: Outbox{Path: "/var/lib/vigil/outbox.db", MaxBytes: 256 << 20, HardMaxBytes: 320 << 20,
+			MaxAge: 7 * 24 * time.Hour, ReplayRate: 500},
+		Model: Model{Manifest: "models/yolox_nano_coco_416.json", Threads: 1},
 	}
 }
 
@@ -201,6 +213,21 @@ func (c Config) Validate() error {
 	}
 	if (c.MQTT.TLS.CertFile == "") != (c.MQTT.TLS.KeyFile == "") {
 		bad("mqtt.tls", "cert_file and key_file must be given together")
+	}
+	if c.Outbox.Path == "" {
+		bad("outbox.path", "is required")
+	}
+	if c.Outbox.MaxBytes < 1<<20 {
+		bad("outbox.max_bytes", "must be >= 1048576 (1 MiB)")
+	}
+	if c.Outbox.HardMaxBytes < c.Outbox.MaxBytes {
+		bad("outbox.hard_max_bytes", "must be >= outbox.max_bytes")
+	}
+	if c.Outbox.MaxAge < time.Minute {
+		bad("outbox.max_age", "must be >= 1m")
+	}
+	if c.Outbox.ReplayRate < 0 {
+		bad("outbox.replay_rate", "must be >= 0 (0 = no limit)")
 	}
 	validModel := func(key string, m Model) {
 		if m.Manifest == "" {

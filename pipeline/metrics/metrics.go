@@ -5,6 +5,7 @@ package metrics
 
 import (
 	"runtime"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -26,6 +27,9 @@ type Metrics struct {
 	Detections      *prometheus.CounterVec   // camera, label
 	Publishes       *prometheus.CounterVec   // kind
 	PublishFailures *prometheus.CounterVec   // kind
+	Replayed        *prometheus.CounterVec   // kind
+	OutboxDropped   *prometheus.CounterVec   // class, reason
+	OutboxErrors    prometheus.Counter
 	MQTTConnected   prometheus.Gauge
 	BuildInfo       *prometheus.GaugeVec // version, goversion
 }
@@ -57,6 +61,10 @@ func New(reg prometheus.Registerer) *Metrics {
 		Detections:      cv("detections_total", "Objects detected, by label.", "camera", "label"),
 		Publishes:       cv("mqtt_publishes_total", "MQTT messages acknowledged by the broker, by message kind.", "kind"),
 		PublishFailures: cv("mqtt_publish_failures_total", "MQTT publishes that failed, by message kind.", "kind"),
+		Replayed:        cv("mqtt_replayed_total", "Messages sent from the outbox backlog after a reconnect and acknowledged, by message kind.", "kind"),
+		OutboxDropped:   cv("outbox_dropped_total", "Messages dropped from the outbox, by class and reason (full, hard_cap, expired).", "class", "reason"),
+		OutboxErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "outbox_append_errors_total",
+			Help: "Messages that could not be stored in the outbox (disk errors)."}),
 		MQTTConnected: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "mqtt_connected",
 			Help: "Whether the agent is connected to its MQTT broker (1) or not (0)."}),
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
@@ -64,10 +72,37 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.PacketsReceived, m.FramesDecoded, m.FramesDropped, m.FramesDetected, m.FramesSkipped, m.DecodeErrors,
 		m.SourceErrors, m.Reconnects, m.SourceUp, m.Inference, m.DetectErrors, m.Detections, m.Publishes,
-		m.PublishFailures, m.MQTTConnected, m.BuildInfo,
+		m.PublishFailures, m.Replayed, m.OutboxDropped, m.OutboxErrors, m.MQTTConnected, m.BuildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.BuildInfo.WithLabelValues(Version, runtime.Version()).Set(1)
 	return m
+}
+
+// OutboxStats is what WatchOutbox reads at each scrape.
+type OutboxStats struct {
+	Messages int64
+	Bytes    int64
+	Oldest   time.Time // zero when empty
+}
+
+// WatchOutbox registers gauges that read the outbox's state at scrape time:
+// vigil_outbox_pending_messages, vigil_outbox_bytes, vigil_outbox_oldest_age_seconds.
+func WatchOutbox(reg prometheus.Registerer, stats func() OutboxStats) {
+	gf := func(name, help string, f func(OutboxStats) float64) prometheus.GaugeFunc {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "vigil", Name: name, Help: help},
+			func() float64 { return f(stats()) })
+	}
+	reg.MustRegister(
+		gf("outbox_pending_messages", "Messages stored in the outbox and not yet acknowledged by the broker.",
+			func(s OutboxStats) float64 { return float64(s.Messages) }),
+		gf("outbox_bytes", "Bytes of messages stored in the outbox.", func(s OutboxStats) float64 { return float64(s.Bytes) }),
+		gf("outbox_oldest_age_seconds", "Age of the oldest message in the outbox; 0 when it is empty.", func(s OutboxStats) float64 {
+			if s.Oldest.IsZero() {
+				return 0
+			}
+			return time.Since(s.Oldest).Seconds()
+		}),
+	)
 }
 
 // NewUnregistered returns metrics on a throwaway registry, for tests and one-shot commands.

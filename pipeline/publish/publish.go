@@ -1,19 +1,21 @@
-// Package publish is the last stage: it turns detections into the wire messages of
-// pipeline/wire and publishes them over MQTT (paho) with QoS 1, and keeps the device's
-// retained status topic true: "online" on every connect, "offline" through the last will.
+// Package publish is the last stage: it drains the outbox over MQTT (paho) with QoS 1 and
+// deletes each message from the outbox only once the broker has acknowledged it (PUBACK). It
+// also keeps the device's retained status topic true: "online" on every connect, "offline" on
+// a clean stop and, through the MQTT last will, when the agent vanishes.
 //
-// Back-pressure, not loss: at most MaxInflight messages wait for their PUBACK; past that,
-// Publish blocks, the detector waits, and frames drop before detection instead.
+// Ordering. On every (re)connect the outbox is split at the next seq to be appended: messages
+// before it are the backlog, replayed oldest first with "replayed": true and their original
+// captured_at, at most ReplayRate per second; messages appended after it are live and go out
+// as soon as they are stored. The two lanes interleave, so live alerts are never held behind
+// an hour of backlog. Each lane is in seq order; across lanes a consumer orders by seq (the
+// fleet does) and drops repeats by (device_id, seq) — delivery is at least once.
 package publish
 
 import (
-	"context"
-	"crypto/rand"
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -29,6 +31,19 @@ import (
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
+// Queue is the durable store the publisher drains: the outbox.
+//
+// Call contract: Read returns stored messages with after < seq < before (before 0: no bound)
+// in seq order; Ack marks messages delivered (they may be deleted later); Notify receives a
+// value after new messages are stored; NextSeq is the seq the next appended message will get.
+// All are safe for concurrent use.
+type Queue interface {
+	Read(after, before uint64, max int) ([]frame.Stored, error)
+	Ack(seqs ...uint64)
+	Notify() <-chan struct{}
+	NextSeq() uint64
+}
+
 // TLS configures MQTT over TLS. Files are PEM.
 type TLS struct {
 	CAFile             string `yaml:"ca_file"`
@@ -43,44 +58,54 @@ func (t TLS) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.Ins
 // Config configures the publisher.
 type Config struct {
 	DeviceID    string
+	Epoch       string // the outbox's epoch, part of every message id
 	URL         string // tcp://host:port, ssl://host:port (or tls://, mqtts://), ws://
 	ClientID    string // default DeviceID
 	Username    string
 	Password    string
 	TLS         TLS
 	KeepAlive   time.Duration
-	MaxInflight int      // messages awaiting PUBACK before Publish blocks; default 256
+	MaxInflight int     // messages awaiting PUBACK; default 64
+	ReplayRate  float64 // backlog messages per second after a reconnect; 0 = no limit
+	AckTimeout  time.Duration
 	Version     string   // agent version, in the status message
 	Cameras     []string // in the status message
 }
 
-// Publisher publishes Vigil messages to one broker.
+// Publisher sends the outbox's messages to one broker.
 type Publisher struct {
 	cfg    Config
+	q      Queue
 	client mqtt.Client
 	m      *metrics.Metrics
 	log    *slog.Logger
 
-	seq    atomic.Uint64
-	bootID string
-
-	inflight chan pending
-	sendMu   sync.RWMutex // held (read) while sending on inflight; (write) to close it
-	wg       sync.WaitGroup
-	closing  chan struct{} // closed when Close starts: no new messages
-	stopped  chan struct{} // closed after disconnecting: unacknowledged tokens will not complete
-	once     sync.Once
-
+	conn    chan session // a new connection's session; buffered 1
+	gen     atomic.Uint64
 	lastErr atomic.Value // string
+
+	slots   chan struct{} // one per message in flight
+	acks    chan inflight
+	closing chan struct{}
+	wg      sync.WaitGroup
+	once    sync.Once
 }
 
-type pending struct {
-	tok  mqtt.Token
-	kind string
+type session struct {
+	gen       uint64
+	liveStart uint64 // first seq of the live lane
+}
+
+type inflight struct {
+	seq      uint64
+	class    frame.Class
+	replayed bool
+	tok      mqtt.Token
+	sent     time.Time
 }
 
 // New validates cfg and builds the client; nothing connects until Start.
-func New(cfg Config, m *metrics.Metrics, log *slog.Logger) (*Publisher, error) {
+func New(cfg Config, q Queue, m *metrics.Metrics, log *slog.Logger) (*Publisher, error) {
 	if !wire.ValidID(cfg.DeviceID) {
 		return nil, fmt.Errorf("publish: device id %q is not valid", cfg.DeviceID)
 	}
@@ -91,15 +116,19 @@ func New(cfg Config, m *metrics.Metrics, log *slog.Logger) (*Publisher, error) {
 		cfg.KeepAlive = 30 * time.Second
 	}
 	if cfg.MaxInflight <= 0 {
-		cfg.MaxInflight = 256
+		cfg.MaxInflight = 64
+	}
+	if cfg.AckTimeout <= 0 {
+		cfg.AckTimeout = 30 * time.Second
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	p := &Publisher{cfg: cfg, m: m, log: log.With("component", "mqtt"), bootID: randomID(),
-		inflight: make(chan pending, cfg.MaxInflight), closing: make(chan struct{}), stopped: make(chan struct{})}
+	p := &Publisher{cfg: cfg, q: q, m: m, log: log.With("component", "mqtt"),
+		conn: make(chan session, 1), slots: make(chan struct{}, cfg.MaxInflight),
+		acks: make(chan inflight, cfg.MaxInflight), closing: make(chan struct{})}
 
-	will, _ := json.Marshal(wire.Status{Header: p.header(wire.SchemaStatus, time.Now()), State: wire.StateOffline, Version: cfg.Version})
+	will, _ := json.Marshal(p.status(wire.StateOffline))
 	opts := mqtt.NewClientOptions().
 		AddBroker(cfg.URL).
 		SetClientID(cfg.ClientID).
@@ -109,19 +138,18 @@ func New(cfg Config, m *metrics.Metrics, log *slog.Logger) (*Publisher, error) {
 		SetCleanSession(false).
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
-		SetConnectRetryInterval(2*time.Second).
+		SetConnectRetryInterval(time.Second).
 		SetMaxReconnectInterval(30*time.Second).
 		SetConnectTimeout(10*time.Second).
 		SetOrderMatters(false).
+		SetMaxResumePubInFlight(cfg.MaxInflight).
 		SetBinaryWill(wire.Topic(cfg.DeviceID, wire.KindStatus, ""), will, 1, true).
 		SetOnConnectHandler(p.onConnect).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			p.gen.Add(1) // ends the drain's session
 			m.MQTTConnected.Set(0)
 			p.setErr(err)
 			p.log.Warn("connection to broker lost", "broker", cfg.URL, "err", err)
-		}).
-		SetReconnectingHandler(func(mqtt.Client, *mqtt.ClientOptions) {
-			p.log.Debug("reconnecting to broker", "broker", cfg.URL)
 		})
 	if cfg.TLS.Enabled() {
 		tc, err := tlsConfig(cfg.TLS)
@@ -157,19 +185,13 @@ func tlsConfig(t TLS) (*tls.Config, error) {
 	return tc, nil
 }
 
-func randomID() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 func (p *Publisher) setErr(err error) {
 	if err != nil {
 		p.lastErr.Store(err.Error())
 	}
 }
 
-// LastError is the last connection error, or "".
+// LastError is the last connection or publish error, or "".
 func (p *Publisher) LastError() string {
 	s, _ := p.lastErr.Load().(string)
 	return s
@@ -178,25 +200,40 @@ func (p *Publisher) LastError() string {
 // Connected reports whether the client is connected now.
 func (p *Publisher) Connected() bool { return p.client.IsConnectionOpen() }
 
-func (p *Publisher) header(schema string, at time.Time) wire.Header {
-	seq := p.seq.Add(1)
-	return wire.Header{Schema: schema, DeviceID: p.cfg.DeviceID, Seq: seq,
-		MsgID: fmt.Sprintf("%s-%s-%d", p.cfg.DeviceID, p.bootID, seq), CapturedAt: at.UTC().UnixMilli()}
+// MessageID is the id of message seq of a device's outbox epoch.
+func MessageID(deviceID, epoch string, seq uint64) string {
+	return fmt.Sprintf("%s-%s-%d", deviceID, epoch, seq)
+}
+
+// status builds a status message. Status is not part of the outbox's seq sequence: its seq is
+// the last one the device had assigned (0 before any).
+func (p *Publisher) status(state string) wire.Status {
+	last := p.q.NextSeq() - 1
+	now := time.Now().UTC()
+	return wire.Status{Header: wire.Header{Schema: wire.SchemaStatus, DeviceID: p.cfg.DeviceID, Seq: last,
+		MsgID:      fmt.Sprintf("%s-%s-status-%d", p.cfg.DeviceID, p.cfg.Epoch, now.UnixNano()),
+		CapturedAt: now.UnixMilli()}, State: state, Version: p.cfg.Version, Cameras: p.cfg.Cameras}
 }
 
 func (p *Publisher) onConnect(c mqtt.Client) {
 	p.m.MQTTConnected.Set(1)
 	p.log.Info("connected to broker", "broker", p.cfg.URL)
-	st := wire.Status{Header: p.header(wire.SchemaStatus, time.Now()), State: wire.StateOnline, Version: p.cfg.Version, Cameras: p.cfg.Cameras}
-	b, _ := json.Marshal(st)
+	b, _ := json.Marshal(p.status(wire.StateOnline))
 	// Not waited for here: paho calls this on its own goroutine and the PUBACK needs it.
 	c.Publish(wire.Topic(p.cfg.DeviceID, wire.KindStatus, ""), 1, true, b)
+	s := session{gen: p.gen.Add(1), liveStart: p.q.NextSeq()}
+	select { // replace a session the drain has not picked up yet
+	case <-p.conn:
+	default:
+	}
+	p.conn <- s
 }
 
-// Start connects in the background (retrying with back-off until Close) and starts the
-// goroutine that collects acknowledgements. It returns at once.
+// Start connects in the background (retrying with back-off until Close) and starts draining
+// the queue. It returns at once.
 func (p *Publisher) Start() {
-	p.wg.Add(1)
+	p.wg.Add(2)
+	go p.drain()
 	go p.collect()
 	tok := p.client.Connect()
 	p.wg.Add(1)
@@ -213,62 +250,194 @@ func (p *Publisher) Start() {
 	}()
 }
 
-// collect waits for each message's PUBACK, in publish order, and counts the outcome.
+// drain publishes the queue, one session per connection.
+func (p *Publisher) drain() {
+	defer p.wg.Done()
+	for {
+		select {
+		case <-p.closing:
+			return
+		case s := <-p.conn:
+			p.session(s)
+		}
+	}
+}
+
+// session drains the two lanes while the connection of generation s.gen lasts.
+func (p *Publisher) session(s session) {
+	live := s.liveStart - 1 // last seq sent on the live lane
+	back := uint64(0)       // last seq replayed
+	backDone := s.liveStart <= 1
+	tokens, last := 0.0, time.Now()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if p.gen.Load() != s.gen {
+			return // the connection is gone; the next session starts the lanes again
+		}
+		sent := 0
+		// Live lane first.
+		if free := cap(p.slots) - len(p.slots); free > 0 {
+			es, err := p.q.Read(live, 0, free)
+			if err != nil {
+				p.log.Error("read outbox", "err", err)
+			}
+			for _, e := range es {
+				if !p.send(e, false, s.gen) {
+					return
+				}
+				live = e.Seq
+				sent++
+			}
+		}
+		// Then the backlog, within the replay rate.
+		if !backDone {
+			now := time.Now()
+			if p.cfg.ReplayRate > 0 {
+				tokens = math.Min(tokens+now.Sub(last).Seconds()*p.cfg.ReplayRate, math.Max(p.cfg.ReplayRate/10, 1))
+			}
+			last = now
+			n := cap(p.slots) - len(p.slots)
+			if p.cfg.ReplayRate > 0 {
+				n = min(n, int(tokens))
+			}
+			if n > 0 {
+				es, err := p.q.Read(back, s.liveStart, n)
+				if err != nil {
+					p.log.Error("read outbox", "err", err)
+				}
+				if len(es) == 0 && err == nil {
+					backDone = true
+					p.log.Info("backlog replayed", "up_to_seq", s.liveStart-1)
+				}
+				for _, e := range es {
+					if !p.send(e, true, s.gen) {
+						return
+					}
+					back = e.Seq
+					tokens--
+					sent++
+				}
+			}
+		}
+		if sent > 0 {
+			continue
+		}
+		select {
+		case <-p.closing:
+			return
+		case <-p.q.Notify():
+		case <-tick.C:
+		case s2 := <-p.conn: // reconnected before this session noticed the loss
+			s = s2
+			live, back, backDone = s.liveStart-1, 0, s.liveStart <= 1
+		}
+	}
+}
+
+// send publishes one stored message, waiting for a free in-flight slot. It returns false when
+// the publisher is closing or the connection changed.
+func (p *Publisher) send(e frame.Stored, replayed bool, gen uint64) bool {
+	select {
+	case p.slots <- struct{}{}:
+	case <-p.closing:
+		return false
+	}
+	if p.gen.Load() != gen {
+		<-p.slots
+		return false
+	}
+	payload := e.Payload
+	if replayed {
+		payload = markReplayed(payload)
+	}
+	tok := p.client.Publish(e.Topic, 1, false, payload)
+	p.acks <- inflight{seq: e.Seq, class: e.Class, replayed: replayed, tok: tok, sent: time.Now()}
+	return true
+}
+
+// markReplayed adds "replayed": true to a JSON object.
+func markReplayed(b []byte) []byte {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	if len(b) == 0 || b[0] != '{' {
+		return b
+	}
+	rest := bytes.TrimLeft(b[1:], " \t\r\n")
+	out := make([]byte, 0, len(b)+18)
+	out = append(out, `{"replayed":true`...)
+	if len(rest) > 0 && rest[0] != '}' {
+		out = append(out, ',')
+	}
+	return append(out, rest...)
+}
+
+// collect waits for each message's PUBACK, in publish order, acknowledges it to the queue and
+// frees its slot. A message not acknowledged within AckTimeout stays in the queue and is sent
+// again by a later session.
 func (p *Publisher) collect() {
 	defer p.wg.Done()
-	for pd := range p.inflight {
+	for {
+		var in inflight
 		select {
-		case <-pd.tok.Done():
-		case <-p.stopped:
-			p.m.PublishFailures.WithLabelValues(pd.kind).Inc()
-			continue
+		case in = <-p.acks:
+		case <-p.closing:
+			return
 		}
-		if err := pd.tok.Error(); err != nil {
-			p.m.PublishFailures.WithLabelValues(pd.kind).Inc()
-			p.setErr(err)
-			p.log.Warn("publish failed", "kind", pd.kind, "err", err)
-			continue
+		t := time.NewTimer(time.Until(in.sent.Add(p.cfg.AckTimeout)))
+		select {
+		case <-in.tok.Done():
+			t.Stop()
+			if err := in.tok.Error(); err != nil {
+				p.m.PublishFailures.WithLabelValues(in.class.String()).Inc()
+				p.setErr(err)
+			} else {
+				p.q.Ack(in.seq)
+				p.m.Publishes.WithLabelValues(in.class.String()).Inc()
+				if in.replayed {
+					p.m.Replayed.WithLabelValues(in.class.String()).Inc()
+				}
+			}
+		case <-t.C:
+			p.m.PublishFailures.WithLabelValues(in.class.String()).Inc()
+		case <-p.closing:
+			t.Stop()
+			return
 		}
-		p.m.Publishes.WithLabelValues(pd.kind).Inc()
+		<-p.slots
 	}
 }
 
-// ErrClosed is returned by Publish after Close.
-var ErrClosed = errors.New("publisher closed")
-
-// Publish sends payload on topic with QoS 1. It blocks while MaxInflight messages await
-// their PUBACK, until ctx is done.
-func (p *Publisher) Publish(ctx context.Context, kind, topic string, payload []byte) error {
-	p.sendMu.RLock()
-	defer p.sendMu.RUnlock()
-	select {
-	case <-p.closing:
-		return ErrClosed
-	default:
-	}
-	tok := p.client.Publish(topic, 1, false, payload)
-	select {
-	case p.inflight <- pending{tok: tok, kind: kind}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-p.closing:
-		return ErrClosed
-	}
+// Close waits up to timeout for the messages in flight, publishes the retained "offline"
+// status (when connected), disconnects and stops its goroutines. Messages not yet
+// acknowledged stay in the queue for the next run.
+func (p *Publisher) Close(timeout time.Duration) {
+	p.once.Do(func() {
+		deadline := time.Now().Add(timeout)
+		for len(p.slots) > 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		close(p.closing)
+		if p.client.IsConnectionOpen() {
+			b, _ := json.Marshal(p.status(wire.StateOffline))
+			p.client.Publish(wire.Topic(p.cfg.DeviceID, wire.KindStatus, ""), 1, true, b).WaitTimeout(time.Until(deadline) + time.Second)
+		}
+		p.client.Disconnect(250)
+		p.m.MQTTConnected.Set(0)
+		p.wg.Wait()
+	})
 }
 
-// PublishDetections encodes d and publishes it on the camera's detections topic. A frame
-// without objects sends nothing.
-func (p *Publisher) PublishDetections(ctx context.Context, d frame.Detections) error {
-	if len(d.Objects) == 0 {
-		return nil
+// DetectionsMessage is the outbox message for d: detections of one frame, built with its
+// seq and message id once the outbox assigns them.
+func DetectionsMessage(deviceID, epoch string, d frame.Detections) frame.Outgoing {
+	return frame.Outgoing{
+		Class: frame.ClassDetections, Topic: wire.Topic(deviceID, wire.KindDetections, d.Camera), CapturedAt: d.CapturedAt,
+		Build: func(seq uint64) ([]byte, error) {
+			h := wire.Header{Schema: wire.SchemaDetections, DeviceID: deviceID, Seq: seq,
+				MsgID: MessageID(deviceID, epoch, seq), CapturedAt: d.CapturedAt.UTC().UnixMilli()}
+			return json.Marshal(Encode(h, d))
+		},
 	}
-	msg := Encode(p.header(wire.SchemaDetections, d.CapturedAt), d)
-	b, err := json.Marshal(msg)
-	if err != nil {
-		return fmt.Errorf("encode detections: %w", err)
-	}
-	return p.Publish(ctx, wire.KindDetections, wire.Topic(p.cfg.DeviceID, wire.KindDetections, d.Camera), b)
 }
 
 // Encode builds the wire message for d under header h.
@@ -298,29 +467,3 @@ func round(v float64, digits int) float64 {
 }
 
 func clamp01(v float64) float64 { return min(max(v, 0), 1) }
-
-// Close publishes the retained "offline" status (when connected), waits up to timeout for
-// messages in flight, disconnects and stops its goroutines.
-func (p *Publisher) Close(timeout time.Duration) {
-	p.once.Do(func() {
-		close(p.closing)
-		if p.client.IsConnectionOpen() {
-			st := wire.Status{Header: p.header(wire.SchemaStatus, time.Now()), State: wire.StateOffline, Version: p.cfg.Version}
-			b, _ := json.Marshal(st)
-			p.client.Publish(wire.Topic(p.cfg.DeviceID, wire.KindStatus, ""), 1, true, b).WaitTimeout(timeout)
-		}
-		p.sendMu.Lock() // waits out a Publish in progress; none starts after closing
-		close(p.inflight)
-		p.sendMu.Unlock()
-		done := make(chan struct{})
-		go func() { p.wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(timeout):
-		}
-		p.client.Disconnect(250)
-		close(p.stopped)
-		p.m.MQTTConnected.Set(0)
-		<-done
-	})
-}

@@ -71,6 +71,8 @@ type Header struct {
 	Seq        uint64 `json:"seq"`         // per device, increasing by one per message sent
 	MsgID      string `json:"msg_id"`      // unique per message: a consumer drops a repeat
 	CapturedAt int64  `json:"captured_at"` // UTC milliseconds since the Unix epoch
+	// Replayed is true on a message sent from the backlog after a reconnect rather than live.
+	Replayed bool `json:"replayed,omitempty"`
 }
 
 // Model names the model that made detections.
