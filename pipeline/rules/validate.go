@@ -10,7 +10,8 @@ import (
 
 // Validate checks a camera's rules without I/O and returns every problem found, joined, one
 // *RuleError each: rules[1] "gate": polygon self-intersects. labels are the labels the camera
-// detects; a rule naming another label is an error. With no labels, label names are not checked.
+// detects (compared case-insensitively); a rule naming another label is an error. With no
+// labels, label names are not checked.
 func Validate(rules []Rule, labels []string) error {
 	var errs []error
 	seen := map[string]int{}
