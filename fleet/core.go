@@ -5,6 +5,8 @@
 //	                   │
 //	                   ▼ QoS 1
 //	                 ingest (paho subscriber) ──▶ registry ◀── api (HTTP) ◀── vigil-fleet watch
+//	                                                    ▲
+//	                                                    └──── metrics (GET /metrics) ◀── Prometheus
 //
 // Components are created in that order (broker, registry, ingest, HTTP) and closed in reverse.
 package fleet
@@ -21,6 +23,7 @@ import (
 	"github.com/vigil-edge/vigil/fleet/api"
 	"github.com/vigil-edge/vigil/fleet/broker"
 	"github.com/vigil-edge/vigil/fleet/ingest"
+	"github.com/vigil-edge/vigil/fleet/metrics"
 	"github.com/vigil-edge/vigil/fleet/registry"
 )
 
@@ -38,7 +41,12 @@ type Config struct {
 	HTTPListen string
 	// ClientID is the subscriber's MQTT client id; vigil-fleet-<hostname> when empty.
 	ClientID string
-	Logger   *slog.Logger // slog.Default() when nil
+	// Registry tunes the device registry (gap timeout, limits, clock); zero fields take its
+	// defaults.
+	Registry registry.Options
+	// MetricsPerDevice adds per-device series to /metrics; their number grows with the fleet.
+	MetricsPerDevice bool
+	Logger           *slog.Logger // slog.Default() when nil
 }
 
 // Core is a running fleet controller.
@@ -82,7 +90,7 @@ func New(cfg Config) (_ *Core, err error) {
 		brokerURL = b.URL()
 	}
 
-	c.registry = registry.New(registry.Options{})
+	c.registry = registry.New(cfg.Registry)
 
 	sub, err := ingest.New(ingest.Config{BrokerURL: brokerURL, ClientID: cfg.ClientID, Logger: cfg.Logger}, c.registry)
 	if err != nil {
@@ -93,13 +101,14 @@ func New(cfg Config) (_ *Core, err error) {
 	}
 	c.ingest = sub
 
+	prom := metrics.New(c.registry, c.ingest, metrics.Options{PerDevice: cfg.MetricsPerDevice})
 	ln, err := net.Listen("tcp", cfg.HTTPListen)
 	if err != nil {
 		return nil, fmt.Errorf("http: listen: %w", err)
 	}
 	c.httpLn = ln
 	c.httpSrv = &http.Server{
-		Handler:           api.Handler(c.registry, c.ingest, cfg.Logger),
+		Handler:           api.Handler(c.registry, c.ingest, metrics.Handler(prom, cfg.Logger), cfg.Logger),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.With("component", "http").Handler(), slog.LevelWarn),
 	}

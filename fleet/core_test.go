@@ -3,15 +3,19 @@ package fleet_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/vigil-edge/vigil/fleet"
 	"github.com/vigil-edge/vigil/fleet/api"
+	"github.com/vigil-edge/vigil/fleet/internal/promcheck"
 	"github.com/vigil-edge/vigil/fleet/internal/testpub"
+	"github.com/vigil-edge/vigil/fleet/registry"
 	"github.com/vigil-edge/vigil/testvideos/harness"
 )
 
@@ -115,11 +119,11 @@ func exercise(t *testing.T, c *fleet.Core, brokerURL string) {
 
 	p := testpub.Connect(t, brokerURL, "edge-01")
 	p.Online()
-	p.Detections("cam1", "m1", "person", "person", "car")
-	p.Detections("cam1", "m2", "person")
-	p.Detections("cam1", "m1", "person", "person", "car") // a redelivery: counted once
-	p.Detections("cam1", "m3")
-	p.Detections("cam2", "m4", "dog")
+	first := p.Detections("cam1", "person", "person", "car")
+	p.Detections("cam1", "person")
+	p.DetectionsSeq("cam1", first, false, "person", "person", "car") // a redelivery: counted once
+	p.Detections("cam1")
+	p.Detections("cam2", "dog")
 
 	d := waitDetections(t, base, "edge-01", "cam2", 1)
 	d = waitDetections(t, base, "edge-01", "cam1", 3)
@@ -128,6 +132,10 @@ func exercise(t *testing.T, c *fleet.Core, brokerURL string) {
 	}
 	if d.Duplicates != 1 || d.Messages["detections"] != 4 || d.Messages["status"] != 1 {
 		t.Errorf("duplicates=%d messages=%v, want 1 and detections:4 status:1", d.Duplicates, d.Messages)
+	}
+	if d.Epoch != p.Epoch || d.HighestSeq != 4 || d.Watermark != 4 || d.Missing != 0 || d.Lost != 0 {
+		t.Errorf("stream: epoch %q highest %d watermark %d missing %d lost %d; want %q 4 4 0 0",
+			d.Epoch, d.HighestSeq, d.Watermark, d.Missing, d.Lost, p.Epoch)
 	}
 	if len(d.Cameras) != 2 || d.Cameras[0].ID != "cam1" || d.Cameras[1].ID != "cam2" {
 		t.Fatalf("cameras %+v", d.Cameras)
@@ -187,9 +195,9 @@ func TestExternalMosquitto(t *testing.T) {
 	}
 	p := testpub.Connect(t, m.URL, "edge-01")
 	p.Online()
-	p.Detections("cam1", "m10", "person")
+	p.Detections("cam1", "person") // seq 1 of a new publisher: a new outbox epoch
 	d := waitDetections(t, base, "edge-01", "cam1", 4)
-	if !d.Online || d.Cameras[0].Objects["person"] != 4 {
+	if !d.Online || d.Cameras[0].Objects["person"] != 4 || d.EpochChanges != 1 || d.Epoch != p.Epoch || d.Watermark != 1 {
 		t.Errorf("after reconnect: %+v", d)
 	}
 }
@@ -247,5 +255,105 @@ func TestNewFailsOnBusyPort(t *testing.T) {
 	_, err = fleet.New(fleet.Config{MQTTListen: "127.0.0.1:0", HTTPListen: c.HTTPAddr(), Logger: logger()})
 	if err == nil {
 		t.Fatal("a second API on a busy port started")
+	}
+}
+
+// clock is a settable clock for the registry, safe for concurrent use.
+type clock struct{ ns atomic.Int64 }
+
+func newClock(t time.Time) *clock {
+	c := &clock{}
+	c.ns.Store(t.UnixNano())
+	return c
+}
+
+func (c *clock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
+func (c *clock) add(d time.Duration) { c.ns.Add(int64(d)) }
+
+// scrapeMetrics fetches /metrics.
+func scrapeMetrics(t *testing.T, base string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
+	}
+	return string(b)
+}
+
+// TestStoreAndForward plays an agent's outbox through the embedded broker: seqs 1..200, with
+// a reconnect after 100 whose backlog (101..120) is replayed interleaved with live messages,
+// repeats of some seqs, and seq 110 never sent. The API and /metrics show the repeats once,
+// the hole as missing, and after the gap timeout as lost.
+func TestStoreAndForward(t *testing.T) {
+	const gapTimeout = time.Minute
+	clk := newClock(time.Unix(1700000000, 0))
+	c := start(t, fleet.Config{MQTTListen: "127.0.0.1:0", Registry: registry.Options{GapTimeout: gapTimeout, Now: clk.now}})
+	base := "http://" + c.HTTPAddr()
+	waitHealth(t, base, http.StatusOK)
+
+	p := testpub.Connect(t, "tcp://"+c.BrokerAddr(), "edge-05-a") // a device id with '-' in it
+	p.Online()
+	for seq := uint64(1); seq <= 100; seq++ {
+		p.DetectionsSeq("cam1", seq, false, "person")
+	}
+	// Reconnected: the backlog 101..120 goes out replayed, between live messages from 121 on.
+	for i := uint64(0); i < 80; i++ {
+		p.DetectionsSeq("cam1", 121+i, false, "person")
+		if backlog := 101 + i; backlog <= 120 && backlog != 110 {
+			p.DetectionsSeq("cam1", backlog, true, "person")
+		}
+	}
+	for seq := uint64(50); seq <= 54; seq++ { // a replay of what had arrived already
+		p.DetectionsSeq("cam1", seq, true, "person")
+	}
+	p.DetectionsSeq("cam1", 200, false, "person") // a redelivery of a live one
+
+	var d api.Device
+	eventually(t, "199 detections and 6 duplicates", func() (bool, string) {
+		d, _ = device(t, base, p.Device)
+		return len(d.Cameras) == 1 && d.Cameras[0].Detections == 199 && d.Duplicates == 6, fmt.Sprintf("%+v", d)
+	})
+	if d.Epoch != p.Epoch || d.HighestSeq != 200 || d.Watermark != 109 || d.Missing != 1 || d.Lost != 0 ||
+		d.Replayed != 24 || d.Messages["detections"] != 199 || d.Cameras[0].Objects["person"] != 199 {
+		t.Errorf("before the gap timeout: %+v", d)
+	}
+	exp := scrapeMetrics(t, base)
+	promcheck.Lint(t, exp)
+	for _, w := range []struct {
+		name, labels string
+		want         float64
+	}{
+		{"vigil_fleet_messages_received_total", `kind="detections"`, 205},
+		{"vigil_fleet_duplicates_total", "", 6},
+		{"vigil_fleet_replayed_total", "", 24},
+		{"vigil_fleet_seq_missing", "", 1},
+		{"vigil_fleet_seq_lost_total", "", 0},
+		{"vigil_fleet_devices_with_gaps", "", 1},
+		{"vigil_fleet_devices", `state="online"`, 1},
+		{"vigil_fleet_mqtt_connected", "", 1},
+	} {
+		if v, ok := promcheck.Value(exp, w.name, w.labels); !ok || v != w.want {
+			t.Errorf("%s{%s} = %v (present %v), want %v", w.name, w.labels, v, ok, w.want)
+		}
+	}
+
+	// Seq 110 never comes: once it has been missing for the gap timeout it is lost.
+	clk.add(gapTimeout)
+	d, _ = device(t, base, p.Device)
+	if d.Missing != 0 || d.Lost != 1 || d.Watermark != 200 || d.HighestSeq != 200 {
+		t.Errorf("after the gap timeout: missing %d lost %d watermark %d highest %d, want 0 1 200 200", d.Missing, d.Lost, d.Watermark, d.HighestSeq)
+	}
+	exp = scrapeMetrics(t, base)
+	promcheck.Lint(t, exp)
+	if v, _ := promcheck.Value(exp, "vigil_fleet_seq_lost_total", ""); v != 1 {
+		t.Errorf("vigil_fleet_seq_lost_total %v, want 1", v)
+	}
+	if v, _ := promcheck.Value(exp, "vigil_fleet_seq_missing", ""); v != 0 {
+		t.Errorf("vigil_fleet_seq_missing %v, want 0", v)
 	}
 }

@@ -4,6 +4,7 @@
 //	GET /healthz              200 when the MQTT subscriber is connected, 503 otherwise
 //	GET /api/v1/devices       every device, sorted by id
 //	GET /api/v1/devices/{id}  one device; 404 when unknown
+//	GET /metrics              Prometheus metrics (see fleet/metrics), when a handler is given
 //
 // Errors are JSON: {"error": "..."} (a method other than GET gets the mux's plain 405).
 package api
@@ -22,16 +23,25 @@ import (
 
 // Device is one device as the API shows it.
 type Device struct {
-	ID         string            `json:"id"`
-	Online     bool              `json:"online"`
-	State      string            `json:"state"` // online, offline, or "" before any status
-	Version    string            `json:"version,omitempty"`
-	FirstSeen  time.Time         `json:"first_seen"`
-	LastSeen   time.Time         `json:"last_seen"`
-	StatusAt   time.Time         `json:"status_at,omitzero"`
-	Messages   map[string]uint64 `json:"messages"` // accepted messages by kind
-	Duplicates uint64            `json:"duplicates"`
-	Cameras    []Camera          `json:"cameras"`
+	ID        string            `json:"id"`
+	Online    bool              `json:"online"`
+	State     string            `json:"state"` // online, offline, or "" before any status
+	Version   string            `json:"version,omitempty"`
+	FirstSeen time.Time         `json:"first_seen"`
+	LastSeen  time.Time         `json:"last_seen"`
+	StatusAt  time.Time         `json:"status_at,omitzero"`
+	Messages  map[string]uint64 `json:"messages"` // accepted messages by kind, duplicates not included
+	Cameras   []Camera          `json:"cameras"`
+
+	// The message stream's completeness; see fleet/registry.
+	Duplicates   uint64 `json:"duplicates"`    // repeats received and dropped
+	Replayed     uint64 `json:"replayed"`      // messages received from the agent's backlog (replayed: true)
+	Epoch        string `json:"epoch"`         // the agent's outbox epoch, from msg_id
+	EpochChanges uint64 `json:"epoch_changes"` // times the outbox was recreated (seq restarted)
+	HighestSeq   uint64 `json:"highest_seq"`   // highest seq received in the epoch
+	Watermark    uint64 `json:"watermark"`     // every seq at or below it arrived or was given up
+	Missing      uint64 `json:"missing"`       // seqs below highest_seq not received yet; may still arrive
+	Lost         uint64 `json:"lost"`          // seqs given up after the gap timeout, all epochs
 }
 
 // Camera is one camera of a device.
@@ -81,8 +91,8 @@ type Conn interface {
 	Status() ingest.Status
 }
 
-// Handler returns the API's handler.
-func Handler(devices Devices, conn Conn, log *slog.Logger) http.Handler {
+// Handler returns the API's handler. metrics serves GET /metrics; nil leaves it out.
+func Handler(devices Devices, conn Conn, metrics http.Handler, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -91,6 +101,9 @@ func Handler(devices Devices, conn Conn, log *slog.Logger) http.Handler {
 	mux.HandleFunc("GET /healthz", h.health)
 	mux.HandleFunc("GET /api/v1/devices", h.list)
 	mux.HandleFunc("GET /api/v1/devices/{id}", h.get)
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
+	}
 	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
 		h.write(w, http.StatusNotFound, Error{Error: "no such endpoint: " + r.URL.Path})
 	})
@@ -150,16 +163,23 @@ func (h *handlers) write(w http.ResponseWriter, code int, v any) {
 // FromRegistry converts a registry snapshot to its API form.
 func FromRegistry(d registry.Device) Device {
 	out := Device{
-		ID:         d.ID,
-		Online:     d.Online,
-		State:      d.State,
-		Version:    d.Version,
-		FirstSeen:  d.FirstSeen,
-		LastSeen:   d.LastSeen,
-		StatusAt:   d.StatusAt,
-		Messages:   maps.Clone(d.Messages),
-		Duplicates: d.Duplicates,
-		Cameras:    make([]Camera, 0, len(d.Cameras)),
+		ID:           d.ID,
+		Online:       d.Online,
+		State:        d.State,
+		Version:      d.Version,
+		FirstSeen:    d.FirstSeen,
+		LastSeen:     d.LastSeen,
+		StatusAt:     d.StatusAt,
+		Messages:     maps.Clone(d.Messages),
+		Cameras:      make([]Camera, 0, len(d.Cameras)),
+		Duplicates:   d.Duplicates,
+		Replayed:     d.Replayed,
+		Epoch:        d.Epoch,
+		EpochChanges: d.EpochChanges,
+		HighestSeq:   d.HighestSeq,
+		Watermark:    d.Watermark,
+		Missing:      d.Missing,
+		Lost:         d.Lost,
 	}
 	if out.Messages == nil {
 		out.Messages = map[string]uint64{}

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -21,12 +22,20 @@ func TestJSONShape(t *testing.T) {
 	if err := reg.HandleMessage(wire.Topic("d1", wire.KindStatus, ""), b); err != nil {
 		t.Fatal(err)
 	}
+	// Seqs 1 and 3 of outbox epoch ab12: 2 is missing.
+	for _, seq := range []uint64{1, 3} {
+		det := wire.Detections{Header: wire.Header{Schema: wire.SchemaDetections, DeviceID: "d1", Seq: seq, MsgID: fmt.Sprint("d1-ab12-", seq)}, Camera: "cam2"}
+		b, _ := json.Marshal(det)
+		if err := reg.HandleMessage(wire.Topic("d1", wire.KindDetections, "cam2"), b); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// A subscriber that was never started: a real one, not connected.
 	sub, err := ingest.New(ingest.Config{BrokerURL: "tcp://127.0.0.1:1", ClientID: "x"}, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api.Handler(reg, sub, nil))
+	srv := httptest.NewServer(api.Handler(reg, sub, nil, nil))
 	defer srv.Close()
 
 	body := func(path string, wantCode int) string {
@@ -43,7 +52,8 @@ func TestJSONShape(t *testing.T) {
 		return string(b)
 	}
 	dev := body("/api/v1/devices/d1", http.StatusOK)
-	for _, key := range []string{`"id": "d1"`, `"online": true`, `"first_seen"`, `"last_seen"`, `"status_at"`, `"messages": {`, `"cameras": [`, `"detections": 0`, `"objects": {}`, `"rate": 0`} {
+	for _, key := range []string{`"id": "d1"`, `"online": true`, `"first_seen"`, `"last_seen"`, `"status_at"`, `"messages": {`, `"cameras": [`, `"detections": 0`, `"objects": {}`, `"rate": 0`,
+		`"duplicates": 0`, `"replayed": 0`, `"epoch": "ab12"`, `"epoch_changes": 0`, `"highest_seq": 3`, `"watermark": 1`, `"missing": 1`, `"lost": 0`} {
 		if !strings.Contains(dev, key) {
 			t.Errorf("device JSON lacks %s:\n%s", key, dev)
 		}
@@ -62,6 +72,9 @@ func TestJSONShape(t *testing.T) {
 	}
 	if got := body("/api/v1/devices", http.StatusOK); !strings.HasPrefix(got, "[") {
 		t.Errorf("list body %s", got)
+	}
+	if got := body("/metrics", http.StatusNotFound); !strings.Contains(got, "no such endpoint") {
+		t.Errorf("/metrics without a metrics handler: %s", got)
 	}
 	resp, err := http.Post(srv.URL+"/api/v1/devices", "application/json", nil)
 	if err != nil {

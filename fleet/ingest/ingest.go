@@ -1,6 +1,7 @@
 // Package ingest is the fleet controller's MQTT subscriber: a paho client that connects to a
 // broker (the embedded one or an external one), subscribes at QoS 1 to every device's status and
-// detections, and hands each message to a Handler (the registry). It reconnects by itself and
+// to every kind that shares the device's seq (detections, events, alerts, telemetry: the
+// registry tracks gaps over all of them), and hands each message to a Handler (the registry). It reconnects by itself and
 // subscribes again after every reconnect.
 //
 //	broker ──MQTT QoS 1──▶ Subscriber ──HandleMessage(topic, payload)──▶ registry
@@ -19,6 +20,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/vigil-edge/vigil/fleet/registry"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
@@ -26,6 +28,9 @@ import (
 var Topics = []string{
 	wire.Root + "/+/" + wire.KindStatus,
 	wire.Root + "/+/" + wire.KindDetections + "/+",
+	wire.Root + "/+/" + registry.KindEvents + "/+",
+	wire.Root + "/+/" + registry.KindAlerts + "/+",
+	wire.Root + "/+/" + registry.KindTelemetry,
 }
 
 // Handler receives the messages.

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
@@ -14,13 +16,37 @@ const (
 	ReasonUnknownKind    = "unknown_kind"     // a kind the registry does not read
 	ReasonBadJSON        = "bad_json"         // the payload is not the kind's JSON object
 	ReasonWrongSchema    = "wrong_schema"     // schema is not the kind's schema name
-	ReasonBadHeader      = "bad_header"       // msg_id missing or too long
+	ReasonBadHeader      = "bad_header"       // msg_id missing, too long, or not <device_id>-<epoch>-<seq>
 	ReasonDeviceMismatch = "device_mismatch"  // device_id differs from the topic's device
 	ReasonCameraMismatch = "camera_mismatch"  // camera differs from the topic's camera
 	ReasonBadState       = "bad_state"        // status state is neither online nor offline
 	ReasonTooManyDevices = "too_many_devices" // the registry is full
 	ReasonTooManyCameras = "too_many_cameras" // the device has too many cameras
+	ReasonStaleEpoch     = "stale_epoch"      // from the device's previous outbox epoch, after the change
 )
+
+// Reasons lists every Reason constant.
+func Reasons() []string {
+	return []string{ReasonBadTopic, ReasonUnknownKind, ReasonBadJSON, ReasonWrongSchema, ReasonBadHeader,
+		ReasonDeviceMismatch, ReasonCameraMismatch, ReasonBadState, ReasonTooManyDevices, ReasonTooManyCameras,
+		ReasonStaleEpoch}
+}
+
+// Kinds lists the message kinds the registry accepts.
+func Kinds() []string {
+	return []string{wire.KindStatus, wire.KindDetections, KindEvents, KindAlerts, KindTelemetry}
+}
+
+// Kinds that share the device's seq but that the registry reads no further than their header:
+// it tracks their seqs (so that they are not taken for gaps) and counts them.
+const (
+	KindEvents    = "events"    // vigil/v1/<device>/events/<camera>
+	KindAlerts    = "alerts"    // vigil/v1/<device>/alerts/<camera>
+	KindTelemetry = "telemetry" // vigil/v1/<device>/telemetry
+)
+
+// cameraLevel tells, for the header-only kinds, whether their topic has a camera level.
+var cameraLevel = map[string]bool{KindEvents: true, KindAlerts: true, KindTelemetry: false}
 
 // maxMsgIDLen bounds the memory the duplicate filter holds per remembered message.
 const maxMsgIDLen = 128
@@ -39,12 +65,14 @@ func reject(reason, format string, args ...any) error {
 	return &RejectError{Reason: reason, Err: fmt.Errorf(format, args...)}
 }
 
-// message is one decoded, checked message: exactly one of status or detections is set.
+// message is one decoded, checked message: status is set for a status message, detections for
+// a detections message; every other kind carries only its header.
 type message struct {
 	device     string
 	kind       string
 	camera     string
 	header     wire.Header
+	epoch      string // from msg_id; "" for status, which is outside the seq sequence
 	status     *wire.Status
 	detections *wire.Detections
 }
@@ -90,10 +118,54 @@ func decode(topic string, payload []byte) (message, error) {
 			return message{}, reject(ReasonCameraMismatch, "camera %q on topic camera %q", d.Camera, camera)
 		}
 		m.header, m.detections = d.Header, &d
+	case KindEvents, KindAlerts, KindTelemetry:
+		if cameraLevel[kind] && !wire.ValidID(camera) || !cameraLevel[kind] && camera != "" {
+			return message{}, reject(ReasonBadTopic, "topic %q: bad camera level for %s", topic, kind)
+		}
+		var h wire.Header
+		if err := unmarshal(payload, &h); err != nil {
+			return message{}, err
+		}
+		if !strings.HasPrefix(h.Schema, "vigil.") {
+			return message{}, reject(ReasonWrongSchema, "schema %q, want vigil.*", h.Schema)
+		}
+		if err := checkHeader(h, h.Schema, device); err != nil {
+			return message{}, err
+		}
+		m.header = h
 	default:
 		return message{}, reject(ReasonUnknownKind, "kind %q", kind)
 	}
+	if kind != wire.KindStatus {
+		epoch, err := parseMsgID(m.header, device)
+		if err != nil {
+			return message{}, err
+		}
+		m.epoch = epoch
+	}
 	return m, nil
+}
+
+// parseMsgID checks that a sequenced message's msg_id is <device_id>-<epoch>-<seq> with the
+// header's seq, and returns the epoch. Device ids may contain '-': the seq is cut from the
+// right, and the device id from the left.
+func parseMsgID(h wire.Header, device string) (string, error) {
+	if h.Seq == 0 {
+		return "", &RejectError{Reason: ReasonBadHeader, Err: errors.New("seq is missing")}
+	}
+	rest, ok := strings.CutPrefix(h.MsgID, device+"-")
+	i := strings.LastIndexByte(rest, '-')
+	if !ok || i < 0 {
+		return "", reject(ReasonBadHeader, "msg_id %q is not <device_id>-<epoch>-<seq>", h.MsgID)
+	}
+	epoch, seq := rest[:i], rest[i+1:]
+	if !wire.ValidID(epoch) {
+		return "", reject(ReasonBadHeader, "msg_id %q: invalid epoch", h.MsgID)
+	}
+	if seq != strconv.FormatUint(h.Seq, 10) {
+		return "", reject(ReasonBadHeader, "msg_id %q does not end in seq %d", h.MsgID, h.Seq)
+	}
+	return epoch, nil
 }
 
 func unmarshal(payload []byte, v any) error {

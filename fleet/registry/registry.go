@@ -1,12 +1,33 @@
 // Package registry is the fleet controller's in-memory view of its devices, built from the
 // MQTT messages the agents publish (see pipeline/wire): for each device whether it is online,
-// its version and cameras, and per camera how many detections messages and objects arrived and
-// at what rate.
+// its version and cameras, per camera how many detections messages and objects arrived and at
+// what rate, and how complete the device's message stream is.
 //
 // Messages are fed in with [Registry.HandleMessage] as raw topic and payload; anything that does
-// not decode and check is counted as rejected by reason, never trusted. A repeat of a message
-// (same device and msg_id, seen among the device's last DedupeSize messages) counts once.
-// Memory is bounded: devices, cameras per device and labels per camera have limits.
+// not decode and check is counted as rejected by reason, never trusted.
+//
+// Delivery is at least once, from the agent's durable outbox: every message but status carries
+// a per-device seq (one more per message, all kinds sharing it) and a msg_id
+// <device_id>-<epoch>-<seq>, where the epoch names the agent's outbox file. After a reconnect
+// the agent replays its backlog (replayed: true) interleaved with live messages, so seqs arrive
+// out of order for a while. Per device and epoch the registry keeps a watermark (every seq at
+// or below it is accounted for) and the runs of seqs received above it:
+//
+//   - a seq already accounted for is a duplicate: counted, not applied;
+//   - a seq below the highest received that has not arrived is missing; once it has stayed
+//     missing for GapTimeout while the seqs around it arrived, it is lost and the watermark
+//     moves past it;
+//   - a new epoch (the outbox was recreated, seq starts again from 1) resets the tracking, and
+//     is counted; what was still missing of the old epoch is lost, and messages of the old
+//     epoch arriving later are rejected as stale.
+//
+// Status messages are outside the sequence: a repeat of the last one (same msg_id, as when the
+// broker delivers the retained status again) is a duplicate. Seqs below the first one this
+// registry saw of a device are history from before it was watching (e.g. before a restart of
+// the controller): accepted once when they arrive, never reported missing nor lost.
+//
+// Memory is bounded: devices, cameras per device, labels per camera, and open gaps per device
+// (past MaxGaps the lowest gap is given up as lost) have limits.
 package registry
 
 import (
@@ -23,7 +44,8 @@ import (
 // Defaults of [Options].
 const (
 	DefaultWindow     = 10 * time.Second
-	DefaultDedupeSize = 256
+	DefaultGapTimeout = 2 * time.Minute
+	DefaultMaxGaps    = 10000
 	DefaultMaxDevices = 10000
 	DefaultMaxCameras = 64
 	DefaultMaxLabels  = 128
@@ -32,12 +54,18 @@ const (
 // OtherLabel collects objects whose label is over the per-camera label limit or too long.
 const OtherLabel = "_other"
 
+// StateUnknown is the state of a device before any status message, in [Totals.Devices].
+const StateUnknown = "unknown"
+
 const maxLabelLen = 64
 
 // Options tunes a Registry; zero fields take the defaults.
 type Options struct {
-	Window     time.Duration    // span of the detections rate; whole seconds, at least 1 s
-	DedupeSize int              // msg_ids remembered per device
+	Window     time.Duration // span of the detections rate; whole seconds, at least 1 s
+	GapTimeout time.Duration // how long a seq may stay missing before it is counted as lost
+	// MaxGaps bounds the gaps (runs of missing seqs) tracked per device; past it the lowest gap
+	// is given up as lost. Each costs 24 bytes.
+	MaxGaps    int
 	MaxDevices int              // devices kept; messages of further devices are rejected
 	MaxCameras int              // cameras kept per device
 	MaxLabels  int              // labels counted per camera; more go to OtherLabel
@@ -46,16 +74,28 @@ type Options struct {
 
 // Device is a snapshot of one device.
 type Device struct {
-	ID         string
-	Online     bool              // from the last status message (retained; the will says offline)
-	State      string            // "online", "offline", or "" before any status message
-	Version    string            // agent version from the last status message
-	FirstSeen  time.Time         // first accepted message
-	LastSeen   time.Time         // last accepted message
-	StatusAt   time.Time         // when the last status message arrived
-	Messages   map[string]uint64 // accepted messages by kind (status, detections)
-	Duplicates uint64            // repeats dropped
-	Cameras    []Camera          // sorted by ID: those the status names and those seen sending
+	ID        string
+	Online    bool              // from the last status message (retained; the will says offline)
+	State     string            // "online", "offline", or "" before any status message
+	Version   string            // agent version from the last status message
+	FirstSeen time.Time         // first accepted message
+	LastSeen  time.Time         // last accepted message
+	StatusAt  time.Time         // when the last status message arrived
+	Messages  map[string]uint64 // accepted messages by kind (duplicates not included)
+	Cameras   []Camera          // sorted by ID: those the status names and those seen sending
+	Stream
+}
+
+// Stream describes how complete a device's message stream is.
+type Stream struct {
+	Duplicates   uint64 // repeats received and dropped
+	Replayed     uint64 // messages received with replayed: true (duplicates included)
+	Epoch        string // the outbox epoch being tracked, from msg_id
+	EpochChanges uint64 // times the epoch changed (the agent's outbox was recreated)
+	HighestSeq   uint64 // highest seq received in the epoch
+	Watermark    uint64 // every seq of the epoch at or below it arrived or was given up
+	Missing      uint64 // seqs below HighestSeq not received yet: they may still arrive
+	Lost         uint64 // seqs given up (missing for GapTimeout, or past MaxGaps), all epochs
 }
 
 // Camera is a snapshot of one camera of a device.
@@ -68,27 +108,48 @@ type Camera struct {
 	Rate            float64           // detections messages per second over the window
 }
 
+// Totals sums the registry over all devices, for metrics.
+type Totals struct {
+	Devices         map[string]int    // devices by state: online, offline, StateUnknown
+	DevicesWithGaps int               // devices with at least one seq missing
+	Received        map[string]uint64 // messages accepted or dropped as duplicates, by kind
+	Duplicates      uint64
+	Replayed        uint64
+	Missing         uint64
+	Lost            uint64
+	EpochChanges    uint64
+	Rejected        map[string]uint64 // rejected messages by reason
+}
+
 // Registry is the view of all devices. Its methods may be called from many goroutines at once.
 type Registry struct {
 	opts Options
 
-	mu       sync.Mutex
-	devices  map[string]*device
-	rejected map[string]uint64
+	mu           sync.Mutex
+	devices      map[string]*device
+	rejected     map[string]uint64
+	received     map[string]uint64
+	duplicates   uint64
+	replayed     uint64
+	epochChanges uint64
 }
 
 type device struct {
-	id         string
-	state      string
-	version    string
-	listed     []string // cameras from the last status message
-	firstSeen  time.Time
-	lastSeen   time.Time
-	statusAt   time.Time
-	messages   map[string]uint64
-	duplicates uint64
-	cameras    map[string]*camera
-	recent     ring
+	id           string
+	state        string
+	version      string
+	listed       []string // cameras from the last status message
+	firstSeen    time.Time
+	lastSeen     time.Time
+	statusAt     time.Time
+	lastStatus   string // msg_id of the last status message
+	messages     map[string]uint64
+	duplicates   uint64
+	replayed     uint64
+	epochChanges uint64
+	prevEpoch    string
+	seq          seqTrack
+	cameras      map[string]*camera
 }
 
 type camera struct {
@@ -106,35 +167,17 @@ type bucket struct {
 	n   uint64
 }
 
-// ring remembers the last msg_ids of a device.
-type ring struct {
-	ids  []string
-	next int
-	set  map[string]struct{}
-}
-
-func (r *ring) seen(id string) bool {
-	_, ok := r.set[id]
-	return ok
-}
-
-func (r *ring) add(id string) {
-	if old := r.ids[r.next]; old != "" {
-		delete(r.set, old)
-	}
-	r.ids[r.next] = id
-	r.set[id] = struct{}{}
-	r.next = (r.next + 1) % len(r.ids)
-}
-
 // New returns an empty registry.
 func New(opts Options) *Registry {
 	if opts.Window < time.Second {
 		opts.Window = DefaultWindow
 	}
 	opts.Window = opts.Window.Truncate(time.Second)
-	if opts.DedupeSize <= 0 {
-		opts.DedupeSize = DefaultDedupeSize
+	if opts.GapTimeout <= 0 {
+		opts.GapTimeout = DefaultGapTimeout
+	}
+	if opts.MaxGaps <= 0 {
+		opts.MaxGaps = DefaultMaxGaps
 	}
 	if opts.MaxDevices <= 0 {
 		opts.MaxDevices = DefaultMaxDevices
@@ -148,7 +191,7 @@ func New(opts Options) *Registry {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Registry{opts: opts, devices: map[string]*device{}, rejected: map[string]uint64{}}
+	return &Registry{opts: opts, devices: map[string]*device{}, rejected: map[string]uint64{}, received: map[string]uint64{}}
 }
 
 // HandleMessage decodes one MQTT message and applies it. A message that does not decode or
@@ -191,17 +234,61 @@ func (r *Registry) apply(m message, now time.Time) error {
 			firstSeen: now,
 			messages:  map[string]uint64{},
 			cameras:   map[string]*camera{},
-			recent:    ring{ids: make([]string, r.opts.DedupeSize), set: map[string]struct{}{}},
+			seq:       seqTrack{gapTimeout: r.opts.GapTimeout, maxGaps: r.opts.MaxGaps},
 		}
-		// Created only once the message is accepted below, so a rejected first message leaves
+		// Stored only once the message is accepted below, so a rejected first message leaves
 		// nothing behind.
 	}
-	if d.recent.seen(m.header.MsgID) {
-		d.duplicates++
-		return nil
-	}
+
+	// Decide first, change nothing until the message is known to be accepted (but gaps that
+	// timed out are lost whatever this message is).
+	d.seq.expire(now)
+	dup, newEpoch := false, false
 	switch {
 	case m.status != nil:
+		dup = m.header.MsgID == d.lastStatus
+	case d.seq.epoch == "" || m.epoch != d.seq.epoch && m.epoch != d.prevEpoch:
+		newEpoch = true
+	case m.epoch == d.prevEpoch:
+		return reject(ReasonStaleEpoch, "device %q: epoch %q was replaced by %q", m.device, m.epoch, d.seq.epoch)
+	default:
+		dup = d.seq.seen(m.header.Seq)
+	}
+	var cam *camera
+	if m.detections != nil && !dup {
+		cam = d.cameras[m.camera]
+		if cam == nil && len(d.cameras) >= r.opts.MaxCameras {
+			return reject(ReasonTooManyCameras, "device %q: %d cameras", m.device, len(d.cameras))
+		}
+	}
+
+	r.devices[m.device] = d
+	r.received[m.kind]++
+	if m.header.Replayed {
+		d.replayed++
+		r.replayed++
+	}
+	if dup {
+		d.duplicates++
+		r.duplicates++
+		return nil
+	}
+	if m.status == nil {
+		if newEpoch {
+			if d.seq.epoch != "" {
+				d.epochChanges++
+				r.epochChanges++
+				d.prevEpoch = d.seq.epoch
+			}
+			d.seq.start(m.epoch, m.header.Seq, d.seq.epoch == "")
+		}
+		d.seq.add(m.header.Seq, now)
+		d.seq.expire(now)
+	}
+
+	switch {
+	case m.status != nil:
+		d.lastStatus = m.header.MsgID
 		d.state = m.status.State
 		d.version = m.status.Version
 		d.listed = nil
@@ -212,39 +299,38 @@ func (r *Registry) apply(m message, now time.Time) error {
 		}
 		d.statusAt = now
 	case m.detections != nil:
-		c, ok := d.cameras[m.camera]
-		if !ok {
-			if len(d.cameras) >= r.opts.MaxCameras {
-				return reject(ReasonTooManyCameras, "device %q: %d cameras", m.device, len(d.cameras))
-			}
+		if cam == nil {
 			n := int64(r.opts.Window / time.Second)
-			c = &camera{objects: map[string]uint64{}, buckets: make([]bucket, n), bucketSpanSecs: n, firstReceived: now}
-			d.cameras[m.camera] = c
+			cam = &camera{objects: map[string]uint64{}, buckets: make([]bucket, n), bucketSpanSecs: n, firstReceived: now}
+			d.cameras[m.camera] = cam
 		}
-		c.detections++
-		for _, o := range m.detections.Objects {
-			label := o.Label
-			if _, known := c.objects[label]; !known && (len(c.objects) >= r.opts.MaxLabels || label == "" || len(label) > maxLabelLen) {
-				label = OtherLabel
-			}
-			c.objects[label]++
-		}
-		if at := time.UnixMilli(m.header.CapturedAt).UTC(); m.header.CapturedAt > 0 && at.After(c.lastDetection) {
-			c.lastDetection = at
-		}
-		c.lastReceived = now
-		sec := now.Unix()
-		b := &c.buckets[mod(sec, c.bucketSpanSecs)]
-		if b.sec != sec {
-			*b = bucket{sec: sec}
-		}
-		b.n++
+		cam.record(m.detections, now, r.opts.MaxLabels)
 	}
-	d.recent.add(m.header.MsgID)
 	d.messages[m.kind]++
 	d.lastSeen = now
-	r.devices[m.device] = d
 	return nil
+}
+
+// record counts one detections message.
+func (c *camera) record(m *wire.Detections, now time.Time, maxLabels int) {
+	c.detections++
+	for _, o := range m.Objects {
+		label := o.Label
+		if _, known := c.objects[label]; !known && (len(c.objects) >= maxLabels || label == "" || len(label) > maxLabelLen) {
+			label = OtherLabel
+		}
+		c.objects[label]++
+	}
+	if at := time.UnixMilli(m.CapturedAt).UTC(); m.CapturedAt > 0 && at.After(c.lastDetection) {
+		c.lastDetection = at
+	}
+	c.lastReceived = now
+	sec := now.Unix()
+	b := &c.buckets[mod(sec, c.bucketSpanSecs)]
+	if b.sec != sec {
+		*b = bucket{sec: sec}
+	}
+	b.n++
 }
 
 func mod(a, n int64) int64 {
@@ -310,18 +396,57 @@ func (r *Registry) Rejected() map[string]uint64 {
 	return maps.Clone(r.rejected)
 }
 
-// snapshot copies d; r.mu is held.
+// Totals sums the registry over all devices. Gaps that have timed out are counted as lost first.
+func (r *Registry) Totals() Totals {
+	now := r.opts.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := Totals{
+		Devices:      map[string]int{wire.StateOnline: 0, wire.StateOffline: 0, StateUnknown: 0},
+		Received:     maps.Clone(r.received),
+		Duplicates:   r.duplicates,
+		Replayed:     r.replayed,
+		EpochChanges: r.epochChanges,
+		Rejected:     maps.Clone(r.rejected),
+	}
+	for _, d := range r.devices {
+		d.seq.expire(now)
+		state := d.state
+		if state == "" {
+			state = StateUnknown
+		}
+		t.Devices[state]++
+		if n := d.seq.missing(); n > 0 {
+			t.Missing += n
+			t.DevicesWithGaps++
+		}
+		t.Lost += d.seq.lost
+	}
+	return t
+}
+
+// snapshot copies d; r.mu is held. Gaps that have timed out are counted as lost first.
 func (r *Registry) snapshot(d *device, now time.Time) Device {
+	d.seq.expire(now)
 	out := Device{
-		ID:         d.id,
-		Online:     d.state == wire.StateOnline,
-		State:      d.state,
-		Version:    d.version,
-		FirstSeen:  d.firstSeen,
-		LastSeen:   d.lastSeen,
-		StatusAt:   d.statusAt,
-		Messages:   maps.Clone(d.messages),
-		Duplicates: d.duplicates,
+		ID:        d.id,
+		Online:    d.state == wire.StateOnline,
+		State:     d.state,
+		Version:   d.version,
+		FirstSeen: d.firstSeen,
+		LastSeen:  d.lastSeen,
+		StatusAt:  d.statusAt,
+		Messages:  maps.Clone(d.messages),
+		Stream: Stream{
+			Duplicates:   d.duplicates,
+			Replayed:     d.replayed,
+			Epoch:        d.seq.epoch,
+			EpochChanges: d.epochChanges,
+			HighestSeq:   d.seq.highest,
+			Watermark:    d.seq.watermark,
+			Missing:      d.seq.missing(),
+			Lost:         d.seq.lost,
+		},
 	}
 	ids := slices.Collect(maps.Keys(d.cameras))
 	for _, id := range d.listed {

@@ -28,9 +28,20 @@ func status(dev, state, msgID string, cams ...string) msg {
 	return msg{wire.Topic(dev, wire.KindStatus, ""), mustJSON(s)}
 }
 
-func detections(dev, cam, msgID string, labels ...string) msg {
+// testEpoch is the outbox epoch of the test messages.
+const testEpoch = "3f9a0c11d2e4"
+
+// msgID is the agent's msg_id of message seq of dev in epoch.
+func msgID(dev, epoch string, seq uint64) string { return fmt.Sprintf("%s-%s-%d", dev, epoch, seq) }
+
+func detections(dev, cam string, seq uint64, labels ...string) msg {
+	return detectionsIn(dev, cam, testEpoch, seq, false, labels...)
+}
+
+func detectionsIn(dev, cam, epoch string, seq uint64, replayed bool, labels ...string) msg {
 	d := wire.Detections{
-		Header:      wire.Header{Schema: wire.SchemaDetections, DeviceID: dev, Seq: 2, MsgID: msgID, CapturedAt: 1700000001000},
+		Header: wire.Header{Schema: wire.SchemaDetections, DeviceID: dev, Seq: seq, MsgID: msgID(dev, epoch, seq),
+			CapturedAt: 1700000001000, Replayed: replayed},
 		Camera:      cam,
 		FrameWidth:  1280,
 		FrameHeight: 720,
@@ -40,6 +51,12 @@ func detections(dev, cam, msgID string, labels ...string) msg {
 		d.Objects = append(d.Objects, wire.Object{Label: l, Score: 0.9})
 	}
 	return msg{wire.Topic(dev, wire.KindDetections, cam), mustJSON(d)}
+}
+
+// other is a message of a kind the registry reads only the header of.
+func other(dev, kind, cam string, seq uint64) msg {
+	h := wire.Header{Schema: "vigil." + kind + "/1", DeviceID: dev, Seq: seq, MsgID: msgID(dev, testEpoch, seq), CapturedAt: 1700000001000}
+	return msg{wire.Topic(dev, kind, cam), mustJSON(h)}
 }
 
 func mustJSON(v any) []byte {
@@ -97,9 +114,9 @@ func TestHandleMessage(t *testing.T) {
 			name: "detections counted by camera and label",
 			msgs: []msg{
 				status("d1", wire.StateOnline, "s1", "cam1", "cam2"),
-				detections("d1", "cam1", "m1", "person", "person", "car"),
-				detections("d1", "cam1", "m2", "person"),
-				detections("d1", "cam3", "m3"),
+				detections("d1", "cam1", 1, "person", "person", "car"),
+				detections("d1", "cam1", 2, "person"),
+				detections("d1", "cam3", 3),
 			},
 			devices: map[string]devWant{"d1": {online: true, state: "online", messages: map[string]uint64{"status": 1, "detections": 3}, cameras: map[string]camWant{
 				"cam1": {detections: 2, objects: map[string]uint64{"person": 3, "car": 1}},
@@ -109,7 +126,7 @@ func TestHandleMessage(t *testing.T) {
 		},
 		{
 			name: "detections before any status",
-			msgs: []msg{detections("d2", "cam1", "m1", "dog")},
+			msgs: []msg{detections("d2", "cam1", 1, "dog")},
 			devices: map[string]devWant{"d2": {state: "", messages: map[string]uint64{"detections": 1}, cameras: map[string]camWant{
 				"cam1": {detections: 1, objects: map[string]uint64{"dog": 1}},
 			}}},
@@ -117,10 +134,10 @@ func TestHandleMessage(t *testing.T) {
 		{
 			name: "duplicates counted once",
 			msgs: []msg{
-				detections("d1", "cam1", "m1", "person"),
-				detections("d1", "cam1", "m1", "person"),
-				detections("d1", "cam1", "m2", "person"),
-				detections("d1", "cam1", "m1", "person"),
+				detections("d1", "cam1", 1, "person"),
+				detections("d1", "cam1", 1, "person"),
+				detections("d1", "cam1", 2, "person"),
+				detections("d1", "cam1", 1, "person"),
 				status("d1", wire.StateOnline, "s1"),
 				status("d1", wire.StateOnline, "s1"), // retained status again after a resubscribe
 			},
@@ -129,12 +146,25 @@ func TestHandleMessage(t *testing.T) {
 			}}},
 		},
 		{
-			name: "same msg_id on two devices is not a duplicate",
-			msgs: []msg{detections("d1", "cam1", "m1"), detections("d2", "cam1", "m1")},
+			name: "same seq on two devices is not a duplicate",
+			msgs: []msg{detections("d1", "cam1", 1), detections("d2", "cam1", 1)},
 			devices: map[string]devWant{
 				"d1": {messages: map[string]uint64{"detections": 1}, cameras: map[string]camWant{"cam1": {detections: 1, objects: map[string]uint64{}}}},
 				"d2": {messages: map[string]uint64{"detections": 1}, cameras: map[string]camWant{"cam1": {detections: 1, objects: map[string]uint64{}}}},
 			},
+		},
+		{
+			name: "events, alerts and telemetry share the seq",
+			msgs: []msg{
+				detections("d1", "cam1", 1, "person"),
+				other("d1", KindEvents, "cam1", 2),
+				other("d1", KindAlerts, "cam1", 3),
+				other("d1", KindTelemetry, "", 4),
+				other("d1", KindEvents, "cam1", 2),
+			},
+			devices: map[string]devWant{"d1": {duplicates: 1, messages: map[string]uint64{"detections": 1, "events": 1, "alerts": 1, "telemetry": 1}, cameras: map[string]camWant{
+				"cam1": {detections: 1, objects: map[string]uint64{"person": 1}},
+			}}},
 		},
 		{
 			name: "rejects",
@@ -146,20 +176,29 @@ func TestHandleMessage(t *testing.T) {
 				{"vigil/v1/d1", nil},
 				{"vigil/v1/d1/status/extra", status("d1", "online", "x").payload},
 				{"vigil/v1/d+1/status", nil},
-				{"vigil/v1/d1/events/cam1", []byte(`{}`)},
+				{"vigil/v1/d1/cmd_result/ota", []byte(`{}`)},
 				{"vigil/v1/d1/detections/c#1", []byte(`{}`)},
 				with(status("d1", "online", "s1"), func(o map[string]any) { o["schema"] = "vigil.status/2" }),
-				with(detections("d1", "cam1", "m1"), func(o map[string]any) { o["schema"] = wire.SchemaStatus }),
+				with(detections("d1", "cam1", 1), func(o map[string]any) { o["schema"] = wire.SchemaStatus }),
 				status("other", "online", "s1").withTopic("vigil/v1/d1/status"),
-				detections("d1", "cam1", "m1").withTopic("vigil/v1/d1/detections/cam2"),
+				detections("d1", "cam1", 1).withTopic("vigil/v1/d1/detections/cam2"),
 				status("d1", "sleeping", "s1"),
 				status("d1", "online", ""),
 				status("d1", "online", strings.Repeat("x", 200)),
+				with(detections("d1", "cam1", 1), func(o map[string]any) { o["msg_id"] = "m1" }),
+				with(detections("d1", "cam1", 1), func(o map[string]any) { o["msg_id"] = "d1-" + testEpoch + "-2" }),
+				with(detections("d1", "cam1", 1), func(o map[string]any) { o["msg_id"] = "d2-" + testEpoch + "-1" }),
+				with(detections("d1", "cam1", 1), func(o map[string]any) { o["msg_id"] = "d1--1" }),
+				with(detections("d1", "cam1", 1), func(o map[string]any) { o["msg_id"] = "d1-1" }),
+				with(detections("d1", "cam1", 0), func(o map[string]any) { delete(o, "seq") }),
+				with(other("d1", KindEvents, "cam1", 1), func(o map[string]any) { o["schema"] = "x.event/1" }),
+				other("d1", KindTelemetry, "cam1", 1),
+				other("d1", KindEvents, "", 1),
 			},
 			devices: map[string]devWant{},
 			rejected: map[string]uint64{
-				ReasonBadJSON: 3, ReasonWrongSchema: 2, ReasonBadTopic: 5, ReasonUnknownKind: 1,
-				ReasonDeviceMismatch: 1, ReasonCameraMismatch: 1, ReasonBadState: 1, ReasonBadHeader: 2,
+				ReasonBadJSON: 3, ReasonWrongSchema: 3, ReasonBadTopic: 7, ReasonUnknownKind: 1,
+				ReasonDeviceMismatch: 1, ReasonCameraMismatch: 1, ReasonBadState: 1, ReasonBadHeader: 8,
 			},
 		},
 		{
@@ -279,7 +318,7 @@ func TestRate(t *testing.T) {
 	n := 0
 	send := func() {
 		n++
-		m := detections("d1", "cam1", fmt.Sprint("m", n))
+		m := detections("d1", "cam1", uint64(n))
 		if err := r.HandleMessage(m.topic, m.payload); err != nil {
 			t.Fatal(err)
 		}
@@ -309,25 +348,6 @@ func TestRate(t *testing.T) {
 	}
 }
 
-func TestDedupeRingIsBounded(t *testing.T) {
-	r := New(Options{DedupeSize: 4})
-	feed := func(id string) {
-		m := detections("d1", "cam1", id)
-		if err := r.HandleMessage(m.topic, m.payload); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, id := range []string{"a", "b", "c", "d", "e"} {
-		feed(id)
-	}
-	feed("e") // recent: duplicate
-	feed("a") // pushed out of the ring of 4: counted again
-	d, _ := r.Device("d1")
-	if d.Duplicates != 1 || d.Cameras[0].Detections != 6 {
-		t.Errorf("duplicates=%d detections=%d, want 1 and 6", d.Duplicates, d.Cameras[0].Detections)
-	}
-}
-
 func TestLimits(t *testing.T) {
 	r := New(Options{MaxDevices: 2, MaxCameras: 2, MaxLabels: 2})
 	feed := func(m msg) error { return r.HandleMessage(m.topic, m.payload) }
@@ -338,7 +358,7 @@ func TestLimits(t *testing.T) {
 		}
 	}
 	for i, cam := range []string{"c1", "c2", "c3"} {
-		err := feed(detections("d1", cam, "m"+cam, "a", "b", "c", "a", strings.Repeat("l", 65)))
+		err := feed(detections("d1", cam, uint64(i+1), "a", "b", "c", "a", strings.Repeat("l", 65)))
 		if (i == 2) != (err != nil) {
 			t.Errorf("camera %s: err %v", cam, err)
 		}
@@ -358,7 +378,7 @@ func TestConcurrentUse(t *testing.T) {
 	for w := range 4 {
 		wg.Go(func() {
 			for i := range 200 {
-				m := detections(fmt.Sprint("d", w), "cam1", fmt.Sprint("m", i), "person")
+				m := detections(fmt.Sprint("d", w), "cam1", uint64(i+1), "person")
 				if err := r.HandleMessage(m.topic, m.payload); err != nil {
 					t.Error(err)
 				}
@@ -378,17 +398,18 @@ func FuzzHandleMessage(f *testing.F) {
 	seeds := []msg{
 		status("d1", wire.StateOnline, "s1", "cam1"),
 		status("d1", wire.StateOffline, "w1"),
-		detections("d1", "cam1", "m1", "person", "car"),
+		detections("d1", "cam1", 1, "person", "car"),
+		other("d1", KindTelemetry, "", 7),
 		{"vigil/v1/d1/status", []byte("{not json")},
-		{"vigil/v1/d1/detections/cam1", []byte(`{"schema":"vigil.detections/1","device_id":"d1","msg_id":"x","camera":"cam1","objects":[{"label":""}]}`)},
-		{"vigil/v1/d1/events/cam1", []byte(`{}`)},
+		{"vigil/v1/d1/detections/cam1", []byte(`{"schema":"vigil.detections/1","device_id":"d1","seq":3,"msg_id":"d1-e-3","camera":"cam1","objects":[{"label":""}]}`)},
+		{"vigil/v1/d1/cmd_result/ota", []byte(`{}`)},
 		{"vigil/v2/x", nil},
 	}
 	for _, s := range seeds {
 		f.Add(s.topic, s.payload)
 	}
 	f.Fuzz(func(t *testing.T, topic string, payload []byte) {
-		r := New(Options{DedupeSize: 2, MaxDevices: 2, MaxCameras: 2, MaxLabels: 2})
+		r := New(Options{MaxGaps: 2, MaxDevices: 2, MaxCameras: 2, MaxLabels: 2})
 		for range 2 { // the second time it is a duplicate or the same reject
 			err := r.HandleMessage(topic, payload)
 			var re *RejectError

@@ -31,6 +31,7 @@ type Metrics struct {
 	OutboxDropped   *prometheus.CounterVec   // class, reason
 	OutboxErrors    prometheus.Counter
 	MQTTConnected   prometheus.Gauge
+	MQTTAttempts    prometheus.Counter
 	BuildInfo       *prometheus.GaugeVec // version, goversion
 }
 
@@ -65,6 +66,8 @@ func New(reg prometheus.Registerer) *Metrics {
 		OutboxDropped:   cv("outbox_dropped_total", "Messages dropped from the outbox, by class and reason (full, hard_cap, expired).", "class", "reason"),
 		OutboxErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "outbox_append_errors_total",
 			Help: "Messages that could not be stored in the outbox (disk errors)."}),
+		MQTTAttempts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "mqtt_connect_attempts_total",
+			Help: "Attempts to connect to the MQTT broker, first connection and reconnections."}),
 		MQTTConnected: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "mqtt_connected",
 			Help: "Whether the agent is connected to its MQTT broker (1) or not (0)."}),
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
@@ -72,7 +75,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.PacketsReceived, m.FramesDecoded, m.FramesDropped, m.FramesDetected, m.FramesSkipped, m.DecodeErrors,
 		m.SourceErrors, m.Reconnects, m.SourceUp, m.Inference, m.DetectErrors, m.Detections, m.Publishes,
-		m.PublishFailures, m.Replayed, m.OutboxDropped, m.OutboxErrors, m.MQTTConnected, m.BuildInfo,
+		m.PublishFailures, m.Replayed, m.OutboxDropped, m.OutboxErrors, m.MQTTConnected, m.MQTTAttempts, m.BuildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.BuildInfo.WithLabelValues(Version, runtime.Version()).Set(1)
 	return m

@@ -19,6 +19,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
+	"net/url"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -80,7 +82,8 @@ type Publisher struct {
 	m      *metrics.Metrics
 	log    *slog.Logger
 
-	conn    chan session // a new connection's session; buffered 1
+	conn    chan session  // a new connection's session; buffered 1
+	lost    chan struct{} // the connection was lost; buffered 1
 	gen     atomic.Uint64
 	lastErr atomic.Value // string
 
@@ -125,7 +128,7 @@ func New(cfg Config, q Queue, m *metrics.Metrics, log *slog.Logger) (*Publisher,
 		log = slog.Default()
 	}
 	p := &Publisher{cfg: cfg, q: q, m: m, log: log.With("component", "mqtt"),
-		conn: make(chan session, 1), slots: make(chan struct{}, cfg.MaxInflight),
+		conn: make(chan session, 1), lost: make(chan struct{}, 1), slots: make(chan struct{}, cfg.MaxInflight),
 		acks: make(chan inflight, cfg.MaxInflight), closing: make(chan struct{})}
 
 	will, _ := json.Marshal(p.status(wire.StateOffline))
@@ -136,23 +139,29 @@ func New(cfg Config, q Queue, m *metrics.Metrics, log *slog.Logger) (*Publisher,
 		SetPassword(cfg.Password).
 		SetKeepAlive(cfg.KeepAlive).
 		SetCleanSession(false).
-		SetAutoReconnect(true).
-		SetConnectRetry(true).
-		SetConnectRetryInterval(time.Second).
-		SetMaxReconnectInterval(30*time.Second).
+		SetAutoReconnect(false). // connectLoop reconnects, with back-off and jitter, and reports each failure
+		SetConnectRetry(false).
 		SetConnectTimeout(10*time.Second).
 		SetOrderMatters(false).
 		SetMaxResumePubInFlight(cfg.MaxInflight).
 		SetBinaryWill(wire.Topic(cfg.DeviceID, wire.KindStatus, ""), will, 1, true).
 		SetOnConnectHandler(p.onConnect).
+		SetConnectionAttemptHandler(func(_ *url.URL, tc *tls.Config) *tls.Config {
+			m.MQTTAttempts.Inc()
+			return tc
+		}).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			p.gen.Add(1) // ends the drain's session
 			m.MQTTConnected.Set(0)
 			p.setErr(err)
 			p.log.Warn("connection to broker lost", "broker", cfg.URL, "err", err)
+			select {
+			case p.lost <- struct{}{}:
+			default:
+			}
 		})
 	if cfg.TLS.Enabled() {
-		tc, err := tlsConfig(cfg.TLS)
+		tc, err := TLSConfig(cfg.TLS)
 		if err != nil {
 			return nil, err
 		}
@@ -162,7 +171,8 @@ func New(cfg Config, q Queue, m *metrics.Metrics, log *slog.Logger) (*Publisher,
 	return p, nil
 }
 
-func tlsConfig(t TLS) (*tls.Config, error) {
+// TLSConfig builds the crypto/tls configuration for t.
+func TLSConfig(t TLS) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // operator's explicit choice
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)
@@ -232,22 +242,59 @@ func (p *Publisher) onConnect(c mqtt.Client) {
 // Start connects in the background (retrying with back-off until Close) and starts draining
 // the queue. It returns at once.
 func (p *Publisher) Start() {
-	p.wg.Add(2)
+	p.wg.Add(3)
 	go p.drain()
 	go p.collect()
-	tok := p.client.Connect()
-	p.wg.Add(1)
-	go func() { // reports the first failure to connect; paho goes on retrying
-		defer p.wg.Done()
+	go p.connectLoop()
+}
+
+// Reconnect back-off: 1 s doubling to 30 s, less up to 20 % jitter.
+const (
+	minRetry = time.Second
+	maxRetry = 30 * time.Second
+)
+
+func retryDelay(failures int) time.Duration {
+	d := minRetry << min(failures, 5)
+	return time.Duration(float64(min(d, maxRetry)) * (1 - 0.2*rand.Float64()))
+}
+
+// connectLoop connects, waits for the connection to be lost, and connects again, until Close.
+// Every failed attempt is recorded in LastError with the broker's reason (bad credentials,
+// certificate not trusted, unreachable).
+func (p *Publisher) connectLoop() {
+	defer p.wg.Done()
+	failures := 0
+	for {
+		tok := p.client.Connect()
 		select {
 		case <-tok.Done():
-			if err := tok.Error(); err != nil {
-				p.setErr(err)
-				p.log.Error("connect to broker", "broker", p.cfg.URL, "err", err)
-			}
 		case <-p.closing:
+			return
 		}
-	}()
+		if err := tok.Error(); err != nil {
+			p.setErr(err)
+			wait := retryDelay(failures)
+			if failures == 0 || wait >= maxRetry*8/10 {
+				p.log.Error("connect to broker failed; retrying", "broker", p.cfg.URL, "err", err, "retry_in", wait.Round(time.Millisecond))
+			}
+			failures++
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-p.closing:
+				t.Stop()
+				return
+			}
+			continue
+		}
+		failures = 0
+		select {
+		case <-p.lost:
+		case <-p.closing:
+			return
+		}
+	}
 }
 
 // drain publishes the queue, one session per connection.

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -42,6 +43,11 @@ type MosquittoOptions struct {
 	Extra []string
 	// Port to listen on; 0 picks a free one.
 	Port int
+	// Persist keeps sessions and queued messages on disk across restarts (saved on a clean
+	// stop, and every second).
+	Persist bool
+	// NoListener leaves the listener to Extra (e.g. a TLS listener on Port).
+	NoListener bool
 }
 
 // StartMosquitto starts mosquitto on 127.0.0.1 and a free port, with set_tcp_nodelay on and
@@ -70,12 +76,18 @@ func StartMosquitto(t testing.TB, opts MosquittoOptions) *Mosquitto {
 	m := &Mosquitto{Port: port, Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, t: t, cfg: filepath.Join(dir, "mosquitto.conf")}
 	m.URL = "tcp://" + m.Addr
 	lines := []string{
-		fmt.Sprintf("listener %d 127.0.0.1", port),
 		"set_tcp_nodelay true",
-		"persistence false",
 		"log_dest stderr",
 		"log_type error",
 		"log_type warning",
+	}
+	if !opts.NoListener {
+		lines = append([]string{fmt.Sprintf("listener %d 127.0.0.1", port)}, lines...)
+	}
+	if opts.Persist {
+		lines = append(lines, "persistence true", "persistence_location "+dir+"/", "autosave_interval 1")
+	} else {
+		lines = append(lines, "persistence false")
 	}
 	if !hasPrefix(opts.Extra, "allow_anonymous") {
 		lines = append(lines, "allow_anonymous true")
@@ -134,6 +146,80 @@ func (m *Mosquitto) Stop() {
 	_ = m.cmd.Process.Kill()
 	_ = m.cmd.Wait()
 	m.cmd = nil
+}
+
+// Terminate stops the broker with SIGTERM (it saves its persistent state) and waits.
+func (m *Mosquitto) Terminate() {
+	if m.cmd == nil {
+		return
+	}
+	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = m.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = m.cmd.Process.Kill()
+		<-done
+	}
+	m.cmd = nil
+}
+
+// Log returns what the broker logged so far.
+func (m *Mosquitto) Log() string {
+	b, _ := os.ReadFile(filepath.Join(m.Dir, "mosquitto.log"))
+	return string(b)
+}
+
+// PublicDir makes a temporary folder that other users can read (Mosquitto, started as root,
+// reads password files and certificates as the mosquitto user), removed when the test ends.
+func PublicDir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "vigil-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(d, 0o755)
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// FreeFixedPort returns a free TCP port outside the kernel's ephemeral range, for a server
+// that must come up on a port that clients are already dialling: a client retrying an
+// ephemeral port with nothing listening can connect to itself and take the port.
+func FreeFixedPort(t testing.TB) int {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		port := 20000 + int(time.Now().UnixNano()%10000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port in 20000-29999")
+	return 0
+}
+
+// PasswordFile writes a mosquitto password file with the given user:password pairs (through
+// mosquitto_passwd) and returns its path, readable by the broker.
+func PasswordFile(t testing.TB, users map[string]string) string {
+	t.Helper()
+	bin, err := exec.LookPath("mosquitto_passwd")
+	if err != nil {
+		t.Fatalf("mosquitto_passwd is not installed: run `make deps` (apt-get install mosquitto)")
+	}
+	p := filepath.Join(PublicDir(t), "passwd")
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for u, pw := range users {
+		if out, err := exec.Command(bin, "-b", p, u, pw).CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_passwd: %v: %s", err, out)
+		}
+	}
+	_ = os.Chmod(p, 0o644)
+	return p
 }
 
 // Restart starts the broker again on the same port after Stop.

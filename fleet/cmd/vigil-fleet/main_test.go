@@ -85,10 +85,10 @@ func TestServeAndWatch(t *testing.T) {
 
 	p := testpub.Connect(t, "tcp://"+mqttAddr, "edge-07")
 	p.Online()
-	for i := range 3 {
-		p.Detections("cam1", fmt.Sprint("m", i), "person", "car", "person")
+	for range 3 {
+		p.Detections("cam1", "person", "car", "person")
 	}
-	p.Detections("cam1", "m2", "person", "car", "person") // repeat
+	p.DetectionsSeq("cam1", 2, false, "person", "car", "person") // repeat
 
 	// watch polls until it has printed the device's full counts, then its duration ends it.
 	var out syncBuffer
@@ -156,6 +156,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"serve", "--nope"}, "flag provided but not defined: -nope"},
 		{[]string{"serve", "extra"}, `serve: unexpected argument "extra"`},
 		{[]string{"serve", "--log-level", "loud"}, `serve: --log-level "loud"`},
+		{[]string{"serve", "--gap-timeout", "0s"}, "serve: --gap-timeout 0s: want > 0"},
 		{[]string{"watch", "--interval", "0s"}, "watch: --interval must be > 0"},
 	}
 	for _, tt := range tests {

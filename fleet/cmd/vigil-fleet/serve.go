@@ -9,6 +9,7 @@ import (
 
 	"github.com/vigil-edge/vigil/fleet"
 	"github.com/vigil-edge/vigil/fleet/broker"
+	"github.com/vigil-edge/vigil/fleet/registry"
 )
 
 // serve runs the fleet controller until ctx is cancelled, then shuts it down.
@@ -19,9 +20,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	brokerURL := fs.String("broker", "", "external MQTT broker URL (tcp://host:port); disables the embedded broker")
 	httpListen := fs.String("http", fleet.DefaultHTTPAddr, "HTTP API listen address")
 	clientID := fs.String("client-id", "", "MQTT client id (default vigil-fleet-<hostname>)")
+	gapTimeout := fs.Duration("gap-timeout", registry.DefaultGapTimeout, "how long a missing seq may still arrive (as a replay) before it is counted as lost")
+	perDevice := fs.Bool("metrics-per-device", false, "add per-device series to /metrics (their number grows with the fleet)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *gapTimeout <= 0 {
+		return usageError{fmt.Errorf("serve: --gap-timeout %v: want > 0", *gapTimeout)}
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
@@ -30,11 +36,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
 	core, err := fleet.New(fleet.Config{
-		MQTTListen: *mqttListen,
-		Broker:     *brokerURL,
-		HTTPListen: *httpListen,
-		ClientID:   *clientID,
-		Logger:     log,
+		MQTTListen:       *mqttListen,
+		Broker:           *brokerURL,
+		HTTPListen:       *httpListen,
+		ClientID:         *clientID,
+		Registry:         registry.Options{GapTimeout: *gapTimeout},
+		MetricsPerDevice: *perDevice,
+		Logger:           log,
 	})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)

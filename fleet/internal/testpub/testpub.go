@@ -1,9 +1,15 @@
 // Package testpub is a stand-in agent for the fleet's tests: a real paho MQTT client that
 // publishes pipeline/wire messages at QoS 1, sets the offline status as its last will, and can
 // drop its TCP connection without a DISCONNECT so that the broker sends the will.
+//
+// Like the agent's outbox, each Publisher has an epoch (a random hex id) and numbers its
+// messages with seq from 1; msg_id is <device>-<epoch>-<seq>. Status messages are outside the
+// sequence and carry the last seq assigned.
 package testpub
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -21,19 +27,22 @@ import (
 type Publisher struct {
 	t      testing.TB
 	Device string
+	Epoch  string
 	client mqtt.Client
 
 	mu   sync.Mutex
 	conn net.Conn
-	seq  uint64
+	seq  uint64 // last assigned
 }
 
 // Connect connects a publisher for device to brokerURL, with an offline Status (retained,
 // QoS 1) as its will. It disconnects when the test ends.
 func Connect(t testing.TB, brokerURL, device string) *Publisher {
 	t.Helper()
-	p := &Publisher{t: t, Device: device}
-	will := p.status(wire.StateOffline, "will-"+fmt.Sprint(time.Now().UnixNano()))
+	var e [6]byte
+	_, _ = rand.Read(e[:])
+	p := &Publisher{t: t, Device: device, Epoch: hex.EncodeToString(e[:])}
+	will := p.status(wire.StateOffline)
 	opts := mqtt.NewClientOptions().
 		AddBroker(brokerURL).
 		SetClientID("agent-"+device).
@@ -59,15 +68,22 @@ func Connect(t testing.TB, brokerURL, device string) *Publisher {
 	return p
 }
 
-func (p *Publisher) header(schema, msgID string) wire.Header {
+// MsgID is the msg_id of the publisher's message seq.
+func (p *Publisher) MsgID(seq uint64) string { return fmt.Sprintf("%s-%s-%d", p.Device, p.Epoch, seq) }
+
+// Seq is the last seq assigned.
+func (p *Publisher) Seq() uint64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.seq++
-	return wire.Header{Schema: schema, DeviceID: p.Device, Seq: p.seq, MsgID: msgID, CapturedAt: time.Now().UnixMilli()}
+	return p.seq
 }
 
-func (p *Publisher) status(state, msgID string) []byte {
-	b, err := json.Marshal(wire.Status{Header: p.header(wire.SchemaStatus, msgID), State: state, Version: "0.0.1-test", Cameras: []string{"cam1"}})
+func (p *Publisher) status(state string) []byte {
+	p.mu.Lock()
+	h := wire.Header{Schema: wire.SchemaStatus, DeviceID: p.Device, Seq: p.seq,
+		MsgID: fmt.Sprintf("%s-%s-status-%d", p.Device, p.Epoch, time.Now().UnixNano()), CapturedAt: time.Now().UnixMilli()}
+	p.mu.Unlock()
+	b, err := json.Marshal(wire.Status{Header: h, State: state, Version: "0.0.1-test", Cameras: []string{"cam1"}})
 	if err != nil {
 		panic(err)
 	}
@@ -77,15 +93,31 @@ func (p *Publisher) status(state, msgID string) []byte {
 // Online publishes a retained online Status and waits for the broker's acknowledgement.
 func (p *Publisher) Online() {
 	p.t.Helper()
-	p.Publish(wire.Topic(p.Device, wire.KindStatus, ""), p.status(wire.StateOnline, fmt.Sprint("online-", time.Now().UnixNano())), true)
+	p.Publish(wire.Topic(p.Device, wire.KindStatus, ""), p.status(wire.StateOnline), true)
 }
 
-// Detections publishes one Detections message for camera with the given labels and msgID
-// and waits for the broker's acknowledgement.
-func (p *Publisher) Detections(camera, msgID string, labels ...string) {
+// Detections publishes one live Detections message for camera with the given labels under the
+// next seq, waits for the broker's acknowledgement and returns the seq.
+func (p *Publisher) Detections(camera string, labels ...string) uint64 {
 	p.t.Helper()
+	p.mu.Lock()
+	seq := p.seq + 1
+	p.mu.Unlock()
+	p.DetectionsSeq(camera, seq, false, labels...)
+	return seq
+}
+
+// DetectionsSeq publishes one Detections message under seq: a repeat of one sent before, a
+// replay of one held back (with replayed set), or one after a gap. It waits for the broker's
+// acknowledgement.
+func (p *Publisher) DetectionsSeq(camera string, seq uint64, replayed bool, labels ...string) {
+	p.t.Helper()
+	p.mu.Lock()
+	p.seq = max(p.seq, seq)
+	p.mu.Unlock()
 	d := wire.Detections{
-		Header:      p.header(wire.SchemaDetections, msgID),
+		Header: wire.Header{Schema: wire.SchemaDetections, DeviceID: p.Device, Seq: seq, MsgID: p.MsgID(seq),
+			CapturedAt: time.Now().UnixMilli(), Replayed: replayed},
 		Camera:      camera,
 		FrameWidth:  1280,
 		FrameHeight: 720,

@@ -4,6 +4,10 @@
 //	vigil-testvideos serve [--addr 127.0.0.1:8554] [--user U --pass P] [--cache DIR] FILE...
 //
 // It prints "name<TAB>url" for each stream and runs until SIGINT or SIGTERM.
+//
+// It also scores trackers against MOTChallenge ground truth (see testvideos/score):
+//
+//	vigil-testvideos score --clip FILE --gt DIR [--tracker bytetrack|greedy|both] [--detect-every N] [--max-frames N]
 package main
 
 import (
@@ -11,10 +15,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/vigil-edge/vigil/testvideos/score"
 	"github.com/vigil-edge/vigil/testvideos/server"
 )
 
@@ -28,9 +34,16 @@ func main() {
 	}
 }
 
+const usage = `usage:
+  vigil-testvideos serve [--addr ADDR] [--user U --pass P] [--cache DIR] [--udp-port N] FILE...
+  vigil-testvideos score --clip FILE --gt DIR [--tracker bytetrack|greedy|both] [--detect-every N] [--max-frames N]`
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "score" {
+		return runScore(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "serve" {
-		return fmt.Errorf("usage: vigil-testvideos serve [--addr ADDR] [--user U --pass P] [--cache DIR] [--udp-port N] FILE...")
+		return fmt.Errorf("%s", usage)
 	}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -45,4 +58,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg.Files = fs.Args()
 	return server.Serve(ctx, cfg, stdout)
+}
+
+func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("score", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg score.Config
+	fs.StringVar(&cfg.Clip, "clip", "", "video file")
+	fs.StringVar(&cfg.GTDir, "gt", "", "MOTChallenge sequence folder (gt/gt.txt, seqinfo.ini)")
+	trackers := fs.String("tracker", "both", "bytetrack, greedy or both")
+	fs.IntVar(&cfg.DetectEvery, "detect-every", 1, "detect (and score) every Nth frame")
+	fs.IntVar(&cfg.MaxFrames, "max-frames", 0, "stop after this many video frames (0: all)")
+	fs.IntVar(&cfg.Threads, "threads", 1, "inference threads")
+	fs.StringVar(&cfg.CacheDir, "cache", "", "detection cache folder (default: user cache dir/vigil/score; off: none)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	names := []string{*trackers}
+	if *trackers == "both" {
+		names = []string{score.ByteTrack, score.GreedyIoU}
+	}
+	cfg.Log = slog.New(slog.NewTextHandler(stderr, nil))
+	var results []score.Result
+	for _, name := range names {
+		cfg.Tracker = name
+		r, err := score.Run(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
+	return score.WriteTable(stdout, results)
 }
