@@ -516,10 +516,22 @@ func (o *Outbox) enforce(tx *bolt.Tx, now time.Time) error {
 }
 
 // Check verifies the file: bbolt's own consistency check, every record decodes, and the class
-// indexes name exactly the stored messages.
+// indexes name exactly the stored messages. It runs in a write transaction (rolled back) so
+// that no commit runs beside it: bbolt's check is only reliable that way.
 func (o *Outbox) Check() error {
-	return o.db.View(func(tx *bolt.Tx) error { return check(tx) })
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		if err := check(tx); err != nil {
+			return err
+		}
+		return errRollback
+	})
+	if errors.Is(err, errRollback) {
+		return nil
+	}
+	return err
 }
+
+var errRollback = errors.New("rollback")
 
 func check(tx *bolt.Tx) error {
 	var first error

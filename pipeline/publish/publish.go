@@ -27,6 +27,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/metrics"
@@ -85,9 +86,11 @@ type Publisher struct {
 	conn    chan session  // a new connection's session; buffered 1
 	lost    chan struct{} // the connection was lost; buffered 1
 	gen     atomic.Uint64
+	rewind  atomic.Bool // a message failed on a live connection: the lanes start again
 	lastErr atomic.Value // string
 
 	slots   chan struct{} // one per message in flight
+	freed   chan struct{} // a slot was freed; buffered 1
 	acks    chan inflight
 	closing chan struct{}
 	wg      sync.WaitGroup
@@ -100,6 +103,7 @@ type session struct {
 }
 
 type inflight struct {
+	gen      uint64 // the connection it was sent on
 	seq      uint64
 	class    frame.Class
 	replayed bool
@@ -128,7 +132,7 @@ func New(cfg Config, q Queue, m *metrics.Metrics, log *slog.Logger) (*Publisher,
 		log = slog.Default()
 	}
 	p := &Publisher{cfg: cfg, q: q, m: m, log: log.With("component", "mqtt"),
-		conn: make(chan session, 1), lost: make(chan struct{}, 1), slots: make(chan struct{}, cfg.MaxInflight),
+		conn: make(chan session, 1), lost: make(chan struct{}, 1), freed: make(chan struct{}, 1), slots: make(chan struct{}, cfg.MaxInflight),
 		acks: make(chan inflight, cfg.MaxInflight), closing: make(chan struct{})}
 
 	will, _ := json.Marshal(p.status(wire.StateOffline))
@@ -143,6 +147,7 @@ func New(cfg Config, q Queue, m *metrics.Metrics, log *slog.Logger) (*Publisher,
 		SetConnectRetry(false).
 		SetConnectTimeout(10*time.Second).
 		SetOrderMatters(false).
+		SetStore(noStore{}).
 		SetMaxResumePubInFlight(cfg.MaxInflight).
 		SetBinaryWill(wire.Topic(cfg.DeviceID, wire.KindStatus, ""), will, 1, true).
 		SetOnConnectHandler(p.onConnect).
@@ -312,9 +317,12 @@ func (p *Publisher) drain() {
 
 // session drains the two lanes while the connection of generation s.gen lasts.
 func (p *Publisher) session(s session) {
-	live := s.liveStart - 1 // last seq sent on the live lane
-	back := uint64(0)       // last seq replayed
-	backDone := s.liveStart <= 1
+	var live, back lane
+	reset := func() {
+		live = lane{cursor: s.liveStart - 1}
+		back = lane{bound: s.liveStart, done: s.liveStart <= 1, replayed: true}
+	}
+	reset()
 	tokens, last := 0.0, time.Now()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -322,49 +330,33 @@ func (p *Publisher) session(s session) {
 		if p.gen.Load() != s.gen {
 			return // the connection is gone; the next session starts the lanes again
 		}
-		sent := 0
-		// Live lane first.
-		if free := cap(p.slots) - len(p.slots); free > 0 {
-			es, err := p.q.Read(live, 0, free)
-			if err != nil {
-				p.log.Error("read outbox", "err", err)
-			}
-			for _, e := range es {
-				if !p.send(e, false, s.gen) {
-					return
-				}
-				live = e.Seq
-				sent++
-			}
+		if p.rewind.Swap(false) {
+			// Something sent on this connection was refused or never acknowledged: it is
+			// still stored. Read the lanes from their start again (repeats are dropped by
+			// the consumer; what was acknowledged is gone from the outbox).
+			reset()
 		}
-		// Then the backlog, within the replay rate.
-		if !backDone {
+		// Live lane first, then the backlog within the replay rate.
+		sent, ok := p.drainLane(&live, -1, s.gen)
+		if !ok {
+			return
+		}
+		if !back.done {
 			now := time.Now()
+			budget := -1 // no limit
 			if p.cfg.ReplayRate > 0 {
 				tokens = math.Min(tokens+now.Sub(last).Seconds()*p.cfg.ReplayRate, math.Max(p.cfg.ReplayRate/10, 1))
+				budget = int(tokens)
 			}
 			last = now
-			n := cap(p.slots) - len(p.slots)
-			if p.cfg.ReplayRate > 0 {
-				n = min(n, int(tokens))
+			n, ok := p.drainLane(&back, budget, s.gen)
+			if !ok {
+				return
 			}
-			if n > 0 {
-				es, err := p.q.Read(back, s.liveStart, n)
-				if err != nil {
-					p.log.Error("read outbox", "err", err)
-				}
-				if len(es) == 0 && err == nil {
-					backDone = true
-					p.log.Info("backlog replayed", "up_to_seq", s.liveStart-1)
-				}
-				for _, e := range es {
-					if !p.send(e, true, s.gen) {
-						return
-					}
-					back = e.Seq
-					tokens--
-					sent++
-				}
+			tokens -= float64(n)
+			sent += n
+			if back.done {
+				p.log.Info("backlog replayed", "up_to_seq", s.liveStart-1)
 			}
 		}
 		if sent > 0 {
@@ -374,33 +366,72 @@ func (p *Publisher) session(s session) {
 		case <-p.closing:
 			return
 		case <-p.q.Notify():
+		case <-p.freed:
 		case <-tick.C:
 		case s2 := <-p.conn: // reconnected before this session noticed the loss
 			s = s2
-			live, back, backDone = s.liveStart-1, 0, s.liveStart <= 1
+			reset()
 		}
 	}
 }
 
-// send publishes one stored message, waiting for a free in-flight slot. It returns false when
-// the publisher is closing or the connection changed.
-func (p *Publisher) send(e frame.Stored, replayed bool, gen uint64) bool {
-	select {
-	case p.slots <- struct{}{}:
-	case <-p.closing:
-		return false
+// lane is one ordered stream of the outbox: live (no upper bound) or backlog (bound).
+type lane struct {
+	cursor   uint64         // last seq sent
+	bound    uint64         // seqs < bound; 0 = no bound
+	buf      []frame.Stored // read ahead, not yet sent
+	done     bool           // backlog only: nothing left below bound
+	replayed bool
+}
+
+// readAhead is how many messages a lane reads from the outbox at once.
+const readAhead = 256
+
+// drainLane sends from the lane while in-flight slots are free, up to budget messages (-1: no
+// limit). It returns how many it sent, and false when the session must end.
+func (p *Publisher) drainLane(l *lane, budget int, gen uint64) (int, bool) {
+	sent := 0
+	for budget < 0 || sent < budget {
+		if len(l.buf) == 0 {
+			if l.bound == 0 && p.q.NextSeq() <= l.cursor+1 {
+				return sent, true // live lane: nothing appended since
+			}
+			es, err := p.q.Read(l.cursor, l.bound, readAhead)
+			if err != nil {
+				p.log.Error("read outbox", "err", err)
+				return sent, true
+			}
+			if len(es) == 0 {
+				l.done = l.bound != 0
+				return sent, true
+			}
+			l.buf = es
+		}
+		select {
+		case p.slots <- struct{}{}:
+		default:
+			return sent, true // the window is full: wait for a PUBACK
+		}
+		if p.gen.Load() != gen {
+			<-p.slots
+			return sent, false
+		}
+		e := l.buf[0]
+		l.buf = l.buf[1:]
+		payload := e.Payload
+		if l.replayed {
+			payload = markReplayed(payload)
+		}
+		tok := p.client.Publish(e.Topic, 1, false, payload)
+		select {
+		case p.acks <- inflight{gen: gen, seq: e.Seq, class: e.Class, replayed: l.replayed, tok: tok, sent: time.Now()}:
+		case <-p.closing:
+			return sent, false
+		}
+		l.cursor = e.Seq
+		sent++
 	}
-	if p.gen.Load() != gen {
-		<-p.slots
-		return false
-	}
-	payload := e.Payload
-	if replayed {
-		payload = markReplayed(payload)
-	}
-	tok := p.client.Publish(e.Topic, 1, false, payload)
-	p.acks <- inflight{seq: e.Seq, class: e.Class, replayed: replayed, tok: tok, sent: time.Now()}
-	return true
+	return sent, true
 }
 
 // markReplayed adds "replayed": true to a JSON object.
@@ -430,29 +461,68 @@ func (p *Publisher) collect() {
 		case <-p.closing:
 			return
 		}
-		t := time.NewTimer(time.Until(in.sent.Add(p.cfg.AckTimeout)))
-		select {
-		case <-in.tok.Done():
-			t.Stop()
-			if err := in.tok.Error(); err != nil {
-				p.m.PublishFailures.WithLabelValues(in.class.String()).Inc()
-				p.setErr(err)
-			} else {
-				p.q.Ack(in.seq)
-				p.m.Publishes.WithLabelValues(in.class.String()).Inc()
-				if in.replayed {
-					p.m.Replayed.WithLabelValues(in.class.String()).Inc()
-				}
-			}
-		case <-t.C:
-			p.m.PublishFailures.WithLabelValues(in.class.String()).Inc()
-		case <-p.closing:
-			t.Stop()
+		if !p.await(in) {
 			return
 		}
 		<-p.slots
+		select {
+		case p.freed <- struct{}{}:
+		default:
+		}
 	}
 }
+
+// await waits for one message's PUBACK and records the outcome. A message whose connection
+// is lost, or that is not acknowledged within AckTimeout, stays in the queue: the next session
+// sends it again. It returns false when the publisher is closing.
+func (p *Publisher) await(in inflight) bool {
+	deadline := time.NewTimer(time.Until(in.sent.Add(p.cfg.AckTimeout)))
+	defer deadline.Stop()
+	poll := time.NewTicker(50 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		select {
+		case <-in.tok.Done():
+			if err := in.tok.Error(); err != nil {
+				p.m.PublishFailures.WithLabelValues(in.class.String()).Inc()
+				p.setErr(err)
+				if p.gen.Load() == in.gen {
+					p.rewind.Store(true)
+				}
+				return true
+			}
+			p.q.Ack(in.seq)
+			p.m.Publishes.WithLabelValues(in.class.String()).Inc()
+			if in.replayed {
+				p.m.Replayed.WithLabelValues(in.class.String()).Inc()
+			}
+			return true
+		case <-poll.C:
+			if p.gen.Load() != in.gen {
+				return true // its connection is gone: paho will not complete it (no store)
+			}
+		case <-deadline.C:
+			p.m.PublishFailures.WithLabelValues(in.class.String()).Inc()
+			p.rewind.Store(true)
+			return true
+		case <-p.closing:
+			return false
+		}
+	}
+}
+
+// noStore is a paho message store that keeps nothing: the outbox is the store. With it paho
+// never resends on its own after a reconnect (the outbox's next session does), and a
+// persistent session still keeps the broker's subscriptions for the agent.
+type noStore struct{}
+
+func (noStore) Open()                             {}
+func (noStore) Put(string, packets.ControlPacket) {}
+func (noStore) Get(string) packets.ControlPacket  { return nil }
+func (noStore) All() []string                     { return nil }
+func (noStore) Del(string)                        {}
+func (noStore) Close()                            {}
+func (noStore) Reset()                            {}
 
 // Close waits up to timeout for the messages in flight, publishes the retained "offline"
 // status (when connected), disconnects and stops its goroutines. Messages not yet

@@ -260,7 +260,7 @@ func TestBrokerDownFor30sLosesNothing(t *testing.T) {
 	cons := subscribe(t, broker.URL, "platform-1")
 	ob := openOutbox(t, filepath.Join(t.TempDir(), "outbox.db"), outbox.Options{})
 	m := metrics.NewUnregistered()
-	startPublisher(t, ob, m, publish.Config{URL: broker.URL, ReplayRate: 200})
+	pub := startPublisher(t, ob, m, publish.Config{URL: broker.URL, ReplayRate: 200})
 	prod := produce(t, ob, 50*time.Millisecond, func(i int) frame.Outgoing {
 		return publish.DetectionsMessage(device, ob.Epoch(), detections("gate", i))
 	})
@@ -277,6 +277,23 @@ func TestBrokerDownFor30sLosesNothing(t *testing.T) {
 	if duringOutage < 50 {
 		t.Fatalf("only %d messages stored during the 30 s outage", duringOutage)
 	}
+	defer func() {
+		if t.Failed() {
+			got := map[uint64]bool{}
+			for _, r := range cons.get() {
+				got[r.Seq] = true
+			}
+			var missing []uint64
+			for _, s := range stored {
+				if !got[s] {
+					missing = append(missing, s)
+				}
+			}
+			es, _ := ob.Read(0, 0, 10)
+			t.Logf("missing %d seqs (first %v); outbox holds %d, first %v; publisher error %q",
+				len(missing), missing[:min(len(missing), 10)], ob.Stats().Messages, es, pub.LastError())
+		}
+	}()
 	waitFor(t, 60*time.Second, "every stored message at the consumer", func() bool { return cons.has(stored) })
 	dups, replayed := checkExactlyOnceInLaneOrder(t, cons.get(), stored)
 	// The messages stored while the broker was down came back marked as replayed, with the
