@@ -7,6 +7,8 @@
 package wire
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 )
@@ -117,4 +119,9 @@ type Status struct {
 	State   string   `json:"state"`
 	Version string   `json:"version,omitempty"`
 	Cameras []string `json:"cameras,omitempty"`
+}
+
+func keyID(pub []byte) string {
+	sum := sha256.Sum256(pub)
+	return hex.EncodeToString(sum[:8])
 }
