@@ -53,9 +53,14 @@ func New(cfg config.Config, log *slog.Logger) (*Agent, error) {
 	reg := prometheus.NewRegistry()
 	a := &Agent{cfg: cfg, log: log, reg: reg, m: metrics.New(reg)}
 	for _, c := range cfg.Cameras {
-		if c.IsEnabled() {
-			a.cams = append(a.cams, newCamera(c, a.m, log, a.store))
+		if !c.IsEnabled() {
+			continue
 		}
+		cam, err := newCamera(c, a.m, log, a.store)
+		if err != nil {
+			return nil, err
+		}
+		a.cams = append(a.cams, cam)
 	}
 	return a, nil
 }
@@ -180,7 +185,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		if cam.cfg.Model != nil {
 			mc = *cam.cfg.Model
 		}
-		det, err := OpenDetector(mc, cam.cfg)
+		dc := cam.cfg
+		dc.Score = TrackerScore() // the tracker wants the low-score detections too
+		det, err := OpenDetector(mc, dc)
 		if err != nil {
 			cam.fail(err)
 			continue

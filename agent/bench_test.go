@@ -46,7 +46,10 @@ func BenchmarkPipelineFile(b *testing.B) {
 		}
 		return nil
 	}
-	c := newCamera(cam, metrics.NewUnregistered(), slog.New(slog.NewTextHandler(io.Discard, nil)), sink)
+	c, err := newCamera(cam, metrics.NewUnregistered(), slog.New(slog.NewTextHandler(io.Discard, nil)), sink)
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ResetTimer()
 	start := time.Now()
 	c.run(ctx, det)

@@ -20,6 +20,8 @@ import (
 	"github.com/vigil-edge/vigil/pipeline/ingest/file"
 	"github.com/vigil-edge/vigil/pipeline/ingest/rtsp"
 	"github.com/vigil-edge/vigil/pipeline/metrics"
+	"github.com/vigil-edge/vigil/pipeline/rules"
+	"github.com/vigil-edge/vigil/pipeline/track"
 )
 
 // newSource picks the ingest source by the camera URL's scheme.
@@ -60,19 +62,30 @@ const (
 	shutdownTimeout = 5 * time.Second
 )
 
-// camera runs one camera's pipeline: ingest → decode → buffer → detect → sink.
+// camera runs one camera's pipeline: ingest → decode → buffer → detect → track → rules,
+// handing detections and alerts to the agent's outbox.
 type camera struct {
-	cfg  config.Camera
-	m    *metrics.Metrics
-	log  *slog.Logger
-	sink func(context.Context, frame.Detections) error
+	cfg     config.Camera
+	m       *metrics.Metrics
+	log     *slog.Logger
+	sink    func(context.Context, frame.Detections) error // detections of interest, per frame
+	onAlert func(context.Context, frame.Alert) error      // nil: alerts are only counted
+
+	tracker      *track.Tracker
+	rules        *rules.Engine
+	publishScore float32 // detections below it feed the tracker only
 
 	mu     sync.Mutex
 	status CameraStatus
 }
 
-func newCamera(cfg config.Camera, m *metrics.Metrics, log *slog.Logger, sink func(context.Context, frame.Detections) error) *camera {
-	c := &camera{cfg: cfg, m: m, log: log.With("camera", cfg.ID), sink: sink}
+func newCamera(cfg config.Camera, m *metrics.Metrics, log *slog.Logger, sink func(context.Context, frame.Detections) error) (*camera, error) {
+	eng, err := rules.New(cfg.Rules)
+	if err != nil {
+		return nil, fmt.Errorf("camera %s: %w", cfg.ID, err)
+	}
+	c := &camera{cfg: cfg, m: m, log: log.With("camera", cfg.ID), sink: sink,
+		tracker: track.New(track.Default()), rules: eng}
 	c.status = CameraStatus{ID: cfg.ID, URL: config.RedactURL(cfg.URL), State: StateStarting}
 	// Make the per-camera series exist from the start, so dashboards see zeros, not gaps.
 	m.PacketsReceived.WithLabelValues(cfg.ID)
@@ -82,7 +95,49 @@ func newCamera(cfg config.Camera, m *metrics.Metrics, log *slog.Logger, sink fun
 	m.DecodeErrors.WithLabelValues(cfg.ID)
 	m.Reconnects.WithLabelValues(cfg.ID)
 	m.SourceUp.WithLabelValues(cfg.ID).Set(0)
-	return c
+	m.TracksActive.WithLabelValues(cfg.ID).Set(0)
+	return c, nil
+}
+
+// TrackerScore is the score threshold a camera's detector runs at: low enough for the
+// tracker's second association stage. Detections messages use the camera's own threshold.
+func TrackerScore() float32 { return track.Default().LowScore }
+
+// analyse is the per-frame work after detection, on the detect goroutine: publish the
+// detections of interest, track, and run the rules. Every result is stored before it returns.
+func (c *camera) analyse(ctx context.Context, d frame.Detections) {
+	pub := d
+	pub.Objects = nil
+	for _, o := range d.Objects {
+		if o.Score >= c.publishScore {
+			pub.Objects = append(pub.Objects, o)
+		}
+	}
+	for _, o := range pub.Objects {
+		c.m.Detections.WithLabelValues(c.cfg.ID, o.Label).Inc()
+	}
+	if err := c.sink(ctx, pub); err != nil {
+		c.log.Error("store detections", "err", err)
+	}
+	tracks := c.tracker.Update(d)
+	confirmed := 0
+	for _, t := range tracks.Tracks {
+		if t.State == frame.Confirmed {
+			confirmed++
+		}
+	}
+	c.m.TracksActive.WithLabelValues(c.cfg.ID).Set(float64(confirmed))
+	for _, a := range c.rules.Update(tracks) {
+		c.m.Alerts.WithLabelValues(c.cfg.ID, a.RuleType).Inc()
+		if a.RuleType == rules.TypeLine {
+			c.m.LineCrossings.WithLabelValues(c.cfg.ID, a.RuleID, a.Kind, a.Label).Inc()
+		}
+		if c.onAlert != nil {
+			if err := c.onAlert(ctx, a); err != nil {
+				c.log.Error("store alert", "rule", a.RuleID, "err", err)
+			}
+		}
+	}
 }
 
 func (c *camera) setState(state string, err error) {
@@ -117,6 +172,10 @@ func (c *camera) fail(err error) {
 // it. Every goroutine it starts has ended when it returns.
 func (c *camera) run(ctx context.Context, det models.Detector) {
 	defer det.Close()
+	c.publishScore = c.cfg.Score
+	if c.publishScore == 0 {
+		c.publishScore = det.Manifest().Defaults.Score
+	}
 	src, err := newSource(c.cfg, c.log)
 	if err != nil {
 		c.fail(fmt.Errorf("camera %s: %w", c.cfg.ID, err))
@@ -140,17 +199,10 @@ func (c *camera) run(ctx context.Context, det models.Detector) {
 	go func() {
 		defer wg.Done()
 		dctx := context.WithoutCancel(ctx)
-		detect.Run(dctx, buf, det, func(d frame.Detections) {
-			if err := c.sink(dctx, d); err != nil {
-				c.log.Error("hand detections on", "err", err)
-			}
-		}, detect.Hooks{
+		detect.Run(dctx, buf, det, func(d frame.Detections) { c.analyse(dctx, d) }, detect.Hooks{
 			Detected: func(d frame.Detections) {
 				c.m.FramesDetected.WithLabelValues(id).Inc()
 				c.m.Inference.WithLabelValues(id).Observe(d.Inference.Seconds())
-				for _, o := range d.Objects {
-					c.m.Detections.WithLabelValues(id, o.Label).Inc()
-				}
 				c.update(func(s *CameraStatus) { s.Detected++ })
 			},
 			Failed: func(_ *frame.Frame, err error) {

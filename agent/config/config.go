@@ -19,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vigil-edge/vigil/pipeline/publish"
+	"github.com/vigil-edge/vigil/pipeline/rules"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
@@ -85,6 +86,8 @@ type Camera struct {
 	Loop     bool  `yaml:"loop"`
 	// Model overrides the agent's model for this camera (optional).
 	Model *Model `yaml:"model"`
+	// Rules are the camera's behaviour rules (zones, lines, loitering, …); see pipeline/rules.
+	Rules []rules.Rule `yaml:"rules"`
 }
 
 // DefaultLabels are the labels kept when a camera names none.
@@ -282,8 +285,21 @@ func (c Config) Validate() error {
 		if cam.Model != nil {
 			validModel(k+".model", *cam.Model)
 		}
+		if err := rules.Validate(cam.Rules, cam.Labels); err != nil {
+			for _, e := range unjoin(err) {
+				errs = append(errs, fmt.Errorf("%s.%w", k, e))
+			}
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// unjoin splits an errors.Join result into its errors.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 func validSourceURL(s string) error {

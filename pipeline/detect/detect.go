@@ -186,8 +186,8 @@ type Hooks struct {
 
 // Run takes frames from buf until ctx is done or buf is closed and empty, runs det on each,
 // and calls sink with the result (every frame detected gets a result, even with no objects).
-// sink may block; the detector then waits, and frames drop in buf instead. Each frame is
-// released after detection; the Detections handed to sink do not reference its pixels.
+// sink may block; the detector then waits, and frames drop in buf instead. The Detections'
+// Image is the frame's pixels, valid only until sink returns; the frame is released then.
 func Run(ctx context.Context, buf *Buffer, det models.Detector, sink func(frame.Detections), h Hooks) {
 	m := det.Manifest()
 	info := Info{Name: m.Name, Version: m.Version, SHA256: m.SHA256}
@@ -209,11 +209,12 @@ func Run(ctx context.Context, buf *Buffer, det models.Detector, sink func(frame.
 		d := frame.Detections{
 			Camera: f.Camera, FrameSeq: f.Seq, PTS: f.PTS, CapturedAt: f.CapturedAt,
 			Width: f.Image.Width, Height: f.Image.Height, Model: info, Objects: objs, Inference: took,
+			Image: f.Image,
 		}
-		f.Release()
 		if h.Detected != nil {
 			h.Detected(d)
 		}
 		sink(d)
+		f.Release()
 	}
 }

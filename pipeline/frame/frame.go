@@ -74,4 +74,7 @@ type Detections struct {
 	Model      ModelInfo
 	Objects    []models.Detection // boxes in source-frame pixels
 	Inference  time.Duration
+	// Image is the frame the objects were found on. It is valid only while the detect stage's
+	// sink runs (for snapshots); the frame's buffer goes back to its pool afterwards.
+	Image models.Image
 }

@@ -30,6 +30,9 @@ type Metrics struct {
 	Replayed        *prometheus.CounterVec   // kind
 	OutboxDropped   *prometheus.CounterVec   // class, reason
 	OutboxErrors    prometheus.Counter
+	LineCrossings   *prometheus.CounterVec // camera, rule, direction, label
+	Alerts          *prometheus.CounterVec // camera, rule_type
+	TracksActive    *prometheus.GaugeVec   // camera
 	MQTTConnected   prometheus.Gauge
 	MQTTAttempts    prometheus.Counter
 	BuildInfo       *prometheus.GaugeVec // version, goversion
@@ -66,6 +69,10 @@ func New(reg prometheus.Registerer) *Metrics {
 		OutboxDropped:   cv("outbox_dropped_total", "Messages dropped from the outbox, by class and reason (full, hard_cap, expired).", "class", "reason"),
 		OutboxErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "outbox_append_errors_total",
 			Help: "Messages that could not be stored in the outbox (disk errors)."}),
+		LineCrossings: cv("line_crossings_total", "Objects that crossed a line rule, by rule, direction and label.", "camera", "rule", "direction", "label"),
+		Alerts:        cv("alerts_total", "Alerts raised by behaviour rules, by rule type.", "camera", "rule_type"),
+		TracksActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "tracks_active",
+			Help: "Confirmed tracks on the camera's last detected frame."}, []string{"camera"}),
 		MQTTAttempts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "mqtt_connect_attempts_total",
 			Help: "Attempts to connect to the MQTT broker, first connection and reconnections."}),
 		MQTTConnected: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "mqtt_connected",
@@ -75,7 +82,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.PacketsReceived, m.FramesDecoded, m.FramesDropped, m.FramesDetected, m.FramesSkipped, m.DecodeErrors,
 		m.SourceErrors, m.Reconnects, m.SourceUp, m.Inference, m.DetectErrors, m.Detections, m.Publishes,
-		m.PublishFailures, m.Replayed, m.OutboxDropped, m.OutboxErrors, m.MQTTConnected, m.MQTTAttempts, m.BuildInfo,
+		m.PublishFailures, m.Replayed, m.OutboxDropped, m.OutboxErrors, m.LineCrossings, m.Alerts, m.TracksActive, m.MQTTConnected, m.MQTTAttempts, m.BuildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.BuildInfo.WithLabelValues(Version, runtime.Version()).Set(1)
 	return m

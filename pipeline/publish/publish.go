@@ -86,7 +86,7 @@ type Publisher struct {
 	conn    chan session  // a new connection's session; buffered 1
 	lost    chan struct{} // the connection was lost; buffered 1
 	gen     atomic.Uint64
-	rewind  atomic.Bool // a message failed on a live connection: the lanes start again
+	rewind  atomic.Bool  // a message failed on a live connection: the lanes start again
 	lastErr atomic.Value // string
 
 	slots   chan struct{} // one per message in flight
