@@ -91,7 +91,30 @@ type Object struct {
 	Score   float64    `json:"score"`    // 0-1, three decimals
 	BoxPx   [4]int     `json:"box_px"`   // x1, y1, x2, y2 in source-frame pixels
 	BoxNorm [4]float64 `json:"box_norm"` // x1, y1, x2, y2 divided by the frame's width/height, 0-1
+	// Geo is where the object stands on the ground (drone mode); absent when the camera has no
+	// optics configured or the object could not be located (Detections.GeoStatus says why).
+	Geo *ObjectGeo `json:"geo,omitempty"`
 }
+
+// ObjectGeo is the ground point under the bottom centre of an object's box.
+type ObjectGeo struct {
+	Lat  float64 `json:"lat"`   // WGS-84 degrees, 7 decimals
+	Lon  float64 `json:"lon"`   // WGS-84 degrees, 7 decimals
+	ErrM float64 `json:"err_m"` // 1-sigma horizontal error radius in metres (holds the point ~65 % of the time)
+}
+
+// Reasons an object has no geo, in Detections.GeoStatus.
+const (
+	GeoNoTelemetry  = "no_telemetry"  // no pose received yet, or none that reaches back to the frame
+	GeoStale        = "stale"         // the newest pose is older than drone.max_age (link lost)
+	GeoNoFix        = "no_fix"        // the GPS has no 3D fix
+	GeoNoGimbal     = "no_gimbal"     // use_gimbal is set but no fresh gimbal attitude came
+	GeoAboveHorizon = "above_horizon" // the pixel's ray never meets the ground
+	GeoTooFar       = "too_far"       // the ray meets the ground beyond the maximum range
+	GeoBelowGround  = "below_ground"  // the camera is at or below the ground altitude
+	GeoUncertain    = "uncertain"     // a 1-sigma attitude error would make the ray miss the ground
+	GeoInvalid      = "invalid"       // an input was out of range (bad optics or pose)
+)
 
 // Detections is the message on vigil/v1/<device>/detections/<camera>: the objects found on
 // one frame. A frame with no object of interest sends no message.
@@ -104,6 +127,9 @@ type Detections struct {
 	Model       Model    `json:"model"`
 	InferenceMS float64  `json:"inference_ms"`
 	Objects     []Object `json:"objects"`
+	// GeoStatus, on a camera with optics, says why one or more objects have no geo (the
+	// first such object's reason: GeoStale, GeoNoFix, …); absent when all were located.
+	GeoStatus string `json:"geo_status,omitempty"`
 }
 
 // Status states.

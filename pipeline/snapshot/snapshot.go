@@ -1,0 +1,354 @@
+// Package snapshot keeps one JPEG per event, of the event's best frame, in a folder of bounded
+// size, and serves them over HTTP at /api/v1/snapshots/<event id>.jpg (wire.SnapshotPath).
+//
+// A snapshot is the whole frame, downscaled to at most MaxWidth pixels wide (aspect kept),
+// with the caller's privacy redaction applied to the store's own copy before anything is
+// encoded, and the object's box drawn on it: the whole frame shows where in the scene the
+// object was, which a crop would not. A better frame of the same event replaces its snapshot.
+//
+// Files are written atomically (a temporary file in the same folder, synced, then renamed),
+// so a reader or a power cut never sees half a JPEG. When the folder's snapshots exceed the
+// store's byte budget, the least recently written are deleted. Event ids must be ULIDs
+// (wire.ValidULID), which keeps every path inside the folder.
+package snapshot
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"gocv.io/x/gocv"
+
+	"github.com/vigil-edge/vigil/models"
+	"github.com/vigil-edge/vigil/pipeline/wire"
+)
+
+// MaxWidth is the widest snapshot kept; wider frames are downscaled.
+const MaxWidth = 1280
+
+// Quality is the JPEG quality of snapshots (0-100).
+const Quality = 85
+
+const (
+	ext        = ".jpg"
+	tempPrefix = ".snap-"
+)
+
+// Sentinel errors.
+var (
+	// ErrBadID: the event id is not a ULID.
+	ErrBadID = errors.New("snapshot: event id is not a ULID")
+)
+
+// Redact blanks out private parts of img in place (e.g. mask.Apply with a camera's masks). It
+// is called with the store's own copy of the frame, already downscaled, before encoding.
+type Redact func(img models.Image) error
+
+// Store is a folder of event snapshots.
+//
+// Call contract: every method is safe for concurrent use (one Store may serve several
+// cameras and the HTTP server at once). A Store holds no open files or goroutines between
+// calls; it needs no closing.
+type Store struct {
+	dir      string
+	maxBytes int64
+
+	mu    sync.Mutex
+	files map[string]entry // by event id
+	total int64
+	clock uint64 // orders writes
+}
+
+type entry struct {
+	size    int64
+	written uint64
+}
+
+// Open opens (creating it if needed) the snapshot folder dir, keeping at most maxBytes of
+// snapshots in it. Snapshots already there are kept, oldest written first to go; leftover
+// temporary files of an interrupted Save are removed.
+func Open(dir string, maxBytes int64) (*Store, error) {
+	if maxBytes <= 0 {
+		return nil, fmt.Errorf("open snapshot store %s: byte budget must be > 0, got %d", dir, maxBytes)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+	type found struct {
+		id   string
+		size int64
+		mod  int64
+	}
+	var have []found
+	for _, de := range des {
+		name := de.Name()
+		if !de.Type().IsRegular() {
+			continue
+		}
+		if strings.HasPrefix(name, tempPrefix) {
+			_ = os.Remove(filepath.Join(dir, name)) // an interrupted Save
+			continue
+		}
+		id, ok := strings.CutSuffix(name, ext)
+		if !ok || !wire.ValidULID(id) {
+			continue // not ours: leave it alone
+		}
+		info, err := de.Info()
+		if err != nil {
+			continue // vanished meanwhile
+		}
+		have = append(have, found{id, info.Size(), info.ModTime().UnixNano()})
+	}
+	slices.SortFunc(have, func(a, b found) int {
+		return cmp.Or(cmp.Compare(a.mod, b.mod), cmp.Compare(a.id, b.id))
+	})
+	s := &Store{dir: dir, maxBytes: maxBytes, files: make(map[string]entry, len(have))}
+	for _, f := range have {
+		s.clock++
+		s.files[f.id] = entry{size: f.size, written: s.clock}
+		s.total += f.size
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.evictLocked(""); err != nil {
+		return nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+	return s, nil
+}
+
+// Dir is the store's folder.
+func (s *Store) Dir() string { return s.dir }
+
+// Bytes is the total size of the snapshots kept.
+func (s *Store) Bytes() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.total
+}
+
+// Save stores img (BGR, as a frame carries it) as eventID's snapshot, replacing any earlier
+// one: downscaled to at most MaxWidth wide, redacted by redact (when not nil), with box (in
+// img's pixels) drawn, encoded as JPEG. img is only read. Older snapshots are then evicted
+// past the byte budget; the one just saved is always kept.
+func (s *Store) Save(eventID string, img models.Image, box models.Box, redact Redact) error {
+	if !wire.ValidULID(eventID) {
+		return fmt.Errorf("save snapshot %q: %w", eventID, ErrBadID)
+	}
+	jpeg, err := encode(img, box, redact)
+	if err != nil {
+		return fmt.Errorf("save snapshot %s: %w", eventID, err)
+	}
+	if err := s.write(eventID, jpeg); err != nil {
+		return fmt.Errorf("save snapshot %s: %w", eventID, err)
+	}
+	return nil
+}
+
+// encode makes the snapshot's JPEG bytes.
+func encode(img models.Image, box models.Box, redact Redact) ([]byte, error) {
+	if !img.Valid() {
+		return nil, fmt.Errorf("%w: %dx%d, stride %d, %d bytes", models.ErrBadImage, img.Width, img.Height, img.Stride, len(img.Pix))
+	}
+	// A Mat over the caller's pixels, only ever read.
+	rowBytes := 3 * img.Width
+	pix := img.Pix[:(img.Height-1)*img.Stride+rowBytes]
+	if img.Stride != rowBytes {
+		packed := make([]byte, img.Height*rowBytes)
+		for y := range img.Height {
+			copy(packed[y*rowBytes:(y+1)*rowBytes], img.Pix[y*img.Stride:])
+		}
+		pix = packed
+	}
+	src, err := gocv.NewMatFromBytes(img.Height, img.Width, gocv.MatTypeCV8UC3, pix)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+
+	// Our own copy, downscaled where needed.
+	w, h := img.Width, img.Height
+	var own gocv.Mat
+	if w > MaxWidth {
+		h = max(1, (h*MaxWidth+w/2)/w)
+		w = MaxWidth
+		own = gocv.NewMat()
+		gocv.Resize(src, &own, image.Pt(w, h), 0, 0, gocv.InterpolationArea)
+	} else {
+		own = src.Clone()
+	}
+	defer own.Close()
+	if own.Cols() != w || own.Rows() != h || !own.IsContinuous() {
+		return nil, fmt.Errorf("resize to %dx%d failed", w, h)
+	}
+	if redact != nil {
+		data, err := own.DataPtrUint8()
+		if err != nil {
+			return nil, err
+		}
+		if err := redact(models.Image{Width: w, Height: h, Stride: 3 * w, Pix: data}); err != nil {
+			return nil, fmt.Errorf("redact: %w", err)
+		}
+	}
+	if box.Area() > 0 {
+		sx, sy := float32(w)/float32(img.Width), float32(h)/float32(img.Height)
+		r := image.Rect(int(box.X1*sx), int(box.Y1*sy), int(box.X2*sx), int(box.Y2*sy))
+		gocv.Rectangle(&own, r.Intersect(image.Rect(0, 0, w, h)), color.RGBA{G: 255, A: 255}, max(2, w/640))
+	}
+	buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, own, []int{gocv.IMWriteJpegQuality, Quality})
+	if err != nil {
+		return nil, fmt.Errorf("encode JPEG: %w", err)
+	}
+	defer buf.Close()
+	out := slices.Clone(buf.GetBytes())
+	if len(out) == 0 {
+		return nil, errors.New("encode JPEG: no output")
+	}
+	return out, nil
+}
+
+// write puts b in place as id's file, atomically, and evicts past the budget.
+func (s *Store) write(id string, b []byte) error {
+	f, err := os.CreateTemp(s.dir, tempPrefix+"*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, werr := f.Write(b)
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Chmod(tmp, 0o640)
+	}
+	if werr != nil {
+		_ = os.Remove(tmp)
+		return werr
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := os.Rename(tmp, filepath.Join(s.dir, id+ext)); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	s.total += int64(len(b)) - s.files[id].size
+	s.clock++
+	s.files[id] = entry{size: int64(len(b)), written: s.clock}
+	return s.evictLocked(id)
+}
+
+// evictLocked deletes the least recently written snapshots, except keep, until the total
+// fits the budget.
+func (s *Store) evictLocked(keep string) error {
+	if s.total <= s.maxBytes {
+		return nil
+	}
+	ids := make([]string, 0, len(s.files))
+	for id := range s.files {
+		if id != keep {
+			ids = append(ids, id)
+		}
+	}
+	slices.SortFunc(ids, func(a, b string) int { return cmp.Compare(s.files[a].written, s.files[b].written) })
+	var errs []error
+	for _, id := range ids {
+		if s.total <= s.maxBytes {
+			break
+		}
+		if err := os.Remove(filepath.Join(s.dir, id+ext)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("evict: %w", err))
+			continue
+		}
+		s.total -= s.files[id].size
+		delete(s.files, id)
+	}
+	return errors.Join(errs...)
+}
+
+// Path is the file of eventID's snapshot, or "" when the id is not a ULID. The file need not
+// exist.
+func (s *Store) Path(eventID string) string {
+	if !wire.ValidULID(eventID) {
+		return ""
+	}
+	return filepath.Join(s.dir, eventID+ext)
+}
+
+// Has reports whether eventID has a snapshot.
+func (s *Store) Has(eventID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.files[eventID]
+	return ok
+}
+
+// Open opens eventID's snapshot for reading. The error wraps ErrBadID for an id that is not a
+// ULID and fs.ErrNotExist when there is no snapshot.
+func (s *Store) Open(eventID string) (io.ReadCloser, error) {
+	f, _, err := s.open(eventID)
+	return f, err
+}
+
+func (s *Store) open(eventID string) (*os.File, fs.FileInfo, error) {
+	p := s.Path(eventID)
+	if p == "" {
+		return nil, nil, fmt.Errorf("open snapshot %q: %w", eventID, ErrBadID)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open snapshot: %w", err)
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("open snapshot: %w", err)
+	}
+	return f, info, nil
+}
+
+// ServeHTTP answers GET and HEAD of wire.SnapshotPrefix + "<event id>.jpg" with the JPEG
+// (ranges and If-Modified-Since supported), 404 for any other path or an unknown id, and 405
+// for other methods.
+func (s *Store) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	name, ok := strings.CutPrefix(r.URL.Path, wire.SnapshotPrefix)
+	id, isJPEG := strings.CutSuffix(name, ext)
+	if !ok || !isJPEG || !wire.ValidULID(id) {
+		http.NotFound(w, r)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	f, info, err := s.open(id)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			http.NotFound(w, r)
+		} else {
+			http.Error(w, "snapshot unavailable", http.StatusInternalServerError)
+		}
+		return
+	}
+	defer f.Close()
+	w.Header().Set("Content-Type", "image/jpeg")
+	// A better frame may replace the snapshot: caches must check back.
+	w.Header().Set("Cache-Control", "no-cache")
+	http.ServeContent(w, r, id+ext, info.ModTime(), f)
+}
