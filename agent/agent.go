@@ -26,6 +26,8 @@ import (
 	"github.com/vigil-edge/vigil/pipeline/metrics"
 	"github.com/vigil-edge/vigil/pipeline/outbox"
 	"github.com/vigil-edge/vigil/pipeline/publish"
+	"github.com/vigil-edge/vigil/pipeline/snapshot"
+	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
 // Agent is one running edge agent.
@@ -36,10 +38,14 @@ type Agent struct {
 	m    *metrics.Metrics
 	cams []*camera
 
+	sensors *sensors   // MAVLink, GNSS, board (drone.go)
+	tele    *telemetry // periodic health report (telemetry.go)
+
 	mu       sync.Mutex
 	httpAddr string
 	ob       *outbox.Outbox     // set by Run
 	pub      *publish.Publisher // set by Run
+	snaps    *snapshot.Store    // set by Run; nil when snapshots are off
 }
 
 // New builds an agent from a validated configuration. It does no I/O: Run does.
@@ -52,6 +58,11 @@ func New(cfg config.Config, log *slog.Logger) (*Agent, error) {
 	}
 	reg := prometheus.NewRegistry()
 	a := &Agent{cfg: cfg, log: log, reg: reg, m: metrics.New(reg)}
+	s, err := newSensors(cfg, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	a.sensors, a.tele = s, newTelemetry(cfg.Telemetry.DiskPath)
 	for _, c := range cfg.Cameras {
 		if !c.IsEnabled() {
 			continue
@@ -70,11 +81,23 @@ func (a *Agent) store(ctx context.Context, d frame.Detections) error {
 	if len(d.Objects) == 0 {
 		return nil
 	}
+	a.sensors.geoReference(&d)
 	if _, err := a.ob.Append(ctx, publish.DetectionsMessage(a.cfg.DeviceID, a.ob.Epoch(), d)); err != nil {
 		a.m.OutboxErrors.Inc()
 		return fmt.Errorf("store detections: %w", err)
 	}
 	return nil
+}
+
+// emitter stores a camera's events and alerts in the outbox.
+func (a *Agent) emitter(camera string) emitFunc {
+	return func(ctx context.Context, class frame.Class, schema, kind string, at time.Time, build func(wire.Header) any) error {
+		if _, err := a.ob.Append(ctx, publish.Message(a.cfg.DeviceID, a.ob.Epoch(), class, schema, kind, camera, at, build)); err != nil {
+			a.m.OutboxErrors.Inc()
+			return fmt.Errorf("store %s: %w", kind, err)
+		}
+		return nil
+	}
 }
 
 // openOutbox opens the outbox file, creating its folder, with metrics wired in.
@@ -155,9 +178,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var snaps *snapshot.Store
+	if a.cfg.Snapshots.Dir != "" {
+		if snaps, err = snapshot.Open(a.cfg.Snapshots.Dir, a.cfg.Snapshots.MaxBytes); err != nil {
+			return fmt.Errorf("snapshots: %w", err)
+		}
+	}
 	a.mu.Lock()
-	a.ob, a.pub = ob, pub
+	a.ob, a.pub, a.snaps = ob, pub, snaps
 	a.mu.Unlock()
+	for _, cam := range a.cams {
+		cam.emit = a.emitter(cam.cfg.ID)
+		cam.snaps = snaps
+	}
 
 	var srv *http.Server
 	if a.cfg.HTTP.Listen != "" {
@@ -178,6 +211,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	pub.Start()
+	stopSensors := a.startSensors(ctx, ob) // before the cameras; stopped after them
+	defer stopSensors()
 
 	var wg sync.WaitGroup
 	for _, cam := range a.cams {
@@ -189,6 +224,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		dc.Score = TrackerScore() // the tracker wants the low-score detections too
 		det, err := OpenDetector(mc, dc)
 		if err != nil {
+			cam.fail(err)
+			continue
+		}
+		if det, err = a.prepareDetector(cam.cfg, det); err != nil { // tiling (drone.go)
 			cam.fail(err)
 			continue
 		}
@@ -259,6 +298,16 @@ func (a *Agent) Status() Status {
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	mux.HandleFunc("GET "+wire.SnapshotPrefix+"{file}", func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		snaps := a.snaps
+		a.mu.Unlock()
+		if snaps == nil {
+			http.NotFound(w, r)
+			return
+		}
+		snaps.ServeHTTP(w, r)
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))

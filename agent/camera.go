@@ -15,13 +15,17 @@ import (
 	"github.com/vigil-edge/vigil/models"
 	"github.com/vigil-edge/vigil/pipeline/decode"
 	"github.com/vigil-edge/vigil/pipeline/detect"
+	"github.com/vigil-edge/vigil/pipeline/events"
 	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/ingest"
 	"github.com/vigil-edge/vigil/pipeline/ingest/file"
 	"github.com/vigil-edge/vigil/pipeline/ingest/rtsp"
+	"github.com/vigil-edge/vigil/pipeline/mask"
 	"github.com/vigil-edge/vigil/pipeline/metrics"
 	"github.com/vigil-edge/vigil/pipeline/rules"
+	"github.com/vigil-edge/vigil/pipeline/snapshot"
 	"github.com/vigil-edge/vigil/pipeline/track"
+	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
 // newSource picks the ingest source by the camera URL's scheme.
@@ -65,14 +69,17 @@ const (
 // camera runs one camera's pipeline: ingest → decode → buffer → detect → track → rules,
 // handing detections and alerts to the agent's outbox.
 type camera struct {
-	cfg     config.Camera
-	m       *metrics.Metrics
-	log     *slog.Logger
-	sink    func(context.Context, frame.Detections) error // detections of interest, per frame
-	onAlert func(context.Context, frame.Alert) error      // nil: alerts are only counted
+	cfg   config.Camera
+	m     *metrics.Metrics
+	log   *slog.Logger
+	sink  func(context.Context, frame.Detections) error // detections of interest, per frame
+	emit  emitFunc                                      // nil: events and alerts are only counted
+	snaps *snapshot.Store                               // nil: no snapshots
 
 	tracker      *track.Tracker
 	rules        *rules.Engine
+	events       *events.Manager
+	exclude      []mask.Polygon
 	publishScore float32 // detections below it feed the tracker only
 
 	mu     sync.Mutex
@@ -85,7 +92,8 @@ func newCamera(cfg config.Camera, m *metrics.Metrics, log *slog.Logger, sink fun
 		return nil, fmt.Errorf("camera %s: %w", cfg.ID, err)
 	}
 	c := &camera{cfg: cfg, m: m, log: log.With("camera", cfg.ID), sink: sink,
-		tracker: track.New(track.Default()), rules: eng}
+		tracker: track.New(track.Default()), rules: eng, events: events.New(events.Default()),
+		exclude: mask.Polygons(cfg.Exclude)}
 	c.status = CameraStatus{ID: cfg.ID, URL: config.RedactURL(cfg.URL), State: StateStarting}
 	// Make the per-camera series exist from the start, so dashboards see zeros, not gaps.
 	m.PacketsReceived.WithLabelValues(cfg.ID)
@@ -103,9 +111,18 @@ func newCamera(cfg config.Camera, m *metrics.Metrics, log *slog.Logger, sink fun
 // tracker's second association stage. Detections messages use the camera's own threshold.
 func TrackerScore() float32 { return track.Default().LowScore }
 
-// analyse is the per-frame work after detection, on the detect goroutine: publish the
-// detections of interest, track, and run the rules. Every result is stored before it returns.
+// emitFunc stores one message of the camera in the outbox: build makes the wire message once
+// its header is known. It returns once the message is durable.
+type emitFunc func(ctx context.Context, class frame.Class, schema, kind string, at time.Time, build func(wire.Header) any) error
+
+// analyse is the per-frame work after detection, on the detect goroutine: drop detections in
+// exclusion areas, store the detections of interest, track, run the rules, follow the events
+// (saving the best frame of each, privacy masks applied) and store events and alerts. Every
+// result is stored before it returns.
 func (c *camera) analyse(ctx context.Context, d frame.Detections) {
+	if len(c.exclude) > 0 {
+		d = mask.FilterDetections(d, c.exclude)
+	}
 	pub := d
 	pub.Objects = nil
 	for _, o := range d.Objects {
@@ -127,15 +144,58 @@ func (c *camera) analyse(ctx context.Context, d frame.Detections) {
 		}
 	}
 	c.m.TracksActive.WithLabelValues(c.cfg.ID).Set(float64(confirmed))
-	for _, a := range c.rules.Update(tracks) {
+	alerts := c.rules.Update(tracks)
+	changes := c.events.Update(tracks, c.rules.Zones)
+	c.snapshot(d)
+	c.emitEvents(ctx, changes)
+	for _, a := range alerts {
 		c.m.Alerts.WithLabelValues(c.cfg.ID, a.RuleType).Inc()
 		if a.RuleType == rules.TypeLine {
 			c.m.LineCrossings.WithLabelValues(c.cfg.ID, a.RuleID, a.Kind, a.Label).Inc()
 		}
-		if c.onAlert != nil {
-			if err := c.onAlert(ctx, a); err != nil {
-				c.log.Error("store alert", "rule", a.RuleID, "err", err)
-			}
+		if c.emit == nil {
+			continue
+		}
+		err := c.emit(ctx, frame.ClassAlert, wire.SchemaAlert, wire.KindAlerts, a.At,
+			func(h wire.Header) any { return c.events.Alert(h, a) })
+		if err != nil {
+			c.log.Error("store alert", "rule", a.RuleID, "err", err)
+		}
+	}
+}
+
+// snapshot saves the current frame for every event whose best frame it is, with the camera's
+// privacy masks applied.
+func (c *camera) snapshot(d frame.Detections) {
+	if c.snaps == nil || !d.Image.Valid() {
+		for _, b := range c.events.BestFrames() {
+			c.events.NoSnapshot(b.EventID)
+		}
+		return
+	}
+	redact := func(img models.Image) error { return mask.Apply(img, c.cfg.PrivacyMasks) }
+	for _, b := range c.events.BestFrames() {
+		if err := c.snaps.Save(b.EventID, d.Image, b.Box, redact); err != nil {
+			c.events.NoSnapshot(b.EventID)
+			c.log.Warn("save snapshot", "event", b.EventID, "err", err)
+		}
+	}
+}
+
+// emitEvents stores event changes: new and end as events, updates as event updates (the
+// class the outbox drops first when full).
+func (c *camera) emitEvents(ctx context.Context, changes []events.Change) {
+	if c.emit == nil {
+		return
+	}
+	for _, ch := range changes {
+		class := frame.ClassEvent
+		if ch.Type == wire.EventUpdate {
+			class = frame.ClassEventUpdate
+		}
+		if err := c.emit(ctx, class, wire.SchemaEvent, wire.KindEvents, ch.At,
+			func(h wire.Header) any { return ch.Event(h) }); err != nil {
+			c.log.Error("store event", "type", ch.Type, "err", err)
 		}
 	}
 }
@@ -229,6 +289,7 @@ func (c *camera) run(ctx context.Context, det models.Detector) {
 	buf.Close()
 	wg.Wait()
 	p.close()
+	c.emitEvents(context.WithoutCancel(ctx), c.events.EndAll(time.Now().UTC())) // the stream is over: its events end
 	c.m.SourceUp.WithLabelValues(id).Set(0)
 	if errors.Is(err, io.EOF) {
 		c.setState(StateEnded, nil)

@@ -54,6 +54,7 @@ func baseConfig(t *testing.T, mqttURL string, cams ...config.Camera) config.Conf
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.MQTT.URL = mqttURL
 	cfg.Outbox.Path = filepath.Join(t.TempDir(), "outbox.db")
+	cfg.Snapshots.Dir = filepath.Join(t.TempDir(), "snapshots")
 	cfg.Model.Manifest = filepath.Join(harness.RepoRoot(), "models", "yolox_nano_coco_416.json")
 	cfg.Model.Dir = data.MustPath(t, "models")
 	for _, c := range cams {

@@ -51,6 +51,8 @@ http:
   listen: $AGENT_HTTP
 mqtt:
   url: tcp://127.0.0.1:$MQTT_PORT
+outbox:
+  path: $WORK/outbox.db
 model:
   manifest: $ROOT/models/yolox_nano_coco_416.json
   dir: $DATA/models
@@ -58,6 +60,15 @@ cameras:
   - id: pedestrians
     url: rtsp://127.0.0.1:$RTSP_PORT/pedestrians_pets09_s2l1_vtest
     detect_fps: 5
+    rules:
+      - id: square-centre
+        type: line
+        a: [0.5, 0.2]
+        b: [0.5, 0.98]
+      - id: lower-square
+        type: zone
+        polygon: [[0.05, 0.6], [0.95, 0.6], [0.95, 0.98], [0.05, 0.98]]
+        min_dwell: 2s
   - id: highway
     url: rtsp://127.0.0.1:$RTSP_PORT/traffic_highway_fixed_1
     detect_fps: 5

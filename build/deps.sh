@@ -3,7 +3,8 @@
 # Safe to run again: each step checks first and does nothing when its part is present.
 #
 #   apt packages   libopencv-dev (brings libavcodec/libavformat/libswscale -dev), ffmpeg,
-#                  mosquitto, pkg-config, prometheus (for promtool), chromium
+#                  mosquitto, pkg-config, prometheus (for promtool), chromium and
+#                  fonts-dejavu-core (headless dashboard test)
 #   ONNX Runtime   libonnxruntime.so from the onnxruntime-node npm package (npm pack, never
 #                  npm install) into .deps/onnxruntime/<arch>/
 #   Go modules     go mod download
@@ -13,7 +14,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DEPS_DIR="$ROOT/.deps"
 ORT_VERSION="${ORT_VERSION:-1.30.0}"
-APT_PKGS=(pkg-config libopencv-dev ffmpeg mosquitto mosquitto-clients)
+APT_PKGS=(pkg-config libopencv-dev ffmpeg mosquitto mosquitto-clients chromium fonts-dejavu-core)
 
 log() { printf 'deps: %s\n' "$*" >&2; }
 

@@ -5,30 +5,47 @@
 //	                   │
 //	                   ▼ QoS 1
 //	                 ingest (paho subscriber) ──▶ registry ◀── api (HTTP) ◀── vigil-fleet watch
-//	                                                    ▲
-//	                                                    └──── metrics (GET /metrics) ◀── Prometheus
+//	                       │                            ▲
+//	                       ▼                            └──── metrics (GET /metrics) ◀── Prometheus
+//	                  web hub ──▶ GET /api/v1/stream ──▶ dashboard (GET /)
+//
+// With credentials or client certificates the embedded broker authenticates every client and
+// applies the topic ACL (fleet/auth); with API tokens every HTTP endpoint but /healthz, the
+// dashboard's page and the model files needs a bearer token.
 //
 // Components are created in that order (broker, registry, ingest, HTTP) and closed in reverse.
 package fleet
 
 import (
+	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/vigil-edge/vigil/fleet/api"
+	"github.com/vigil-edge/vigil/fleet/auth"
 	"github.com/vigil-edge/vigil/fleet/broker"
 	"github.com/vigil-edge/vigil/fleet/ingest"
 	"github.com/vigil-edge/vigil/fleet/metrics"
+	"github.com/vigil-edge/vigil/fleet/models"
 	"github.com/vigil-edge/vigil/fleet/registry"
+	"github.com/vigil-edge/vigil/fleet/rollout"
+	"github.com/vigil-edge/vigil/fleet/web"
 )
 
 // DefaultHTTPAddr is where the API listens by default.
 const DefaultHTTPAddr = "127.0.0.1:8080"
+
+// DefaultFleetUser is the MQTT identity of the Core's own clients when the embedded broker
+// authenticates.
+const DefaultFleetUser = "vigil-fleet"
 
 // Config configures a Core.
 type Config struct {
@@ -47,6 +64,21 @@ type Config struct {
 	// MetricsPerDevice adds per-device series to /metrics; their number grows with the fleet.
 	MetricsPerDevice bool
 	Logger           *slog.Logger // slog.Default() when nil
+
+	// MQTTTLS adds a TLS listener to the embedded broker; with a client CA, clients must
+	// present certificates.
+	MQTTTLS *broker.TLS
+	// MQTTCredentials is the embedded broker's credentials file (see fleet/auth). With it, or
+	// with a client CA in MQTTTLS, every client must authenticate and the topic ACL applies.
+	MQTTCredentials string
+	// FleetUser is the identity of the Core's own MQTT clients (DefaultFleetUser when empty);
+	// their password is a random secret made at every start, known to no one else.
+	FleetUser string
+	// APITokens guards the HTTP API (see fleet/auth); nil leaves it open.
+	APITokens *auth.Tokens
+
+	// OTA: model registry and rollouts (see ota.go); both are off when DataDir is empty.
+	OTA OTAConfig
 }
 
 // Core is a running fleet controller.
@@ -55,10 +87,19 @@ type Core struct {
 	broker   *broker.Broker // nil with an external broker
 	registry *registry.Registry
 	ingest   *ingest.Subscriber
+	hub      *web.Hub
 	httpLn   net.Listener
 	httpSrv  *http.Server
 	httpDone chan struct{}
 	failed   chan error // 1-buffered: a component stopped by itself
+
+	mqttAuth *auth.MQTT // nil when the embedded broker allows everyone
+	// mqttUser and mqttPassword authenticate the Core's own MQTT clients to the embedded
+	// broker when mqttAuth is set; the password is never logged.
+	mqttUser, mqttPassword string
+
+	models   *models.Registry // nil without OTA.DataDir
+	rollouts *rollout.Engine  // nil without OTA.DataDir
 }
 
 // New starts a fleet controller: the embedded broker (unless cfg.Broker names an external one),
@@ -79,7 +120,14 @@ func New(cfg Config) (_ *Core, err error) {
 
 	brokerURL := cfg.Broker
 	if brokerURL == "" {
-		b, err := broker.New(broker.Config{Addr: cfg.MQTTListen, Logger: cfg.Logger})
+		bcfg := broker.Config{Addr: cfg.MQTTListen, Logger: cfg.Logger, TLS: cfg.MQTTTLS}
+		if cfg.MQTTCredentials != "" || cfg.MQTTTLS != nil && cfg.MQTTTLS.ClientCAFile != "" {
+			if err := c.newMQTTAuth(cfg); err != nil {
+				return nil, err
+			}
+			bcfg.Auth = c.mqttAuth
+		}
+		b, err := broker.New(bcfg)
 		if err != nil {
 			return nil, err
 		}
@@ -92,7 +140,9 @@ func New(cfg Config) (_ *Core, err error) {
 
 	c.registry = registry.New(cfg.Registry)
 
-	sub, err := ingest.New(ingest.Config{BrokerURL: brokerURL, ClientID: cfg.ClientID, Logger: cfg.Logger}, c.registry)
+	c.hub = web.NewHub(web.HubOptions{Logger: cfg.Logger})
+	sub, err := ingest.New(ingest.Config{BrokerURL: brokerURL, ClientID: cfg.ClientID, Logger: cfg.Logger,
+		Username: c.mqttUser, Password: c.mqttPassword}, c.hub.Wrap(c.registry))
 	if err != nil {
 		return nil, err
 	}
@@ -107,8 +157,12 @@ func New(cfg Config) (_ *Core, err error) {
 		return nil, fmt.Errorf("http: listen: %w", err)
 	}
 	c.httpLn = ln
+	if err := c.startOTA(cfg, brokerURL); err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
 	c.httpSrv = &http.Server{
-		Handler:           api.Handler(c.registry, c.ingest, metrics.Handler(prom, cfg.Logger), cfg.Logger),
+		Handler:           c.handler(cfg, api.Handler(c.registry, c.ingest, metrics.Handler(prom, cfg.Logger), cfg.Logger, c.apiOptions()...)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.With("component", "http").Handler(), slog.LevelWarn),
 	}
@@ -122,6 +176,62 @@ func New(cfg Config) (_ *Core, err error) {
 	return c, nil
 }
 
+// newMQTTAuth makes the embedded broker's auth hook: the credentials file's identities plus
+// the Core's own, with a fresh random secret.
+func (c *Core) newMQTTAuth(cfg Config) error {
+	creds := auth.NewCredentials()
+	if cfg.MQTTCredentials != "" {
+		var err error
+		if creds, err = auth.LoadCredentials(cfg.MQTTCredentials); err != nil {
+			return err
+		}
+	}
+	var secret [32]byte
+	_, _ = rand.Read(secret[:])
+	c.mqttUser, c.mqttPassword = cmp.Or(cfg.FleetUser, DefaultFleetUser), hex.EncodeToString(secret[:])
+	if err := creds.SetFleet(c.mqttUser, c.mqttPassword); err != nil {
+		return err
+	}
+	c.mqttAuth = auth.NewMQTT(creds, cfg.Logger)
+	return nil
+}
+
+func (c *Core) apiOptions() []api.Option {
+	if c.mqttAuth == nil {
+		return nil
+	}
+	return []api.Option{api.WithMQTTAuth(c.mqttAuth.Stats)}
+}
+
+// handler puts the dashboard and its stream beside the API and, with tokens, guards them
+// all but /healthz, the dashboard's page (it holds no data) and the model files (agents fetch
+// them and verify their signatures; they hold no API token).
+func (c *Core) handler(cfg Config, apiHandler http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	page := web.Page()
+	mux.Handle("GET /{$}", page)
+	mux.Handle("GET /static/", page)
+	mux.Handle("GET /api/v1/stream", c.hub)
+	mux.Handle("/", apiHandler)
+	c.otaRoutes(mux, cfg)
+	if cfg.APITokens == nil {
+		if host, _, err := net.SplitHostPort(cfg.HTTPListen); err == nil && !isLoopback(host) {
+			c.log.Warn("the HTTP API is open to anyone who reaches it: give it tokens", "http", cfg.HTTPListen)
+		}
+		return mux
+	}
+	public := func(r *http.Request) bool {
+		return r.URL.Path == "/healthz" || web.IsPage(r) ||
+			(r.Method == http.MethodGet || r.Method == http.MethodHead) && strings.HasPrefix(r.URL.Path, "/models/")
+	}
+	return cfg.APITokens.Middleware(mux, public)
+}
+
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
+}
+
 // HTTPAddr is the address the API listens on.
 func (c *Core) HTTPAddr() string { return c.httpLn.Addr().String() }
 
@@ -131,6 +241,23 @@ func (c *Core) BrokerAddr() string {
 		return ""
 	}
 	return c.broker.Addr()
+}
+
+// BrokerTLSAddr is the embedded broker's TLS address, or "" without one.
+func (c *Core) BrokerTLSAddr() string {
+	if c.broker == nil {
+		return ""
+	}
+	return c.broker.TLSAddr()
+}
+
+// MQTTAuthStats returns the embedded broker's access-control counters; ok is false when it
+// allows everyone.
+func (c *Core) MQTTAuthStats() (_ auth.MQTTStats, ok bool) {
+	if c.mqttAuth == nil {
+		return auth.MQTTStats{}, false
+	}
+	return c.mqttAuth.Stats(), true
 }
 
 // Registry is the core's device registry.
@@ -143,6 +270,9 @@ func (c *Core) Failed() <-chan error { return c.failed }
 // Call it once.
 func (c *Core) Close() error {
 	var errs []error
+	if c.hub != nil {
+		c.hub.Close() // ends the dashboards' streams, which would hold Shutdown up
+	}
 	if c.httpSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := c.httpSrv.Shutdown(ctx); err != nil {
@@ -151,6 +281,9 @@ func (c *Core) Close() error {
 		}
 		cancel()
 		<-c.httpDone
+	}
+	if err := c.closeOTA(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.ingest != nil {
 		if err := c.ingest.Close(); err != nil {

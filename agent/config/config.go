@@ -18,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/vigil-edge/vigil/pipeline/mask"
 	"github.com/vigil-edge/vigil/pipeline/publish"
 	"github.com/vigil-edge/vigil/pipeline/rules"
 	"github.com/vigil-edge/vigil/pipeline/wire"
@@ -25,13 +26,18 @@ import (
 
 // Config is the whole agent configuration.
 type Config struct {
-	DeviceID string   `yaml:"device_id"`
-	LogLevel string   `yaml:"log_level"` // debug, info, warn, error
-	HTTP     HTTP     `yaml:"http"`
-	MQTT     MQTT     `yaml:"mqtt"`
-	Outbox   Outbox   `yaml:"outbox"`
-	Model    Model    `yaml:"model"`
-	Cameras  []Camera `yaml:"cameras"`
+	DeviceID  string    `yaml:"device_id"`
+	LogLevel  string    `yaml:"log_level"` // debug, info, warn, error
+	HTTP      HTTP      `yaml:"http"`
+	MQTT      MQTT      `yaml:"mqtt"`
+	Outbox    Outbox    `yaml:"outbox"`
+	Snapshots Snapshots `yaml:"snapshots"`
+	Model     Model     `yaml:"model"`
+	Cameras   []Camera  `yaml:"cameras"`
+	// Drone, GNSS and Telemetry are the sensors and the health report (see hal.go).
+	Drone     Drone     `yaml:"drone"`
+	GNSS      GNSS      `yaml:"gnss"`
+	Telemetry Telemetry `yaml:"telemetry"`
 }
 
 // HTTP is the agent's own HTTP server: /metrics, /healthz, /api/v1/status.
@@ -88,6 +94,20 @@ type Camera struct {
 	Model *Model `yaml:"model"`
 	// Rules are the camera's behaviour rules (zones, lines, loitering, …); see pipeline/rules.
 	Rules []rules.Rule `yaml:"rules"`
+	// Optics enable geo-referencing of the camera's detections in drone mode; Tiling runs
+	// its detector over tiles of each frame (see hal.go). Both optional.
+	Optics *Optics `yaml:"optics"`
+	Tiling *Tiling `yaml:"tiling"`
+	// PrivacyMasks are redacted (blurred or blacked out) in every snapshot; Exclude areas are
+	// where detections are ignored. Points are normalised (0-1).
+	PrivacyMasks []mask.Mask    `yaml:"privacy_masks"`
+	Exclude      []mask.Exclude `yaml:"exclude"`
+}
+
+// Snapshots is the local store of event snapshots served at /api/v1/snapshots/<event>.jpg.
+type Snapshots struct {
+	Dir      string `yaml:"dir"`       // empty disables snapshots
+	MaxBytes int64  `yaml:"max_bytes"` // the oldest are removed past it
 }
 
 // DefaultLabels are the labels kept when a camera names none.
@@ -102,7 +122,10 @@ func Default() Config {
 		MQTT:     MQTT{URL: "tcp://127.0.0.1:1883", KeepAlive: 30 * time.Second, MaxInflight: 64},
 		Outbox: Outbox{Path: "/var/lib/vigil/outbox.db", MaxBytes: 256 << 20, HardMaxBytes: 320 << 20,
 			MaxAge: 7 * 24 * time.Hour, ReplayRate: 500},
-		Model: Model{Manifest: "models/yolox_nano_coco_416.json", Threads: 1},
+		Snapshots: Snapshots{Dir: "/var/lib/vigil/snapshots", MaxBytes: 256 << 20},
+		Model:     Model{Manifest: "models/yolox_nano_coco_416.json", Threads: 1},
+		Drone:     DefaultDrone(),
+		Telemetry: DefaultTelemetry(),
 	}
 }
 
@@ -217,6 +240,9 @@ func (c Config) Validate() error {
 	if (c.MQTT.TLS.CertFile == "") != (c.MQTT.TLS.KeyFile == "") {
 		bad("mqtt.tls", "cert_file and key_file must be given together")
 	}
+	if c.Snapshots.Dir != "" && c.Snapshots.MaxBytes < 1<<20 {
+		bad("snapshots.max_bytes", "must be >= 1048576 (1 MiB)")
+	}
 	if c.Outbox.Path == "" {
 		bad("outbox.path", "is required")
 	}
@@ -285,12 +311,16 @@ func (c Config) Validate() error {
 		if cam.Model != nil {
 			validModel(k+".model", *cam.Model)
 		}
+		if err := mask.Validate(cam.PrivacyMasks, cam.Exclude); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", k, err))
+		}
 		if err := rules.Validate(cam.Rules, cam.Labels); err != nil {
 			for _, e := range unjoin(err) {
 				errs = append(errs, fmt.Errorf("%s.%w", k, e))
 			}
 		}
 	}
+	errs = append(errs, c.validateHAL()...)
 	return errors.Join(errs...)
 }
 

@@ -6,6 +6,9 @@
 //	GET /api/v1/devices/{id}  one device; 404 when unknown
 //	GET /metrics              Prometheus metrics (see fleet/metrics), when a handler is given
 //
+// Authentication (bearer tokens, see fleet/auth) wraps this handler from outside; /healthz
+// stays open.
+//
 // Errors are JSON: {"error": "..."} (a method other than GET gets the mux's plain 405).
 package api
 
@@ -17,6 +20,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/vigil-edge/vigil/fleet/auth"
 	"github.com/vigil-edge/vigil/fleet/ingest"
 	"github.com/vigil-edge/vigil/fleet/registry"
 )
@@ -60,6 +64,9 @@ type Health struct {
 	MQTT     MQTT              `json:"mqtt"`
 	Devices  int               `json:"devices"`
 	Rejected map[string]uint64 `json:"rejected"` // rejected messages by reason
+	// MQTTAuth counts the embedded broker's refused connects and ACL denials, when it
+	// authenticates clients.
+	MQTTAuth *auth.MQTTStats `json:"mqtt_auth,omitempty"`
 }
 
 // MQTT describes the subscriber's connection.
@@ -91,12 +98,23 @@ type Conn interface {
 	Status() ingest.Status
 }
 
+// Option adds an optional part to the API.
+type Option func(*handlers)
+
+// WithMQTTAuth shows the broker's access-control counters in /healthz.
+func WithMQTTAuth(stats func() auth.MQTTStats) Option {
+	return func(h *handlers) { h.mqttAuth = stats }
+}
+
 // Handler returns the API's handler. metrics serves GET /metrics; nil leaves it out.
-func Handler(devices Devices, conn Conn, metrics http.Handler, log *slog.Logger) http.Handler {
+func Handler(devices Devices, conn Conn, metrics http.Handler, log *slog.Logger, opts ...Option) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
 	h := &handlers{devices: devices, conn: conn, log: log.With("component", "api")}
+	for _, o := range opts {
+		o(h)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", h.health)
 	mux.HandleFunc("GET /api/v1/devices", h.list)
@@ -111,9 +129,10 @@ func Handler(devices Devices, conn Conn, metrics http.Handler, log *slog.Logger)
 }
 
 type handlers struct {
-	devices Devices
-	conn    Conn
-	log     *slog.Logger
+	devices  Devices
+	conn     Conn
+	log      *slog.Logger
+	mqttAuth func() auth.MQTTStats // nil without broker auth
 }
 
 func (h *handlers) health(w http.ResponseWriter, _ *http.Request) {
@@ -123,6 +142,10 @@ func (h *handlers) health(w http.ResponseWriter, _ *http.Request) {
 		MQTT:     MQTT(st),
 		Devices:  len(h.devices.Devices()),
 		Rejected: h.devices.Rejected(),
+	}
+	if h.mqttAuth != nil {
+		st := h.mqttAuth()
+		body.MQTTAuth = &st
 	}
 	code := http.StatusOK
 	if !st.Connected {

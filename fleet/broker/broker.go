@@ -2,17 +2,21 @@
 // it, publish their status and detections, and the fleet's own subscriber reads them back.
 //
 // Access control is a seam: [Config.Auth] takes any mochi hook that answers
-// OnConnectAuthenticate and OnACLCheck. Today the default allows everyone; per-device
-// credentials, topic ACLs and TLS come later without changing the callers.
+// OnConnectAuthenticate and OnACLCheck (fleet/auth has Vigil's: per-device credentials,
+// client certificates and the topic ACL); without one everyone is allowed. [Config.TLS] adds a
+// TLS listener beside the plain TCP one, requiring client certificates when it names a CA.
 package broker
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -23,6 +27,20 @@ import (
 // DefaultAddr is the TCP address the broker listens on by default.
 const DefaultAddr = "127.0.0.1:1883"
 
+// DefaultTLSAddr is the TLS listener's address by default.
+const DefaultTLSAddr = "127.0.0.1:8883"
+
+// TLS configures the broker's TLS listener.
+type TLS struct {
+	Addr     string // listen address; DefaultTLSAddr when empty; port 0 picks a free one
+	CertFile string // the server's certificate chain (PEM); required
+	KeyFile  string // its private key (PEM); required
+	// ClientCAFile (PEM), when set, makes client certificates required: a client must present
+	// one signed by these CAs, or the handshake fails. The auth hook may then take the
+	// client's identity from the certificate.
+	ClientCAFile string
+}
+
 // Config configures a Broker.
 type Config struct {
 	Addr   string       // TCP listen address; DefaultAddr when empty; port 0 picks a free one
@@ -30,6 +48,8 @@ type Config struct {
 	// Auth authenticates clients and checks topic access: a mochi hook providing
 	// OnConnectAuthenticate and OnACLCheck. Nil allows everything.
 	Auth mqtt.Hook
+	// TLS, when set, adds a TLS listener.
+	TLS *TLS
 }
 
 // Broker is a running embedded MQTT broker. Start it once; Close it once.
@@ -37,6 +57,7 @@ type Broker struct {
 	cfg    Config
 	srv    *mqtt.Server
 	tcp    *listeners.TCP
+	tls    *listeners.TCP // nil without Config.TLS
 	closed sync.Once
 }
 
@@ -50,6 +71,16 @@ func New(cfg Config) (*Broker, error) {
 	}
 	if cfg.Auth == nil {
 		cfg.Auth = new(auth.AllowHook)
+	}
+	if cfg.TLS != nil {
+		t := *cfg.TLS
+		if t.Addr == "" {
+			t.Addr = DefaultTLSAddr
+		}
+		if t.CertFile == "" || t.KeyFile == "" {
+			return nil, errors.New("broker: tls: a certificate and a key file are required")
+		}
+		cfg.TLS = &t
 	}
 	return &Broker{cfg: cfg}, nil
 }
@@ -71,13 +102,51 @@ func (b *Broker) Start() error {
 		_ = srv.Close()
 		return fmt.Errorf("broker: listen on %s: %w", b.cfg.Addr, err)
 	}
+	var tl *listeners.TCP
+	if t := b.cfg.TLS; t != nil {
+		conf, err := serverTLS(t)
+		if err != nil {
+			_ = srv.Close()
+			return err
+		}
+		tl = listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "tls", Address: t.Addr, TLSConfig: conf})
+		if err := srv.AddListener(tl); err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("broker: tls: listen on %s: %w", t.Addr, err)
+		}
+	}
 	if err := srv.Serve(); err != nil {
 		_ = srv.Close()
 		return fmt.Errorf("broker: serve: %w", err)
 	}
-	b.srv, b.tcp = srv, tcp
+	b.srv, b.tcp, b.tls = srv, tcp, tl
 	b.cfg.Logger.Info("mqtt broker listening", "component", "broker", "addr", tcp.Address())
+	if tl != nil {
+		b.cfg.Logger.Info("mqtt broker listening with tls", "component", "broker", "addr", tl.Address(),
+			"client_certificates", b.cfg.TLS.ClientCAFile != "")
+	}
 	return nil
+}
+
+// serverTLS loads the TLS listener's certificate and, when given, the client CAs.
+func serverTLS(t *TLS) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("broker: tls: load certificate: %w", err)
+	}
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.ClientCAFile != "" {
+		pem, err := os.ReadFile(t.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("broker: tls: client ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("broker: tls: client ca %s: no PEM certificate in it", t.ClientCAFile)
+		}
+		conf.ClientCAs, conf.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return conf, nil
 }
 
 // Addr is the address the broker listens on (host:port), valid after Start.
@@ -90,6 +159,17 @@ func (b *Broker) Addr() string {
 
 // URL is the broker's address as a client URL (tcp://host:port), valid after Start.
 func (b *Broker) URL() string { return "tcp://" + b.Addr() }
+
+// TLSAddr is the TLS listener's address (host:port), valid after Start; "" without one.
+func (b *Broker) TLSAddr() string {
+	switch {
+	case b.tls != nil:
+		return b.tls.Address()
+	case b.cfg.TLS != nil:
+		return b.cfg.TLS.Addr
+	}
+	return ""
+}
 
 // Close disconnects every client, stops listening and waits for the client goroutines to end.
 // Safe to call more than once and before Start.

@@ -47,6 +47,9 @@ type Config struct {
 	BrokerURL string       // e.g. tcp://127.0.0.1:1883; required
 	ClientID  string       // vigil-fleet-<hostname> when empty
 	Logger    *slog.Logger // slog.Default() when nil
+	// Username and Password authenticate the subscriber to the broker when Username is set
+	// (see fleet/auth). The password is never logged.
+	Username, Password string
 	// CleanSession starts a fresh MQTT session on every connect. By default the session
 	// persists, so that the broker queues QoS 1 messages while the subscriber reconnects.
 	CleanSession bool
@@ -137,6 +140,8 @@ func (s *Subscriber) Start() error {
 		SetClientID(s.cfg.ClientID).
 		SetCleanSession(s.cfg.CleanSession).
 		SetOrderMatters(true).
+		SetUsername(s.cfg.Username).
+		SetPassword(s.cfg.Password).
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
 		SetConnectRetryInterval(s.cfg.RetryInterval).

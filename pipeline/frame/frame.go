@@ -74,6 +74,11 @@ type Detections struct {
 	Model      ModelInfo
 	Objects    []models.Detection // boxes in source-frame pixels
 	Inference  time.Duration
+	// Geo, when not nil, holds each object's ground position, in the order of Objects.
+	// GeoStatus says why an object has none (no_fix, stale, no_telemetry, above_horizon, …;
+	// see pipeline/wire); it is empty when every object was located.
+	Geo       []Geo
+	GeoStatus string
 	// Image is the frame the objects were found on. It is valid only while the detect stage's
 	// sink runs (for snapshots); the frame's buffer goes back to its pool afterwards.
 	Image models.Image

@@ -544,17 +544,23 @@ func (p *Publisher) Close(timeout time.Duration) {
 	})
 }
 
-// DetectionsMessage is the outbox message for d: detections of one frame, built with its
-// seq and message id once the outbox assigns them.
-func DetectionsMessage(deviceID, epoch string, d frame.Detections) frame.Outgoing {
+// Message is an outbox message of one kind: build makes the wire message once the header (with
+// the seq and message id the outbox assigns) is known; it is encoded as JSON.
+func Message(deviceID, epoch string, class frame.Class, schema, kind, camera string, at time.Time, build func(h wire.Header) any) frame.Outgoing {
 	return frame.Outgoing{
-		Class: frame.ClassDetections, Topic: wire.Topic(deviceID, wire.KindDetections, d.Camera), CapturedAt: d.CapturedAt,
+		Class: class, Topic: wire.Topic(deviceID, kind, camera), CapturedAt: at,
 		Build: func(seq uint64) ([]byte, error) {
-			h := wire.Header{Schema: wire.SchemaDetections, DeviceID: deviceID, Seq: seq,
-				MsgID: MessageID(deviceID, epoch, seq), CapturedAt: d.CapturedAt.UTC().UnixMilli()}
-			return json.Marshal(Encode(h, d))
+			h := wire.Header{Schema: schema, DeviceID: deviceID, Seq: seq,
+				MsgID: MessageID(deviceID, epoch, seq), CapturedAt: at.UTC().UnixMilli()}
+			return json.Marshal(build(h))
 		},
 	}
+}
+
+// DetectionsMessage is the outbox message for d: detections of one frame.
+func DetectionsMessage(deviceID, epoch string, d frame.Detections) frame.Outgoing {
+	return Message(deviceID, epoch, frame.ClassDetections, wire.SchemaDetections, wire.KindDetections, d.Camera, d.CapturedAt,
+		func(h wire.Header) any { return Encode(h, d) })
 }
 
 // Encode builds the wire message for d under header h.
@@ -564,16 +570,22 @@ func Encode(h wire.Header, d frame.Detections) wire.Detections {
 		Model:       wire.Model{Name: d.Model.Name, Version: d.Model.Version, SHA256: d.Model.SHA256},
 		InferenceMS: round(float64(d.Inference)/float64(time.Millisecond), 2),
 		Objects:     make([]wire.Object, 0, len(d.Objects)),
+		GeoStatus:   d.GeoStatus,
 	}
 	w, hgt := float64(max(d.Width, 1)), float64(max(d.Height, 1))
-	for _, o := range d.Objects {
+	for i, o := range d.Objects {
 		b := o.Box
-		msg.Objects = append(msg.Objects, wire.Object{
+		obj := wire.Object{
 			Label: o.Label, ClassID: o.ClassID, Score: round(float64(o.Score), 3),
 			BoxPx: [4]int{int(math.Round(float64(b.X1))), int(math.Round(float64(b.Y1))), int(math.Round(float64(b.X2))), int(math.Round(float64(b.Y2)))},
 			BoxNorm: [4]float64{clamp01(round(float64(b.X1)/w, 4)), clamp01(round(float64(b.Y1)/hgt, 4)),
 				clamp01(round(float64(b.X2)/w, 4)), clamp01(round(float64(b.Y2)/hgt, 4))},
-		})
+		}
+		if i < len(d.Geo) && d.Geo[i].OK {
+			g := d.Geo[i]
+			obj.Geo = &wire.ObjectGeo{Lat: round(g.Lat, 7), Lon: round(g.Lon, 7), ErrM: round(g.ErrM, 2)}
+		}
+		msg.Objects = append(msg.Objects, obj)
 	}
 	return msg
 }

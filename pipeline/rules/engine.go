@@ -577,3 +577,17 @@ func (r *stoppedRule) step(c *frameCtx) {
 		}
 	}
 }
+
+// Zones returns the ids of the zone rules (type zone) whose polygon holds the track, as of the
+// last Update, in rule order; nil when none.
+func (e *Engine) Zones(trackID uint64) []string {
+	var out []string
+	for _, r := range e.rules {
+		if z, ok := r.(*zoneRule); ok && !z.loiter {
+			if _, in := z.st[trackID]; in {
+				out = append(out, z.r.ID)
+			}
+		}
+	}
+	return out
+}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 )
 
 const usage = `usage: vigil-fleet <command> [flags]
@@ -13,6 +14,10 @@ const usage = `usage: vigil-fleet <command> [flags]
 commands:
   serve   run the fleet controller (embedded MQTT broker, registry, HTTP API)
   watch   print a live table of the fleet from the HTTP API
+  keygen  write the fleet's ed25519 signing key pair (keygen --out DIR)
+  models  add a model to the registry, or list it (models add|list --data DIR)
+  rollout create and steer canary model rollouts through the API (rollout create|list|get|pause|resume|abort)
+  hash-password  read a password on stdin, print its hash for the MQTT credentials file
 
 Run vigil-fleet <command> -h for its flags.
 `
@@ -41,6 +46,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args[1:], stderr)
 	case "watch":
 		return watch(ctx, args[1:], stdout, stderr)
+	case "keygen":
+		return keygen(args[1:], stdout, stderr)
+	case "models":
+		return modelsCmd(args[1:], stdout, stderr)
+	case "rollout":
+		return rolloutCmd(ctx, args[1:], stdout, stderr)
+	case "hash-password":
+		return hashPassword(args[1:], os.Stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vigil-edge/vigil/fleet"
 	"github.com/vigil-edge/vigil/fleet/broker"
+	"github.com/vigil-edge/vigil/fleet/models"
 	"github.com/vigil-edge/vigil/fleet/registry"
 )
 
@@ -23,6 +24,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	gapTimeout := fs.Duration("gap-timeout", registry.DefaultGapTimeout, "how long a missing seq may still arrive (as a replay) before it is counted as lost")
 	perDevice := fs.Bool("metrics-per-device", false, "add per-device series to /metrics (their number grows with the fleet)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	sec := securityFlags(fs)
+	dataDir := fs.String("data", "", "data folder for the model registry and rollouts (OTA is off without it)")
+	keyFile := fs.String("key", "", "fleet private key that signs model commands (vigil-fleet keygen)")
+	publicURL := fs.String("public-url", "", "base URL agents fetch models from (default http://<--http address>)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -34,6 +39,17 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return usageError{fmt.Errorf("serve: --log-level %q: want debug, info, warn or error", *level)}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	tlsCfg, tokens, err := sec.load()
+	if err != nil {
+		return err
+	}
+
+	ota := fleet.OTAConfig{DataDir: *dataDir, PublicURL: *publicURL}
+	if *keyFile != "" {
+		if ota.SigningKey, err = models.LoadPrivateKey(*keyFile); err != nil {
+			return fmt.Errorf("serve: --key: %w", err)
+		}
+	}
 
 	core, err := fleet.New(fleet.Config{
 		MQTTListen:       *mqttListen,
@@ -43,6 +59,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Registry:         registry.Options{GapTimeout: *gapTimeout},
 		MetricsPerDevice: *perDevice,
 		Logger:           log,
+		MQTTTLS:          tlsCfg,
+		MQTTCredentials:  *sec.credentials,
+		APITokens:        tokens,
+		OTA:              ota,
 	})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)

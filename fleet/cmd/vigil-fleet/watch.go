@@ -25,6 +25,7 @@ func watch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	base := fs.String("api", "http://127.0.0.1:8080", "fleet API base URL")
 	interval := fs.Duration("interval", 2*time.Second, "time between polls")
 	duration := fs.Duration("duration", 0, "stop after this long (0: until interrupted)")
+	token := fs.String("token", os.Getenv("VIGIL_FLEET_TOKEN"), "API bearer token, read-only is enough (default $VIGIL_FLEET_TOKEN)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -44,7 +45,7 @@ func watch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tick := time.NewTicker(*interval)
 	defer tick.Stop()
 	for {
-		devices, err := fetch(ctx, client, url)
+		devices, err := fetch(ctx, client, url, *token)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -67,10 +68,13 @@ func watch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 }
 
-func fetch(ctx context.Context, c *http.Client, url string) ([]api.Device, error) {
+func fetch(ctx context.Context, c *http.Client, url, token string) ([]api.Device, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := c.Do(req)
 	if err != nil {

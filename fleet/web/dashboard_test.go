@@ -1,0 +1,411 @@
+package web_test
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"image/png"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/gorilla/websocket"
+
+	"github.com/vigil-edge/vigil/fleet"
+	"github.com/vigil-edge/vigil/fleet/auth"
+	"github.com/vigil-edge/vigil/pipeline/wire"
+	"github.com/vigil-edge/vigil/testvideos/harness"
+)
+
+const (
+	chromiumPath = "/usr/bin/chromium"
+	adminToken   = "admin-token-for-the-dashboard-test"
+	readToken    = "read-token-for-the-dashboard-test"
+	devicePW     = "edge-07-password"
+)
+
+// startCore starts a fleet controller whose broker wants credentials (device edge-07) and
+// whose API wants tokens.
+func startCore(t *testing.T) *fleet.Core {
+	t.Helper()
+	h, err := auth.HashPasswordIterations(devicePW, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := filepath.Join(t.TempDir(), "credentials.yaml")
+	if err := os.WriteFile(creds, []byte("devices:\n  edge-07: "+h+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokens := &auth.Tokens{}
+	if err := tokens.Add("ops", auth.RoleAdmin, adminToken); err != nil {
+		t.Fatal(err)
+	}
+	if err := tokens.Add("wall", auth.RoleRead, readToken); err != nil {
+		t.Fatal(err)
+	}
+	core, err := fleet.New(fleet.Config{
+		MQTTListen:      fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)),
+		HTTPListen:      "127.0.0.1:0",
+		ClientID:        "fleet-dashboard-test",
+		MQTTCredentials: creds,
+		APITokens:       tokens,
+		Logger:          slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { core.Close() })
+	return core
+}
+
+// device is edge-07, connected with its credentials.
+type device struct {
+	t   *testing.T
+	c   paho.Client
+	seq uint64
+}
+
+func connectDevice(t *testing.T, core *fleet.Core) *device {
+	t.Helper()
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + core.BrokerAddr()).SetClientID("edge-07").
+		SetUsername("edge-07").SetPassword(devicePW).SetProtocolVersion(4).SetAutoReconnect(false))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("device connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(50) })
+	return &device{t: t, c: c}
+}
+
+func (d *device) publish(topic string, retained bool, msg map[string]any) {
+	d.t.Helper()
+	d.seq++
+	msg["device_id"] = "edge-07"
+	msg["captured_at"] = time.Now().UnixMilli()
+	if msg["schema"] != wire.SchemaStatus {
+		msg["seq"] = d.seq
+		msg["msg_id"] = fmt.Sprintf("edge-07-e1-%d", d.seq)
+	} else {
+		msg["seq"] = d.seq - 1
+		msg["msg_id"] = "edge-07-e1-status"
+		d.seq--
+	}
+	b, _ := json.Marshal(msg)
+	if tok := d.c.Publish(topic, 1, retained, b); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		d.t.Fatalf("publish %s: %v", topic, tok.Error())
+	}
+}
+
+func get(t *testing.T, method, url, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestAPIAuth(t *testing.T) {
+	core := startCore(t)
+	base := "http://" + core.HTTPAddr()
+	for _, tt := range []struct {
+		method, path, token string
+		code                int
+	}{
+		{"GET", "/healthz", "", 0}, // open; 200 or 503 while the subscriber connects
+		{"GET", "/", "", 200},
+		{"GET", "/static/app.js", "", 200},
+		{"GET", "/api/v1/devices", "", 401},
+		{"GET", "/api/v1/stream", "", 401},
+		{"GET", "/metrics", "wrong-token-wrong-token", 401},
+		{"GET", "/api/v1/devices", readToken, 200},
+		{"POST", "/api/v1/devices", readToken, 403},
+		{"POST", "/api/v1/devices", adminToken, 405}, // past auth, no such POST endpoint
+	} {
+		code, body := get(t, tt.method, base+tt.path, tt.token)
+		if tt.code == 0 {
+			if code != 200 && code != 503 || !strings.Contains(body, `"mqtt_auth"`) {
+				t.Errorf("%s %s: %d %s, want the broker's auth counters", tt.method, tt.path, code, body)
+			}
+			continue
+		}
+		if code != tt.code {
+			t.Errorf("%s %s (token %v): %d, want %d: %s", tt.method, tt.path, tt.token != "", code, tt.code, body)
+		}
+	}
+}
+
+// cdp is a minimal Chrome DevTools Protocol client for one page.
+type cdp struct {
+	t    *testing.T
+	ws   *websocket.Conn
+	next int
+}
+
+func (c *cdp) call(method string, params any, result any) {
+	c.t.Helper()
+	c.next++
+	id := c.next
+	if err := c.ws.WriteJSON(map[string]any{"id": id, "method": method, "params": params}); err != nil {
+		c.t.Fatalf("cdp %s: %v", method, err)
+	}
+	_ = c.ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		var msg struct {
+			ID     int             `json:"id"`
+			Result json.RawMessage `json:"result"`
+			Error  *struct {
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if err := c.ws.ReadJSON(&msg); err != nil {
+			c.t.Fatalf("cdp %s: read: %v", method, err)
+		}
+		if msg.ID != id {
+			continue // an event
+		}
+		if msg.Error != nil {
+			c.t.Fatalf("cdp %s: %s", method, msg.Error.Message)
+		}
+		if result != nil {
+			if err := json.Unmarshal(msg.Result, result); err != nil {
+				c.t.Fatalf("cdp %s: decode: %v", method, err)
+			}
+		}
+		return
+	}
+}
+
+// eval evaluates a JavaScript expression in the page and decodes its (JSON-able) value.
+func (c *cdp) eval(expr string, v any) {
+	c.t.Helper()
+	var res struct {
+		Result struct {
+			Value json.RawMessage `json:"value"`
+		} `json:"result"`
+		ExceptionDetails any `json:"exceptionDetails"`
+	}
+	c.call("Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true}, &res)
+	if res.ExceptionDetails != nil {
+		c.t.Fatalf("eval %s: %v", expr, res.ExceptionDetails)
+	}
+	if err := json.Unmarshal(res.Result.Value, v); err != nil {
+		c.t.Fatalf("eval %s: %v", expr, err)
+	}
+}
+
+// startChromium starts headless Chromium with a fresh profile and returns a DevTools client
+// attached to its first page.
+func startChromium(t *testing.T) *cdp {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("%s not found: run `make deps` (build/deps.sh installs Debian's chromium): %v", chromiumPath, err)
+	}
+	profile := t.TempDir()
+	cmd := exec.Command(chromiumPath, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--disable-dev-shm-usage", "--user-data-dir="+profile, "--remote-debugging-address=127.0.0.1",
+		"--remote-debugging-port=0", "--window-size=1280,900", "about:blank")
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its helpers go with it
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+	})
+
+	// Chromium writes its DevTools port into the profile.
+	var port string
+	deadline := time.Now().Add(30 * time.Second)
+	for port == "" {
+		b, err := os.ReadFile(filepath.Join(profile, "DevToolsActivePort"))
+		if err == nil && strings.Contains(string(b), "\n") {
+			port = strings.SplitN(string(b), "\n", 2)[0]
+			break
+		}
+		select {
+		case <-exited:
+			t.Fatalf("chromium exited: %s", logs.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("chromium wrote no DevToolsActivePort in 30s")
+		}
+	}
+	resp, err := http.Get("http://127.0.0.1:" + port + "/json/list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var targets []struct{ Type, WebSocketDebuggerURL string }
+	err = json.NewDecoder(resp.Body).Decode(&targets)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range targets {
+		if tg.Type == "page" {
+			ws, _, err := websocket.DefaultDialer.Dial(tg.WebSocketDebuggerURL, nil)
+			if err != nil {
+				t.Fatalf("devtools websocket: %v", err)
+			}
+			t.Cleanup(func() { ws.Close() })
+			return &cdp{t: t, ws: ws}
+		}
+	}
+	t.Fatalf("no page target in %+v", targets)
+	return nil
+}
+
+// pageState is what the test reads of the dashboard's DOM.
+type pageState struct {
+	Devices  []string `json:"devices"`
+	Events   []string `json:"events"`
+	Live     string   `json:"live"`
+	Rollouts string   `json:"rollouts"`
+	Login    bool     `json:"login"`
+	URL      string   `json:"url"`
+}
+
+const stateJS = `(() => {
+  const $ = (id) => document.getElementById(id);
+  if (!$('live') || !$('login')) return {url: location.href}; // not loaded yet
+  return {
+    devices: [...document.querySelectorAll('#devices tr.device')].map(tr => tr.innerText),
+    events: [...document.querySelectorAll('#events li.event')].map(li => li.innerText),
+    live: $('live').textContent,
+    rollouts: $('rollouts').innerText,
+    login: !$('login').hidden,
+    url: location.href,
+  };
+})()`
+
+// waitPage polls the page until ok accepts its state.
+func waitPage(t *testing.T, c *cdp, what string, ok func(pageState) bool) pageState {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var st pageState
+		c.eval(stateJS, &st)
+		if ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dashboard never showed %s; it shows %+v", what, st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func anyContains(list []string, subs ...string) bool {
+	for _, s := range list {
+		all := true
+		for _, sub := range subs {
+			all = all && strings.Contains(s, sub)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+func TestDashboardInChromium(t *testing.T) {
+	core := startCore(t)
+	base := "http://" + core.HTTPAddr()
+	dev := connectDevice(t, core)
+	dev.publish("vigil/v1/edge-07/status", true, map[string]any{"schema": wire.SchemaStatus, "state": "online", "version": "v0.9.1", "cameras": []string{"gate"}})
+	dev.publish("vigil/v1/edge-07/telemetry", false, map[string]any{"schema": wire.SchemaTelemetry, "uptime_s": 12.5,
+		"board": map[string]any{"cpu_temp_c": 51.0, "load1": 0.42},
+		"model": map[string]any{"name": "yolox_nano", "version": "2.1.0", "sha256": "ab"}})
+	// The registry has the device before the page loads.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		code, body := get(t, "GET", base+"/api/v1/devices/edge-07", readToken)
+		if code == 200 && strings.Contains(body, `"online": true`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("device not registered: %d %s", code, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	c := startChromium(t)
+	c.call("Page.navigate", map[string]any{"url": base + "/#token=" + readToken}, nil)
+	st := waitPage(t, c, "the device, its model and a live stream", func(s pageState) bool {
+		return anyContains(s.Devices, "edge-07", "online", "v0.9.1", "2.1.0", "51 °C") && s.Live == "stream: live"
+	})
+	if strings.Contains(st.URL, "token") {
+		t.Errorf("the token stays in the address bar: %s", st.URL)
+	}
+	if st.Login {
+		t.Error("the login form shows with a valid read-only token")
+	}
+
+	// A live event and alert, sent after the page subscribed.
+	dev.publish("vigil/v1/edge-07/events/gate", false, map[string]any{"schema": "vigil.event/1", "type": "loitering", "label": "person", "track_id": 42})
+	dev.publish("vigil/v1/edge-07/alerts/gate", false, map[string]any{"schema": "vigil.alert/1", "type": "crowding", "label": "person"})
+	st = waitPage(t, c, "the live event and alert", func(s pageState) bool {
+		return anyContains(s.Events, "edge-07/gate", "loitering", "person", "#42") && anyContains(s.Events, "alert", "crowding")
+	})
+	// Rollouts: "no rollouts" while GET /api/v1/rollouts does not exist, a list once it does;
+	// never an error.
+	st = waitPage(t, c, "the rollouts section", func(s pageState) bool { return s.Rollouts != "loading…" })
+	if code, _ := get(t, "GET", base+"/api/v1/rollouts", readToken); code == 404 && st.Rollouts != "no rollouts" {
+		t.Errorf("rollouts section %q, want \"no rollouts\"", st.Rollouts)
+	}
+	var errs int
+	c.eval(`document.querySelectorAll('#rollouts .error').length`, &errs)
+	if errs != 0 {
+		t.Errorf("rollouts section shows an error: %q", st.Rollouts)
+	}
+
+	var shot struct{ Data string }
+	c.call("Page.captureScreenshot", map[string]any{"format": "png"}, &shot)
+	b, err := base64.StdEncoding.DecodeString(shot.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "dashboard.png")
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("screenshot is not a PNG: %v", err)
+	}
+	if r := img.Bounds(); r.Dx() < 400 || r.Dy() < 300 {
+		t.Errorf("screenshot is %v", r)
+	}
+	if err := os.WriteFile("/tmp/vigil-dashboard.png", b, 0o644); err != nil {
+		t.Logf("copy screenshot: %v", err)
+	}
+
+	// A wrong token shows the login form instead of data.
+	c.call("Page.navigate", map[string]any{"url": base + "/?again#token=not-a-valid-token-at-all"}, nil)
+	waitPage(t, c, "the login form", func(s pageState) bool { return s.Login })
+}
