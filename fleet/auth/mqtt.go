@@ -19,6 +19,7 @@ const (
 	RejectCertUser    = "cert_user"        // the user name differs from the certificate's CN
 	RejectClientID    = "client_id"        // a device's client id differs from its id
 	RejectBadIdentity = "invalid_identity" // a certificate CN that is neither a fleet name nor a device id
+	RejectWillTopic   = "will_topic"       // a last will on a topic the client may not publish to
 )
 
 // MQTT is a mochi-mqtt hook that authenticates every client and checks every publish and
@@ -35,6 +36,8 @@ const (
 //   - The fleet (the fleet controller's own subscriber and the fleet names of the file, or a
 //     certificate whose CN is one of them) may subscribe to everything and publish only to
 //     vigil/v1/<device>/cmd/.
+//   - A last will is a publish too: a connect whose will topic the ACL forbids is refused (mochi
+//     sends wills without asking the ACL).
 //
 // Mochi calls its methods from the clients' goroutines, concurrently.
 type MQTT struct {
@@ -121,6 +124,9 @@ func (h *MQTT) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	if role == RoleDevice && cl.ID != name {
 		return h.reject(cl, name, RejectClientID)
 	}
+	if pk.Connect.WillFlag && !allowed(role, name, pk.Connect.WillTopic, true) {
+		return h.reject(cl, name, RejectWillTopic)
+	}
 	h.mu.Lock()
 	h.accepted++
 	h.mu.Unlock()
@@ -139,19 +145,7 @@ func (h *MQTT) reject(cl *mqtt.Client, user, reason string) bool {
 // filter; mochi also asks before delivering a message to a subscriber.
 func (h *MQTT) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	name := identity(cl)
-	ok := false
-	switch h.role(cl, name) {
-	case RoleFleet:
-		ok = !write || isCmdTopic(topic)
-	case RoleDevice:
-		own := wire.Root + "/" + name + "/"
-		cmd := own + wire.KindCmd + "/"
-		if write {
-			ok = strings.HasPrefix(topic, own) && !strings.HasPrefix(topic, cmd) && topic != own+wire.KindCmd
-		} else {
-			ok = strings.HasPrefix(topic, cmd)
-		}
-	}
+	ok := allowed(h.role(cl, name), name, topic, write)
 	if !ok {
 		h.mu.Lock()
 		if write {
@@ -178,6 +172,23 @@ func (h *MQTT) role(cl *mqtt.Client, name string) Role {
 		return RoleDevice
 	}
 	return RoleNone
+}
+
+// allowed is the topic ACL: whether identity name of role may publish to topic (write) or
+// subscribe to filter topic.
+func allowed(role Role, name, topic string, write bool) bool {
+	switch role {
+	case RoleFleet:
+		return !write || isCmdTopic(topic)
+	case RoleDevice:
+		own := wire.Root + "/" + name + "/"
+		cmd := own + wire.KindCmd + "/"
+		if write {
+			return strings.HasPrefix(topic, own) && !strings.HasPrefix(topic, cmd) && topic != own+wire.KindCmd
+		}
+		return strings.HasPrefix(topic, cmd)
+	}
+	return false
 }
 
 // isCmdTopic reports whether topic is vigil/v1/<device>/cmd/<name> with a valid device id and
