@@ -22,6 +22,7 @@ import (
 	"github.com/vigil-edge/vigil/agent/config"
 	"github.com/vigil-edge/vigil/models"
 	"github.com/vigil-edge/vigil/models/onnx"
+	"github.com/vigil-edge/vigil/models/ota"
 	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/metrics"
 	"github.com/vigil-edge/vigil/pipeline/outbox"
@@ -46,6 +47,7 @@ type Agent struct {
 	ob       *outbox.Outbox     // set by Run
 	pub      *publish.Publisher // set by Run
 	snaps    *snapshot.Store    // set by Run; nil when snapshots are off
+	ota      *ota.Handler       // set by Run; nil when updates are off
 }
 
 // New builds an agent from a validated configuration. It does no I/O: Run does.
@@ -173,7 +175,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		DeviceID: a.cfg.DeviceID, Epoch: ob.Epoch(), URL: a.cfg.MQTT.URL, ClientID: a.cfg.MQTT.ClientID,
 		Username: a.cfg.MQTT.Username, Password: a.cfg.MQTT.Password, TLS: a.cfg.MQTT.TLS,
 		KeepAlive: a.cfg.MQTT.KeepAlive, MaxInflight: a.cfg.MQTT.MaxInflight, ReplayRate: a.cfg.Outbox.ReplayRate,
-		Version: metrics.Version, Cameras: ids,
+		Version: metrics.Version, Cameras: ids, OnCommand: a.handleCommand,
 	}, ob, a.m, a.log)
 	if err != nil {
 		return err
@@ -214,6 +216,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	stopSensors := a.startSensors(ctx, ob) // before the cameras; stopped after them
 	defer stopSensors()
 
+	fleetModel, stopOTA, err := a.startOTA(ctx)
+	if err != nil {
+		return err
+	}
 	var wg sync.WaitGroup
 	for _, cam := range a.cams {
 		mc := a.cfg.Model
@@ -222,7 +228,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		dc := cam.cfg
 		dc.Score = TrackerScore() // the tracker wants the low-score detections too
-		det, err := OpenDetector(mc, dc)
+		var det models.Detector
+		if fleetModel != nil && cam.cfg.Model == nil {
+			det, err = openManifest(*fleetModel, mc.Threads, cam.cfg)
+		} else {
+			det, err = OpenDetector(mc, dc)
+		}
 		if err != nil {
 			cam.fail(err)
 			continue
@@ -231,6 +242,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			cam.fail(err)
 			continue
 		}
+		sw := &swappable{det: det}
+		cam.det = sw
+		det = sw
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -239,8 +253,21 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("agent running", "device_id", a.cfg.DeviceID, "cameras", len(a.cams))
 
+	var resume sync.WaitGroup
+	if a.ota != nil {
+		resume.Add(1)
+		go func() { // an update interrupted by a restart goes on
+			defer resume.Done()
+			if err := a.ota.ResumePending(ctx); err != nil {
+				a.log.Warn("resume model update", "err", err)
+			}
+		}()
+	}
+
 	<-ctx.Done()
 	a.log.Info("stopping")
+	stopOTA() // no model swap from here on
+	resume.Wait()
 	wg.Wait()                    // cameras finish their queued frames and hand on every result
 	a.pub.Close(shutdownTimeout) // then the publisher sends "offline" and disconnects
 	if srv != nil {              // the HTTP server goes last: metrics stay visible to the end

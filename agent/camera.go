@@ -76,6 +76,7 @@ type camera struct {
 	emit  emitFunc                                      // nil: events and alerts are only counted
 	snaps *snapshot.Store                               // nil: no snapshots
 
+	det          *swappable // set when the camera starts; its model can be replaced
 	tracker      *track.Tracker
 	rules        *rules.Engine
 	events       *events.Manager

@@ -32,6 +32,7 @@ type Config struct {
 	MQTT      MQTT      `yaml:"mqtt"`
 	Outbox    Outbox    `yaml:"outbox"`
 	Snapshots Snapshots `yaml:"snapshots"`
+	OTA       OTA       `yaml:"ota"`
 	Model     Model     `yaml:"model"`
 	Cameras   []Camera  `yaml:"cameras"`
 	// Drone, GNSS and Telemetry are the sensors and the health report (see hal.go).
@@ -104,6 +105,13 @@ type Camera struct {
 	Exclude      []mask.Exclude `yaml:"exclude"`
 }
 
+// OTA is over-the-air model updates from the fleet. With no fleet key, commands are ignored.
+type OTA struct {
+	FleetKey      string `yaml:"fleet_key"`       // the fleet's ed25519 public key, base64 (vigil-fleet keygen prints it)
+	StoreDir      string `yaml:"store_dir"`       // installed model versions
+	SelfTestImage string `yaml:"self_test_image"` // a JPEG/PNG a new model must run on; empty: a synthetic image
+}
+
 // Snapshots is the local store of event snapshots served at /api/v1/snapshots/<event>.jpg.
 type Snapshots struct {
 	Dir      string `yaml:"dir"`       // empty disables snapshots
@@ -123,6 +131,7 @@ func Default() Config {
 		Outbox: Outbox{Path: "/var/lib/vigil/outbox.db", MaxBytes: 256 << 20, HardMaxBytes: 320 << 20,
 			MaxAge: 7 * 24 * time.Hour, ReplayRate: 500},
 		Snapshots: Snapshots{Dir: "/var/lib/vigil/snapshots", MaxBytes: 256 << 20},
+		OTA:       OTA{StoreDir: "/var/lib/vigil/models"},
 		Model:     Model{Manifest: "models/yolox_nano_coco_416.json", Threads: 1},
 		Drone:     DefaultDrone(),
 		Telemetry: DefaultTelemetry(),
@@ -242,6 +251,9 @@ func (c Config) Validate() error {
 	}
 	if c.Snapshots.Dir != "" && c.Snapshots.MaxBytes < 1<<20 {
 		bad("snapshots.max_bytes", "must be >= 1048576 (1 MiB)")
+	}
+	if c.OTA.FleetKey != "" && c.OTA.StoreDir == "" {
+		bad("ota.store_dir", "is required when ota.fleet_key is set")
 	}
 	if c.Outbox.Path == "" {
 		bad("outbox.path", "is required")

@@ -16,7 +16,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 	def := Default()
 	// Everything but the example-marked keys equals the defaults.
-	if cfg.LogLevel != def.LogLevel || cfg.HTTP != def.HTTP || cfg.Model != def.Model || cfg.Outbox != def.Outbox || cfg.Snapshots != def.Snapshots {
+	if cfg.LogLevel != def.LogLevel || cfg.HTTP != def.HTTP || cfg.Model != def.Model || cfg.Outbox != def.Outbox || cfg.Snapshots != def.Snapshots || cfg.OTA != def.OTA {
 		t.Errorf("example differs from defaults: %+v %+v %+v %+v", cfg.LogLevel, cfg.HTTP, cfg.Model, cfg.Outbox)
 	}
 	if !reflect.DeepEqual(cfg.MQTT, def.MQTT) {

@@ -257,6 +257,15 @@ func TestConnectRefused(t *testing.T) {
 			t.Errorf("rejected[%s] = %d, want %d (all: %v)", k, st.Rejected[k], v, st.Rejected)
 		}
 	}
+	// A last will on another device's status would forge it when edge-a goes away.
+	opts := paho.NewClientOptions().AddBroker(b.URL()).SetClientID("edge-a").SetUsername("edge-a").SetPassword("pw-edge-a").
+		SetProtocolVersion(4).SetAutoReconnect(false).SetWill("vigil/v1/edge-b/status", "offline", 1, true)
+	if tok := paho.NewClient(opts).Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() == nil {
+		t.Error("connected with a will on edge-b's status")
+	}
+	if st := hook.Stats(); st.Rejected[auth.RejectWillTopic] != 1 {
+		t.Errorf("rejected %v, want one will_topic", st.Rejected)
+	}
 	mustDial(t, b.URL(), "edge-a", "edge-a", "pw-edge-a", nil)
 	if st := hook.Stats(); st.Accepted != 1 {
 		t.Errorf("accepted %d, want 1", st.Accepted)

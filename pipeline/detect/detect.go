@@ -189,13 +189,13 @@ type Hooks struct {
 // sink may block; the detector then waits, and frames drop in buf instead. The Detections'
 // Image is the frame's pixels, valid only until sink returns; the frame is released then.
 func Run(ctx context.Context, buf *Buffer, det models.Detector, sink func(frame.Detections), h Hooks) {
-	m := det.Manifest()
-	info := Info{Name: m.Name, Version: m.Version, SHA256: m.SHA256}
 	for {
 		f := buf.Pop(ctx)
 		if f == nil {
 			return
 		}
+		m := det.Manifest() // per frame: the model may be swapped between frames
+		info := Info{Name: m.Name, Version: m.Version, SHA256: m.SHA256}
 		start := time.Now()
 		objs, err := det.Detect(ctx, f.Image)
 		took := time.Since(start)

@@ -13,29 +13,30 @@ import (
 
 // Metrics holds every agent metric.
 type Metrics struct {
-	PacketsReceived *prometheus.CounterVec   // camera
-	FramesDecoded   *prometheus.CounterVec   // camera
-	FramesDropped   *prometheus.CounterVec   // camera, stage
-	FramesDetected  *prometheus.CounterVec   // camera
-	FramesSkipped   *prometheus.CounterVec   // camera
-	DecodeErrors    *prometheus.CounterVec   // camera
-	SourceErrors    *prometheus.CounterVec   // camera, reason
-	Reconnects      *prometheus.CounterVec   // camera
-	SourceUp        *prometheus.GaugeVec     // camera
-	Inference       *prometheus.HistogramVec // camera
-	DetectErrors    *prometheus.CounterVec   // camera
-	Detections      *prometheus.CounterVec   // camera, label
-	Publishes       *prometheus.CounterVec   // kind
-	PublishFailures *prometheus.CounterVec   // kind
-	Replayed        *prometheus.CounterVec   // kind
-	OutboxDropped   *prometheus.CounterVec   // class, reason
-	OutboxErrors    prometheus.Counter
-	LineCrossings   *prometheus.CounterVec // camera, rule, direction, label
-	Alerts          *prometheus.CounterVec // camera, rule_type
-	TracksActive    *prometheus.GaugeVec   // camera
-	MQTTConnected   prometheus.Gauge
-	MQTTAttempts    prometheus.Counter
-	BuildInfo       *prometheus.GaugeVec // version, goversion
+	PacketsReceived  *prometheus.CounterVec   // camera
+	FramesDecoded    *prometheus.CounterVec   // camera
+	FramesDropped    *prometheus.CounterVec   // camera, stage
+	FramesDetected   *prometheus.CounterVec   // camera
+	FramesSkipped    *prometheus.CounterVec   // camera
+	DecodeErrors     *prometheus.CounterVec   // camera
+	SourceErrors     *prometheus.CounterVec   // camera, reason
+	Reconnects       *prometheus.CounterVec   // camera
+	SourceUp         *prometheus.GaugeVec     // camera
+	Inference        *prometheus.HistogramVec // camera
+	DetectErrors     *prometheus.CounterVec   // camera
+	Detections       *prometheus.CounterVec   // camera, label
+	Publishes        *prometheus.CounterVec   // kind
+	PublishFailures  *prometheus.CounterVec   // kind
+	Replayed         *prometheus.CounterVec   // kind
+	OutboxDropped    *prometheus.CounterVec   // class, reason
+	OutboxErrors     prometheus.Counter
+	LineCrossings    *prometheus.CounterVec // camera, rule, direction, label
+	Alerts           *prometheus.CounterVec // camera, rule_type
+	TracksActive     *prometheus.GaugeVec   // camera
+	CommandsRejected *prometheus.CounterVec // reason
+	MQTTConnected    prometheus.Gauge
+	MQTTAttempts     prometheus.Counter
+	BuildInfo        *prometheus.GaugeVec // version, goversion
 }
 
 // Version is the agent's version, set at build time with -ldflags.
@@ -73,6 +74,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		Alerts:        cv("alerts_total", "Alerts raised by behaviour rules, by rule type.", "camera", "rule_type"),
 		TracksActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "tracks_active",
 			Help: "Confirmed tracks on the camera's last detected frame."}, []string{"camera"}),
+		CommandsRejected: cv("commands_rejected_total", "Fleet commands ignored: unsigned or wrongly signed, expired, not for this device, or updates turned off.", "reason"),
 		MQTTAttempts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "mqtt_connect_attempts_total",
 			Help: "Attempts to connect to the MQTT broker, first connection and reconnections."}),
 		MQTTConnected: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "mqtt_connected",
@@ -82,7 +84,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.PacketsReceived, m.FramesDecoded, m.FramesDropped, m.FramesDetected, m.FramesSkipped, m.DecodeErrors,
 		m.SourceErrors, m.Reconnects, m.SourceUp, m.Inference, m.DetectErrors, m.Detections, m.Publishes,
-		m.PublishFailures, m.Replayed, m.OutboxDropped, m.OutboxErrors, m.LineCrossings, m.Alerts, m.TracksActive, m.MQTTConnected, m.MQTTAttempts, m.BuildInfo,
+		m.PublishFailures, m.Replayed, m.OutboxDropped, m.OutboxErrors, m.LineCrossings, m.Alerts, m.TracksActive, m.CommandsRejected, m.MQTTConnected, m.MQTTAttempts, m.BuildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.BuildInfo.WithLabelValues(Version, runtime.Version()).Set(1)
 	return m

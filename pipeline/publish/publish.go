@@ -73,6 +73,9 @@ type Config struct {
 	AckTimeout  time.Duration
 	Version     string   // agent version, in the status message
 	Cameras     []string // in the status message
+	// OnCommand, if set, receives the messages on vigil/v1/<device>/cmd/+ (subscribed with
+	// QoS 1 on every connect). It is called on paho's goroutine and must not block.
+	OnCommand func(topic string, payload []byte)
 }
 
 // Publisher sends the outbox's messages to one broker.
@@ -236,6 +239,11 @@ func (p *Publisher) onConnect(c mqtt.Client) {
 	b, _ := json.Marshal(p.status(wire.StateOnline))
 	// Not waited for here: paho calls this on its own goroutine and the PUBACK needs it.
 	c.Publish(wire.Topic(p.cfg.DeviceID, wire.KindStatus, ""), 1, true, b)
+	if p.cfg.OnCommand != nil {
+		c.Subscribe(wire.Topic(p.cfg.DeviceID, wire.KindCmd, "+"), 1, func(_ mqtt.Client, m mqtt.Message) {
+			p.cfg.OnCommand(m.Topic(), m.Payload())
+		})
+	}
 	s := session{gen: p.gen.Add(1), liveStart: p.q.NextSeq()}
 	select { // replace a session the drain has not picked up yet
 	case <-p.conn:
