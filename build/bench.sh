@@ -26,3 +26,10 @@ BENCHTIME="${BENCHTIME:-200x}"
 		done
 	done
 } | tee "$OUT/latest.txt"
+{
+	echo "## outbox: group-commit appends, replay vs raw paho (same Mosquitto, same 64-message window)"
+	go test -run '^$' -bench 'AppendGroupCommit|AppendSingleProducer' -benchtime 2s ./pipeline/outbox/ | grep -E '^Benchmark'
+	go test -run '^$' -bench 'Replay' -benchtime 20000x -count 3 ./pipeline/publish/ | grep -E '^Benchmark'
+	echo "## tiling on the aerial image (inferences per frame and time)"
+	go test -run '^$' -bench 'Aerial' -benchtime 5x ./models/tile/ | grep -E '^Benchmark'
+} | tee -a "$OUT/latest.txt"

@@ -22,6 +22,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // DefaultAddr is the TCP address the broker listens on by default.
@@ -177,7 +178,19 @@ func (b *Broker) Close() error {
 	var err error
 	b.closed.Do(func() {
 		if b.srv != nil {
-			err = b.srv.Close()
+			// mochi's own client closer (Clients.GetByListener) takes a read lock twice, and
+			// deadlocks when a client going away asks for the write lock between the two:
+			// close the listeners and their clients first with a closer that locks once; the
+			// server's Close then finds them closed.
+			srv := b.srv
+			srv.Listeners.CloseAll(func(listener string) {
+				for _, cl := range srv.Clients.GetAll() {
+					if cl.Net.Listener == listener && !cl.Closed() {
+						_ = srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+					}
+				}
+			})
+			err = srv.Close()
 		}
 	})
 	if err != nil {
