@@ -18,24 +18,9 @@ WORK="$ROOT/.cache/demo-drone"
 mkdir -p "$WORK"
 rm -f "$WORK/outbox.db"
 
-pids=()
-cleanup() {
-	trap - EXIT INT TERM
-	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	echo "demo-drone: stopped; logs in $WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_port() { # host:port name
-	for _ in $(seq 1 150); do
-		if (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; then return 0; fi
-		sleep 0.2
-	done
-	echo "demo-drone: $2 did not start listening on $1; see $WORK/$2.log" >&2
-	exit 1
-}
+NAME=demo-drone
+# shellcheck source=build/demo-lib.sh
+. "$ROOT/build/demo-lib.sh"
 
 # metrics prints the agent's /metrics (bash's /dev/tcp: no curl needed).
 metrics() {
@@ -45,16 +30,8 @@ metrics() {
 	exec 3<&-
 }
 
-echo "demo-drone: starting vigil-fleet (embedded MQTT broker on 127.0.0.1:$MQTT_PORT, API on $FLEET_HTTP)"
-bin/vigil-fleet serve --mqtt-listen "127.0.0.1:$MQTT_PORT" --http "$FLEET_HTTP" >"$WORK/vigil-fleet.log" 2>&1 &
-pids+=($!)
-wait_port "127.0.0.1:$MQTT_PORT" vigil-fleet
-
-echo "demo-drone: starting vigil-testvideos (RTSP on 127.0.0.1:$RTSP_PORT)"
-bin/vigil-testvideos serve --addr "127.0.0.1:$RTSP_PORT" "$DATA/videos/pedestrians_pets09_s2l1_vtest.avi" \
-	>"$WORK/vigil-testvideos.log" 2>&1 &
-pids+=($!)
-wait_port "127.0.0.1:$RTSP_PORT" vigil-testvideos
+start_fleet "$MQTT_PORT" "$FLEET_HTTP"
+start_camera "$RTSP_PORT" "$DATA/videos/pedestrians_pets09_s2l1_vtest.avi"
 
 echo "demo-drone: starting vigil-dronesim (orbit at 100 m, nadir gimbal, MAVLink to udp 127.0.0.1:$MAVLINK_PORT)"
 bin/vigil-dronesim --target "127.0.0.1:$MAVLINK_PORT" --pattern orbit --alt 100 >"$WORK/vigil-dronesim.log" 2>&1 &
@@ -68,6 +45,8 @@ mqtt:
   url: tcp://127.0.0.1:$MQTT_PORT
 outbox:
   path: $WORK/outbox.db
+snapshots:
+  dir: $WORK/snapshots
 model:
   manifest: $ROOT/models/yolox_nano_coco_416.json
   dir: $DATA/models

@@ -14,36 +14,12 @@ SECONDS_TO_RUN="${DEMO_SECONDS:-0}"
 WORK="$ROOT/.cache/demo"
 mkdir -p "$WORK"
 
-pids=()
-cleanup() {
-	trap - EXIT INT TERM
-	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	echo "demo: stopped; logs in $WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+NAME=demo
+# shellcheck source=build/demo-lib.sh
+. "$ROOT/build/demo-lib.sh"
 
-wait_port() { # host:port name
-	for _ in $(seq 1 150); do
-		if (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; then return 0; fi
-		sleep 0.2
-	done
-	echo "demo: $2 did not start listening on $1; see $WORK/$2.log" >&2
-	exit 1
-}
-
-echo "demo: starting vigil-fleet (embedded MQTT broker on 127.0.0.1:$MQTT_PORT, API on $FLEET_HTTP)"
-bin/vigil-fleet serve --mqtt-listen "127.0.0.1:$MQTT_PORT" --http "$FLEET_HTTP" >"$WORK/vigil-fleet.log" 2>&1 &
-pids+=($!)
-wait_port "127.0.0.1:$MQTT_PORT" vigil-fleet
-
-echo "demo: starting vigil-testvideos (RTSP on 127.0.0.1:$RTSP_PORT; the first run transcodes the PETS clip once)"
-bin/vigil-testvideos serve --addr "127.0.0.1:$RTSP_PORT" \
-	"$DATA/videos/pedestrians_pets09_s2l1_vtest.avi" "$DATA/videos/traffic_highway_fixed_1.mp4" \
-	>"$WORK/vigil-testvideos.log" 2>&1 &
-pids+=($!)
-wait_port "127.0.0.1:$RTSP_PORT" vigil-testvideos
+start_fleet "$MQTT_PORT" "$FLEET_HTTP"
+start_camera "$RTSP_PORT" "$DATA/videos/pedestrians_pets09_s2l1_vtest.avi" "$DATA/videos/traffic_highway_fixed_1.mp4"
 
 cat >"$WORK/agent.yaml" <<YAML
 device_id: demo-edge-01
@@ -53,6 +29,8 @@ mqtt:
   url: tcp://127.0.0.1:$MQTT_PORT
 outbox:
   path: $WORK/outbox.db
+snapshots:
+  dir: $WORK/snapshots
 model:
   manifest: $ROOT/models/yolox_nano_coco_416.json
   dir: $DATA/models

@@ -208,4 +208,11 @@ edge-3/c       unknown  0.2 msg/s  dog=1
 	if b.String() != want {
 		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
 	}
+	// A device that sent events and alerts gets a line with their counts.
+	b.Reset()
+	render(&b, now, []api.Device{{ID: "edge-9", State: "online", Messages: map[string]uint64{"events": 12, "alerts": 3},
+		Cameras: []api.Camera{{ID: "gate", Rate: 1, Objects: map[string]uint64{"person": 2}}}}})
+	if !strings.Contains(b.String(), "events=12 alerts=3") {
+		t.Errorf("no events/alerts line:\n%s", b.String())
+	}
 }

@@ -112,6 +112,9 @@ func render(w io.Writer, now time.Time, devices []api.Device) {
 		for _, c := range d.Cameras {
 			fmt.Fprintf(tw, "%s/%s\t%s\t%.1f msg/s\t%s\n", d.ID, c.ID, state, c.Rate, objects(c.Objects))
 		}
+		if ev, al := d.Messages["events"], d.Messages["alerts"]; ev+al > 0 {
+			fmt.Fprintf(tw, "%s\t\t\tevents=%d alerts=%d\n", d.ID, ev, al)
+		}
 	}
 	tw.Flush()
 }
