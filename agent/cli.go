@@ -19,9 +19,7 @@ import (
 
 	"github.com/vigil-edge/vigil/agent/config"
 	"github.com/vigil-edge/vigil/models"
-	"github.com/vigil-edge/vigil/pipeline/decode"
 	"github.com/vigil-edge/vigil/pipeline/frame"
-	"github.com/vigil-edge/vigil/pipeline/ingest/file"
 	"github.com/vigil-edge/vigil/pipeline/metrics"
 	"github.com/vigil-edge/vigil/pipeline/publish"
 	"github.com/vigil-edge/vigil/pipeline/wire"
@@ -195,78 +193,18 @@ func detectFile(det models.Detector, path string, maxFrames, every int, enc *jso
 		d.Model = info
 		return emit(d)
 	}
-	src, err := file.New(file.Config{Path: path})
-	if err != nil {
-		return err
-	}
-	var dec *decode.Decoder
-	var codec *frame.Codec
-	var n uint64
-	var ferr error
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	handle := func(f *frame.Frame) {
-		defer f.Release()
-		n++
-		if ferr != nil || (n-1)%uint64(every) != 0 {
-			return
+	_, err := DecodeClip(ctx, path, maxFrames, func(n int, f *frame.Frame) error {
+		if (n-1)%every != 0 {
+			return nil
 		}
 		d, err := RunDetector(ctx, det, f.Image)
 		if err != nil {
-			ferr = err
-			cancel()
-			return
+			return err
 		}
-		d.Model, d.FrameSeq, d.PTS = info, n, f.PTS
-		if err := emit(d); err != nil {
-			ferr = err
-			cancel()
-		}
-		if maxFrames > 0 && n >= uint64(maxFrames) {
-			cancel()
-		}
-	}
-	err = src.Run(ctx, func(p frame.Packet) {
-		if p.Codec != codec {
-			if dec != nil {
-				dec.Close()
-			}
-			codec = p.Codec
-			if dec, ferr = decode.New(codec); ferr != nil {
-				cancel()
-				return
-			}
-		}
-		frames, err := dec.Decode(p)
-		if err != nil {
-			return // a damaged packet: the next key frame recovers
-		}
-		for _, f := range frames {
-			handle(f)
-		}
+		d.Model, d.FrameSeq, d.PTS = info, uint64(n), f.PTS
+		return emit(d)
 	})
-	if dec != nil {
-		if frames, _ := dec.Flush(); ctx.Err() == nil {
-			for _, f := range frames {
-				handle(f)
-			}
-		} else {
-			for _, f := range frames {
-				f.Release()
-			}
-		}
-		dec.Close()
-	}
-	if ferr != nil {
-		return ferr
-	}
-	if err != nil && !errors.Is(err, io.EOF) {
-		return err
-	}
-	if n == 0 {
-		return errors.New("no frame could be decoded")
-	}
-	return nil
+	return err
 }
 
 // RunDetector runs det on img and times it.

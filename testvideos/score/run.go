@@ -17,11 +17,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-edge/vigil/agent"
 	"github.com/vigil-edge/vigil/models"
 	"github.com/vigil-edge/vigil/models/onnx"
-	"github.com/vigil-edge/vigil/pipeline/decode"
 	"github.com/vigil-edge/vigil/pipeline/frame"
-	"github.com/vigil-edge/vigil/pipeline/ingest/file"
 	"github.com/vigil-edge/vigil/pipeline/track"
 	"github.com/vigil-edge/vigil/testvideos/data"
 )
@@ -293,7 +292,7 @@ func Detections(ctx context.Context, cfg Config) ([]frame.Detections, error) {
 		defer det.Close()
 		start := time.Now()
 		detected := 0
-		total, err := decodeClip(ctx, cfg.Clip, cfg.MaxFrames, func(n int, f *frame.Frame) error {
+		total, err := agent.DecodeClip(ctx, cfg.Clip, cfg.MaxFrames, func(n int, f *frame.Frame) error {
 			if !wanted(n) {
 				return nil
 			}
@@ -337,80 +336,6 @@ func Detections(ctx context.Context, cfg Config) ([]frame.Detections, error) {
 		return nil, fmt.Errorf("score: %s: no frame decoded", cfg.Clip)
 	}
 	return out, nil
-}
-
-// decodeClip decodes path frame by frame (n from 1), calling fn for each, until the end of
-// the file or maxFrames (0: no limit). It returns the number of frames in the clip when it
-// read to the end, else 0.
-func decodeClip(ctx context.Context, path string, maxFrames int, fn func(n int, f *frame.Frame) error) (int, error) {
-	src, err := file.New(file.Config{Path: path})
-	if err != nil {
-		return 0, err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		dec     *decode.Decoder
-		codec   *frame.Codec
-		n       int
-		ferr    error
-		stopped bool
-	)
-	handle := func(f *frame.Frame) {
-		defer f.Release()
-		if ferr != nil || stopped {
-			return
-		}
-		n++
-		if err := fn(n, f); err != nil {
-			ferr = err
-			cancel()
-			return
-		}
-		if maxFrames > 0 && n >= maxFrames {
-			stopped = true
-			cancel()
-		}
-	}
-	err = src.Run(ctx, func(p frame.Packet) {
-		if p.Codec != codec {
-			if dec != nil {
-				dec.Close()
-			}
-			codec = p.Codec
-			if dec, ferr = decode.New(codec); ferr != nil {
-				cancel()
-				return
-			}
-		}
-		frames, err := dec.Decode(p)
-		if err != nil {
-			return // a damaged packet: the next key frame recovers
-		}
-		for _, f := range frames {
-			handle(f)
-		}
-	})
-	if dec != nil {
-		frames, _ := dec.Flush()
-		for _, f := range frames {
-			handle(f)
-		}
-		dec.Close()
-	}
-	switch {
-	case ferr != nil:
-		return 0, ferr
-	case stopped:
-		return 0, nil
-	case err != nil && !errors.Is(err, io.EOF):
-		return 0, err
-	case ctx.Err() != nil:
-		return 0, ctx.Err()
-	case n == 0:
-		return 0, errors.New("no frame could be decoded")
-	}
-	return n, nil
 }
 
 func writeCache(path string, c cacheFile) error {
