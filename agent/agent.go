@@ -192,6 +192,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	for _, cam := range a.cams {
 		cam.emit = a.emitter(cam.cfg.ID)
 		cam.snaps = snaps
+		if cam.cfg.Optics != nil {
+			cam.locate = a.sensors.geoReference
+		}
 	}
 
 	var srv *http.Server

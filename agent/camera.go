@@ -69,12 +69,13 @@ const (
 // camera runs one camera's pipeline: ingest → decode → buffer → detect → track → rules,
 // handing detections and alerts to the agent's outbox.
 type camera struct {
-	cfg   config.Camera
-	m     *metrics.Metrics
-	log   *slog.Logger
-	sink  func(context.Context, frame.Detections) error // detections of interest, per frame
-	emit  emitFunc                                      // nil: events and alerts are only counted
-	snaps *snapshot.Store                               // nil: no snapshots
+	cfg    config.Camera
+	m      *metrics.Metrics
+	log    *slog.Logger
+	sink   func(context.Context, frame.Detections) error // detections of interest, per frame
+	emit   emitFunc                                      // nil: events and alerts are only counted
+	snaps  *snapshot.Store                               // nil: no snapshots
+	locate func(d *frame.Detections)                     // nil: no geo (drone mode sets it)
 
 	det          *swappable // set when the camera starts; its model can be replaced
 	tracker      *track.Tracker
@@ -82,6 +83,8 @@ type camera struct {
 	events       *events.Manager
 	exclude      []mask.Polygon
 	publishScore float32 // detections below it feed the tracker only
+	frameW       int     // the last detected frame's size, for events ended after the stream
+	frameH       int
 
 	mu     sync.Mutex
 	status CameraStatus
@@ -148,6 +151,7 @@ func (c *camera) analyse(ctx context.Context, d frame.Detections) {
 	alerts := c.rules.Update(tracks)
 	changes := c.events.Update(tracks, c.rules.Zones)
 	c.snapshot(d)
+	c.frameW, c.frameH = d.Width, d.Height
 	c.emitEvents(ctx, changes)
 	for _, a := range alerts {
 		c.m.Alerts.WithLabelValues(c.cfg.ID, a.RuleType).Inc()
@@ -162,6 +166,22 @@ func (c *camera) analyse(ctx context.Context, d frame.Detections) {
 		if err != nil {
 			c.log.Error("store alert", "rule", a.RuleID, "err", err)
 		}
+	}
+}
+
+// geoEvent puts the ground point of the event's object (drone mode) on its state: the same
+// geo-referencing as detections, for the bottom centre of the event's box at its time.
+func (c *camera) geoEvent(st *wire.EventState, ch events.Change) {
+	if c.locate == nil {
+		return
+	}
+	d := frame.Detections{Camera: c.cfg.ID, CapturedAt: ch.At, Width: c.frameW, Height: c.frameH,
+		Objects: []models.Detection{{Label: ch.After.Label, Box: ch.After.Box}}}
+	c.locate(&d)
+	if len(d.Geo) == 1 && d.Geo[0].OK {
+		st.Geo = &wire.ObjectGeo{Lat: d.Geo[0].Lat, Lon: d.Geo[0].Lon, ErrM: d.Geo[0].ErrM}
+	} else {
+		st.GeoStatus = d.GeoStatus
 	}
 }
 
@@ -195,7 +215,11 @@ func (c *camera) emitEvents(ctx context.Context, changes []events.Change) {
 			class = frame.ClassEventUpdate
 		}
 		if err := c.emit(ctx, class, wire.SchemaEvent, wire.KindEvents, ch.At,
-			func(h wire.Header) any { return ch.Event(h) }); err != nil {
+			func(h wire.Header) any {
+				ev := ch.Event(h)
+				c.geoEvent(&ev.After, ch)
+				return ev
+			}); err != nil {
 			c.log.Error("store event", "type", ch.Type, "err", err)
 		}
 	}

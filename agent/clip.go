@@ -84,4 +84,3 @@ func DecodeClip(ctx context.Context, path string, maxFrames int, fn func(n int, 
 	}
 	return n, nil
 }
-

@@ -152,6 +152,22 @@ func TestDroneGeoAndTelemetry(t *testing.T) {
 		}
 	}
 
+	// Events carry geo too: where the tracked object stands.
+	waitFor(t, 20*time.Second, "an event with geo", func() bool {
+		for _, b := range col.get(wire.KindEvents) {
+			harness.MustValidateJSON(t, "event", b)
+			var ev wire.Event
+			if json.Unmarshal(b, &ev) == nil && ev.After.Geo != nil {
+				st := drone.TrueState(time.UnixMilli(ev.CapturedAt))
+				if n, e := geo.NEDOffset(st.Lat, st.Lon, st.AltMSL, ev.After.Geo.Lat, ev.After.Geo.Lon); math.Hypot(n, e) > 200 {
+					t.Errorf("event geo is %.0f m from the drone at 100 m up with a 60° camera", math.Hypot(n, e))
+				}
+				return true
+			}
+		}
+		return false
+	})
+
 	// 3. A telemetry gap: stale, and a link loss.
 	gapStart := time.Now()
 	drone.SetGap(true)

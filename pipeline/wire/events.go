@@ -75,6 +75,10 @@ type EventState struct {
 	Speed        float64  `json:"speed"`
 	SpeedUnit    string   `json:"speed_unit"` // UnitPxPerS or UnitMPerS
 	HasSnapshot  bool     `json:"has_snapshot"`
+	// Geo (drone mode) is where the object stands on the ground now; when the camera has
+	// optics but the object could not be located, GeoStatus says why.
+	Geo       *ObjectGeo `json:"geo,omitempty"`
+	GeoStatus string     `json:"geo_status,omitempty"`
 	// Snapshot is SnapshotPath(ID) when HasSnapshot, else "".
 	Snapshot string `json:"snapshot"`
 }
