@@ -271,7 +271,9 @@ func (ss *session) run(ctx context.Context, sink func(frame.Packet)) (err error)
 	for {
 		select {
 		case p := <-ss.packets:
-			sink(p)
+			if ctx.Err() == nil { // after cancel, nothing more reaches the sink
+				sink(p)
+			}
 		case err := <-clientDone:
 			clientDone <- err // for the deferred wait
 			if ctx.Err() != nil {
