@@ -37,6 +37,7 @@ import (
 	"github.com/vigil-edge/vigil/fleet/models"
 	"github.com/vigil-edge/vigil/fleet/registry"
 	"github.com/vigil-edge/vigil/fleet/rollout"
+	"github.com/vigil-edge/vigil/fleet/store"
 	"github.com/vigil-edge/vigil/fleet/web"
 )
 
@@ -61,6 +62,9 @@ type Config struct {
 	// Registry tunes the device registry (gap timeout, limits, clock); zero fields take its
 	// defaults.
 	Registry registry.Options
+	// RegistryFile saves the device registry to this bbolt file (vigil-fleet serve --data puts
+	// it at DATA/registry.db), so a restart forgets no device; empty keeps it in memory.
+	RegistryFile string
 	// MetricsPerDevice adds per-device series to /metrics; their number grows with the fleet.
 	MetricsPerDevice bool
 	Logger           *slog.Logger // slog.Default() when nil
@@ -79,6 +83,8 @@ type Config struct {
 
 	// OTA: model registry and rollouts (see ota.go); both are off when DataDir is empty.
 	OTA OTAConfig
+	// Events: the event store (see events.go).
+	Events EventsConfig
 }
 
 // Core is a running fleet controller.
@@ -100,6 +106,9 @@ type Core struct {
 
 	models   *models.Registry // nil without OTA.DataDir
 	rollouts *rollout.Engine  // nil without OTA.DataDir
+
+	events    *store.Bolt
+	eventsTmp string // the event store's temporary folder, without Events.DataDir
 }
 
 // New starts a fleet controller: the embedded broker (unless cfg.Broker names an external one),
@@ -138,11 +147,24 @@ func New(cfg Config) (_ *Core, err error) {
 		brokerURL = b.URL()
 	}
 
-	c.registry = registry.New(cfg.Registry)
+	if cfg.RegistryFile == "" {
+		c.registry = registry.New(cfg.Registry)
+	} else {
+		if cfg.Registry.Logger == nil {
+			cfg.Registry.Logger = cfg.Logger
+		}
+		if c.registry, err = registry.Open(cfg.RegistryFile, cfg.Registry); err != nil {
+			return nil, err
+		}
+	}
 
+	recorder, err := c.startEvents(cfg)
+	if err != nil {
+		return nil, err
+	}
 	c.hub = web.NewHub(web.HubOptions{Logger: cfg.Logger})
 	sub, err := ingest.New(ingest.Config{BrokerURL: brokerURL, ClientID: cfg.ClientID, Logger: cfg.Logger,
-		Username: c.mqttUser, Password: c.mqttPassword}, c.hub.Wrap(c.registry))
+		Username: c.mqttUser, Password: c.mqttPassword}, c.hub.Wrap(recorder))
 	if err != nil {
 		return nil, err
 	}
@@ -214,6 +236,7 @@ func (c *Core) handler(cfg Config, apiHandler http.Handler) http.Handler {
 	mux.Handle("GET /api/v1/stream", c.hub)
 	mux.Handle("/", apiHandler)
 	c.otaRoutes(mux, cfg)
+	c.eventRoutes(mux, cfg)
 	if cfg.APITokens == nil {
 		if host, _, err := net.SplitHostPort(cfg.HTTPListen); err == nil && !isLoopback(host) {
 			c.log.Warn("the HTTP API is open to anyone who reaches it: give it tokens", "http", cfg.HTTPListen)
@@ -266,7 +289,8 @@ func (c *Core) Registry() *registry.Registry { return c.registry }
 // Failed delivers an error when a component stops by itself; the caller should then Close.
 func (c *Core) Failed() <-chan error { return c.failed }
 
-// Close stops the HTTP API, the subscriber and the broker, in that order, and waits for them.
+// Close stops the HTTP API, the subscriber, the registry (saving it) and the broker, in that
+// order, and waits for them.
 // Call it once.
 func (c *Core) Close() error {
 	var errs []error
@@ -287,6 +311,14 @@ func (c *Core) Close() error {
 	}
 	if c.ingest != nil {
 		if err := c.ingest.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := c.closeEvents(); err != nil { // after ingest: nothing feeds it any more
+		errs = append(errs, err)
+	}
+	if c.registry != nil {
+		if err := c.registry.Close(); err != nil { // after ingest: saves its last messages
 			errs = append(errs, err)
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/vigil-edge/vigil/fleet/auth"
 	"github.com/vigil-edge/vigil/fleet/ingest"
 	"github.com/vigil-edge/vigil/fleet/registry"
+	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
 // Device is one device as the API shows it.
@@ -46,7 +47,30 @@ type Device struct {
 	Watermark    uint64 `json:"watermark"`     // every seq at or below it arrived or was given up
 	Missing      uint64 `json:"missing"`       // seqs below highest_seq not received yet; may still arrive
 	Lost         uint64 `json:"lost"`          // seqs given up after the gap timeout, all epochs
+
+	Telemetry *Telemetry `json:"telemetry,omitempty"` // the newest telemetry report; absent before any
 }
+
+// Telemetry is a device's newest telemetry report; absent sensors and parts are omitted.
+type Telemetry struct {
+	ReceivedAt        time.Time          `json:"received_at"`
+	CapturedAt        time.Time          `json:"captured_at,omitzero"`
+	UptimeS           float64            `json:"uptime_s"`
+	CPUTempC          *float64           `json:"cpu_temp_c,omitempty"`
+	Throttled         *bool              `json:"throttled,omitempty"`
+	Load1             *float64           `json:"load1,omitempty"`
+	CPUUsage          *float64           `json:"cpu_usage,omitempty"` // 0-1
+	MemTotalBytes     *uint64            `json:"mem_total_bytes,omitempty"`
+	MemAvailableBytes *uint64            `json:"mem_available_bytes,omitempty"`
+	DiskFreeBytes     *uint64            `json:"disk_free_bytes,omitempty"`
+	Outbox            *wire.OutboxHealth `json:"outbox,omitempty"` // messages, bytes, oldest_age_s
+	Model             *wire.Model        `json:"model,omitempty"`  // name, version, sha256
+	Cameras           []CameraTelemetry  `json:"cameras"`
+	Position          *wire.GeoFix       `json:"position,omitempty"` // lat, lon, alt_m, source
+}
+
+// CameraTelemetry is one camera's rates in a telemetry report.
+type CameraTelemetry = wire.CameraTelemetry
 
 // Camera is one camera of a device.
 type Camera struct {
@@ -206,6 +230,15 @@ func FromRegistry(d registry.Device) Device {
 	}
 	if out.Messages == nil {
 		out.Messages = map[string]uint64{}
+	}
+	if t := d.Telemetry; t != nil {
+		out.Telemetry = &Telemetry{ReceivedAt: t.ReceivedAt, CapturedAt: t.CapturedAt, UptimeS: t.UptimeS,
+			CPUTempC: t.Board.CPUTempC, Throttled: t.Board.Throttled, Load1: t.Board.Load1, CPUUsage: t.Board.CPUUsage,
+			MemTotalBytes: t.Board.MemTotal, MemAvailableBytes: t.Board.MemAvailable, DiskFreeBytes: t.Board.DiskFree,
+			Outbox: t.Outbox, Model: t.Model, Cameras: t.Cameras, Position: t.Position}
+		if out.Telemetry.Cameras == nil {
+			out.Telemetry.Cameras = []CameraTelemetry{}
+		}
 	}
 	for _, c := range d.Cameras {
 		objs := maps.Clone(c.Objects)

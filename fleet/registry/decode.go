@@ -37,8 +37,9 @@ func Kinds() []string {
 	return []string{wire.KindStatus, wire.KindDetections, KindEvents, KindAlerts, KindTelemetry}
 }
 
-// Kinds that share the device's seq but that the registry reads no further than their header:
-// it tracks their seqs (so that they are not taken for gaps) and counts them.
+// Kinds that share the device's seq. The registry tracks their seqs (so that they are not taken
+// for gaps) and counts them; of events and alerts it reads no further than the header, of
+// telemetry (schema wire.SchemaTelemetry) it keeps the newest report, see [Device.Telemetry].
 const (
 	KindEvents    = "events"    // vigil/v1/<device>/events/<camera>
 	KindAlerts    = "alerts"    // vigil/v1/<device>/alerts/<camera>
@@ -75,6 +76,7 @@ type message struct {
 	epoch      string // from msg_id; "" for status, which is outside the seq sequence
 	status     *wire.Status
 	detections *wire.Detections
+	telemetry  *wire.Telemetry // for a telemetry message whose schema is wire.SchemaTelemetry
 }
 
 // decode parses and checks one MQTT message. Errors are *RejectError.
@@ -133,6 +135,13 @@ func decode(topic string, payload []byte) (message, error) {
 			return message{}, err
 		}
 		m.header = h
+		if kind == KindTelemetry && h.Schema == wire.SchemaTelemetry {
+			var tm wire.Telemetry
+			if err := unmarshal(payload, &tm); err != nil {
+				return message{}, err
+			}
+			m.telemetry = &tm
+		}
 	default:
 		return message{}, reject(ReasonUnknownKind, "kind %q", kind)
 	}

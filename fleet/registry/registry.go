@@ -26,13 +26,20 @@
 // registry saw of a device are history from before it was watching (e.g. before a restart of
 // the controller): accepted once when they arrive, never reported missing nor lost.
 //
+// Of telemetry the registry keeps each device's newest report (by captured_at: a replayed older
+// report does not replace it).
+//
 // Memory is bounded: devices, cameras per device, labels per camera, and open gaps per device
 // (past MaxGaps the lowest gap is given up as lost) have limits.
+//
+// A registry made with [New] lives in memory; one made with [Open] is saved to a bbolt file
+// (see persist.go) and survives a restart of the controller.
 package registry
 
 import (
 	"cmp"
 	"errors"
+	"log/slog"
 	"maps"
 	"slices"
 	"sync"
@@ -70,6 +77,11 @@ type Options struct {
 	MaxCameras int              // cameras kept per device
 	MaxLabels  int              // labels counted per camera; more go to OtherLabel
 	Now        func() time.Time // clock; time.Now when nil
+
+	// FlushInterval is how often a registry made with Open writes its changed devices to its
+	// file; DefaultFlushInterval when zero. A crash loses at most this much.
+	FlushInterval time.Duration
+	Logger        *slog.Logger // for background write errors; slog.Default() when nil
 }
 
 // Device is a snapshot of one device.
@@ -83,7 +95,20 @@ type Device struct {
 	StatusAt  time.Time         // when the last status message arrived
 	Messages  map[string]uint64 // accepted messages by kind (duplicates not included)
 	Cameras   []Camera          // sorted by ID: those the status names and those seen sending
+	Telemetry *Telemetry        // the newest telemetry report; nil before any
 	Stream
+}
+
+// Telemetry is a device's newest telemetry report (wire.Telemetry), as received.
+type Telemetry struct {
+	ReceivedAt time.Time
+	CapturedAt time.Time // the report's captured_at
+	UptimeS    float64
+	Board      wire.BoardHealth       // absent sensors are nil
+	Outbox     *wire.OutboxHealth     // nil when not reported
+	Model      *wire.Model            // the model the cameras run; nil when not reported
+	Cameras    []wire.CameraTelemetry // at most MaxCameras, those with a valid id
+	Position   *wire.GeoFix           // nil when not reported
 }
 
 // Stream describes how complete a device's message stream is.
@@ -132,6 +157,11 @@ type Registry struct {
 	duplicates   uint64
 	replayed     uint64
 	epochChanges uint64
+
+	// dirty holds the ids of devices changed since the last flush; nil for a registry that
+	// is not saved (New).
+	dirty map[string]struct{}
+	store *store // nil for New
 }
 
 type device struct {
@@ -150,6 +180,7 @@ type device struct {
 	prevEpoch    string
 	seq          seqTrack
 	cameras      map[string]*camera
+	telemetry    *Telemetry // never changed once stored: replaced whole
 }
 
 type camera struct {
@@ -191,6 +222,12 @@ func New(opts Options) *Registry {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.FlushInterval <= 0 {
+		opts.FlushInterval = DefaultFlushInterval
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
 	return &Registry{opts: opts, devices: map[string]*device{}, rejected: map[string]uint64{}, received: map[string]uint64{}}
 }
 
@@ -198,20 +235,33 @@ func New(opts Options) *Registry {
 // check is counted under its reason and returned as a *RejectError; a repeat is counted as a
 // duplicate of its device and returns nil.
 func (r *Registry) HandleMessage(topic string, payload []byte) error {
+	_, err := r.Accept(topic, payload)
+	return err
+}
+
+// Accept is HandleMessage that also tells whether the message was new: a duplicate returns
+// false and nil. Only a new message should be stored downstream (see fleet/store).
+func (r *Registry) Accept(topic string, payload []byte) (isNew bool, err error) {
 	m, err := decode(topic, payload)
 	now := r.opts.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {
 		r.countReject(err)
-		return err
+		return false, err
 	}
-	if err := r.apply(m, now); err != nil {
+	switch err := r.apply(m, now); {
+	case err == errDuplicate:
+		return false, nil
+	case err != nil:
 		r.countReject(err)
-		return err
+		return false, err
 	}
-	return nil
+	return true, nil
 }
+
+// errDuplicate is apply's answer for a repeat, counted already; never returned outside.
+var errDuplicate = errors.New("duplicate")
 
 func (r *Registry) countReject(err error) {
 	var re *RejectError
@@ -242,7 +292,7 @@ func (r *Registry) apply(m message, now time.Time) error {
 
 	// Decide first, change nothing until the message is known to be accepted (but gaps that
 	// timed out are lost whatever this message is).
-	d.seq.expire(now)
+	r.expire(d, now)
 	dup, newEpoch := false, false
 	switch {
 	case m.status != nil:
@@ -263,6 +313,7 @@ func (r *Registry) apply(m message, now time.Time) error {
 	}
 
 	r.devices[m.device] = d
+	r.markDirty(d)
 	r.received[m.kind]++
 	if m.header.Replayed {
 		d.replayed++
@@ -271,7 +322,7 @@ func (r *Registry) apply(m message, now time.Time) error {
 	if dup {
 		d.duplicates++
 		r.duplicates++
-		return nil
+		return errDuplicate
 	}
 	if m.status == nil {
 		if newEpoch {
@@ -305,6 +356,11 @@ func (r *Registry) apply(m message, now time.Time) error {
 			d.cameras[m.camera] = cam
 		}
 		cam.record(m.detections, now, r.opts.MaxLabels)
+	case m.telemetry != nil:
+		at := time.UnixMilli(m.telemetry.CapturedAt).UTC()
+		if d.telemetry == nil || !at.Before(d.telemetry.CapturedAt) {
+			d.telemetry = newTelemetry(m.telemetry, at, now, r.opts.MaxCameras)
+		}
 	}
 	d.messages[m.kind]++
 	d.lastSeen = now
@@ -410,7 +466,7 @@ func (r *Registry) Totals() Totals {
 		Rejected:     maps.Clone(r.rejected),
 	}
 	for _, d := range r.devices {
-		d.seq.expire(now)
+		r.expire(d, now)
 		state := d.state
 		if state == "" {
 			state = StateUnknown
@@ -427,7 +483,7 @@ func (r *Registry) Totals() Totals {
 
 // snapshot copies d; r.mu is held. Gaps that have timed out are counted as lost first.
 func (r *Registry) snapshot(d *device, now time.Time) Device {
-	d.seq.expire(now)
+	r.expire(d, now)
 	out := Device{
 		ID:        d.id,
 		Online:    d.state == wire.StateOnline,
@@ -437,6 +493,7 @@ func (r *Registry) snapshot(d *device, now time.Time) Device {
 		LastSeen:  d.lastSeen,
 		StatusAt:  d.statusAt,
 		Messages:  maps.Clone(d.messages),
+		Telemetry: d.telemetry.clone(),
 		Stream: Stream{
 			Duplicates:   d.duplicates,
 			Replayed:     d.replayed,
@@ -472,4 +529,75 @@ func (r *Registry) snapshot(d *device, now time.Time) Device {
 		})
 	}
 	return out
+}
+
+// expire gives up d's gaps that timed out; r.mu is held.
+func (r *Registry) expire(d *device, now time.Time) {
+	if d.seq.expire(now) {
+		r.markDirty(d)
+	}
+}
+
+// markDirty notes that d changed and is to be saved; r.mu is held.
+func (r *Registry) markDirty(d *device) {
+	if r.dirty != nil {
+		r.dirty[d.id] = struct{}{}
+	}
+}
+
+// maxTelemetryString bounds the strings of a telemetry report the registry keeps.
+const maxTelemetryString = 128
+
+// newTelemetry keeps what the registry shows of report m, captured at and received now.
+func newTelemetry(m *wire.Telemetry, at, now time.Time, maxCameras int) *Telemetry {
+	t := &Telemetry{ReceivedAt: now, CapturedAt: at, UptimeS: m.UptimeS, Outbox: m.Outbox, Position: m.Geo}
+	if m.Board != nil {
+		t.Board = *m.Board
+	}
+	if m.Model != nil {
+		t.Model = &wire.Model{Name: clip(m.Model.Name), Version: clip(m.Model.Version), SHA256: clip(m.Model.SHA256)}
+	}
+	if t.Position != nil {
+		t.Position.Source = clip(t.Position.Source)
+	}
+	for _, c := range m.Cameras {
+		if len(t.Cameras) >= maxCameras {
+			break
+		}
+		if wire.ValidID(c.ID) {
+			c.State = clip(c.State)
+			t.Cameras = append(t.Cameras, c)
+		}
+	}
+	return t
+}
+
+func clip(s string) string {
+	if len(s) > maxTelemetryString {
+		return s[:maxTelemetryString]
+	}
+	return s
+}
+
+// clone copies t deeply, so that a snapshot shares nothing with the registry.
+func (t *Telemetry) clone() *Telemetry {
+	if t == nil {
+		return nil
+	}
+	c := *t
+	c.Board = wire.BoardHealth{CPUTempC: ptr(t.Board.CPUTempC), Throttled: ptr(t.Board.Throttled), Load1: ptr(t.Board.Load1),
+		CPUUsage: ptr(t.Board.CPUUsage), MemTotal: ptr(t.Board.MemTotal), MemAvailable: ptr(t.Board.MemAvailable),
+		DiskFree: ptr(t.Board.DiskFree)}
+	c.Outbox, c.Model, c.Position = ptr(t.Outbox), ptr(t.Model), ptr(t.Position)
+	c.Cameras = slices.Clone(t.Cameras)
+	return &c
+}
+
+// ptr returns a pointer to a copy of *p, or nil.
+func ptr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }

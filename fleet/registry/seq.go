@@ -114,16 +114,19 @@ func (t *seqTrack) add(s uint64, now time.Time) {
 	}
 }
 
-// expire gives up every hole that is gapTimeout old or older.
-func (t *seqTrack) expire(now time.Time) {
+// expire gives up every hole that is gapTimeout old or older, and reports whether the track
+// changed.
+func (t *seqTrack) expire(now time.Time) bool {
 	if t.nextCheck == 0 || now.UnixNano() < t.nextCheck {
-		return
+		return false
 	}
+	changed := false
 	limit := now.UnixNano() - int64(t.gapTimeout)
 	oldest := int64(0)
 	for i := 0; i < len(t.spans); {
 		if t.spans[i].holeAt <= limit {
 			t.giveUp(i) // merges span i into the one below (or the watermark): i is next
+			changed = true
 			continue
 		}
 		if oldest == 0 || t.spans[i].holeAt < oldest {
@@ -135,6 +138,7 @@ func (t *seqTrack) expire(now time.Time) {
 	if len(t.spans) > 0 {
 		t.nextCheck = oldest + int64(t.gapTimeout)
 	}
+	return changed
 }
 
 // giveUp counts the hole below span i as lost and merges the span with what lies below it.

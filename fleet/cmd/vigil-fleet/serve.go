@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/vigil-edge/vigil/fleet"
 	"github.com/vigil-edge/vigil/fleet/broker"
 	"github.com/vigil-edge/vigil/fleet/models"
 	"github.com/vigil-edge/vigil/fleet/registry"
+	"github.com/vigil-edge/vigil/fleet/store"
 )
 
 // serve runs the fleet controller until ctx is cancelled, then shuts it down.
@@ -25,11 +27,17 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	perDevice := fs.Bool("metrics-per-device", false, "add per-device series to /metrics (their number grows with the fleet)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	sec := securityFlags(fs)
-	dataDir := fs.String("data", "", "data folder for the model registry and rollouts (OTA is off without it)")
+	dataDir := fs.String("data", "", "data folder for the device registry (registry.db), the model registry and rollouts (without it devices are kept in memory only and OTA is off)")
 	keyFile := fs.String("key", "", "fleet private key that signs model commands (vigil-fleet keygen)")
 	publicURL := fs.String("public-url", "", "base URL agents fetch models from (default http://<--http address>)")
+	eventsMaxAge := fs.Duration("events-max-age", store.DefaultMaxAge, "how long the event store keeps events, alerts and sampled detections (DATA/events.db; a temporary file without --data)")
+	eventsMaxBytes := fs.Int64("events-max-bytes", store.DefaultMaxBytes, "bound of the event store's records in bytes; the oldest go first")
+	detectionsEvery := fs.Int("detections-every", store.DefaultDetectionsEvery, "keep 1 in N detections messages per camera in the event store")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *eventsMaxAge <= 0 || *eventsMaxBytes <= 0 || *detectionsEvery < 1 {
+		return usageError{fmt.Errorf("serve: --events-max-age, --events-max-bytes and --detections-every must be > 0")}
 	}
 	if *gapTimeout <= 0 {
 		return usageError{fmt.Errorf("serve: --gap-timeout %v: want > 0", *gapTimeout)}
@@ -57,12 +65,15 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		HTTPListen:       *httpListen,
 		ClientID:         *clientID,
 		Registry:         registry.Options{GapTimeout: *gapTimeout},
+		RegistryFile:     registryFile(*dataDir),
 		MetricsPerDevice: *perDevice,
 		Logger:           log,
 		MQTTTLS:          tlsCfg,
 		MQTTCredentials:  *sec.credentials,
 		APITokens:        tokens,
 		OTA:              ota,
+		Events: fleet.EventsConfig{DataDir: *dataDir, DetectionsEvery: *detectionsEvery,
+			Retention: store.Options{MaxAge: *eventsMaxAge, MaxBytes: *eventsMaxBytes}},
 	})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
@@ -79,4 +90,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("serve: %w", failed)
 	}
 	return nil
+}
+
+// registryFile is where the device registry is saved in the data folder; "" without one.
+func registryFile(dataDir string) string {
+	if dataDir == "" {
+		return ""
+	}
+	return filepath.Join(dataDir, registry.FileName)
 }
