@@ -5,6 +5,8 @@
 //	GET /api/v1/devices       every device, sorted by id
 //	GET /api/v1/devices/{id}  one device; 404 when unknown
 //	GET /metrics              Prometheus metrics (see fleet/metrics), when a handler is given
+//	GET /api/v1/events        stored events, alerts and sampled detections (RegisterEvents)
+//	GET /api/v1/events/export the same as NDJSON, streamed (RegisterEvents)
 //
 // Authentication (bearer tokens, see fleet/auth) wraps this handler from outside; /healthz
 // stays open.

@@ -1,0 +1,73 @@
+package fleet
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/vigil-edge/vigil/fleet/api"
+	"github.com/vigil-edge/vigil/fleet/store"
+	"github.com/vigil-edge/vigil/fleet/web"
+)
+
+// EventsConfig configures the event store of a Core (see fleet/store).
+//
+//	ingest ──▶ store.Recorder ──Accept──▶ registry
+//	                 │ new events, alerts, 1 in N detections
+//	                 ▼
+//	          DATA/events.db ◀── GET /api/v1/events[/export]
+type EventsConfig struct {
+	// DataDir holds events.db. When empty the store lives in a temporary folder that Close
+	// removes: the API answers, but nothing survives a restart.
+	DataDir string
+	// DetectionsEvery keeps 1 in N detections messages per camera
+	// (store.DefaultDetectionsEvery when zero).
+	DetectionsEvery int
+	// Retention bounds the store (max age 7 days and 1 GiB by default; see store.Options).
+	Retention store.Options
+}
+
+// startEvents opens the event store and returns the ingest handler that feeds it: the
+// registry decides what is new, the recorder stores it.
+func (c *Core) startEvents(cfg Config) (web.Handler, error) {
+	dir := cfg.Events.DataDir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "vigil-fleet-events-")
+		if err != nil {
+			return nil, fmt.Errorf("events: %w", err)
+		}
+		c.eventsTmp, dir = tmp, tmp
+	}
+	opts := cfg.Events.Retention
+	if opts.Logger == nil {
+		opts.Logger = cfg.Logger
+	}
+	s, err := store.Open(filepath.Join(dir, store.FileName), opts)
+	if err != nil {
+		return nil, err
+	}
+	c.events = s
+	return store.NewRecorder(c.registry, s, cfg.Events.DetectionsEvery, cfg.Logger), nil
+}
+
+// eventRoutes adds the event store's endpoints to mux.
+func (c *Core) eventRoutes(mux *http.ServeMux, cfg Config) {
+	api.RegisterEvents(mux, c.events, cfg.Logger)
+}
+
+// closeEvents closes the event store, after the subscriber has stopped feeding it, and
+// removes its temporary folder.
+func (c *Core) closeEvents() error {
+	var err error
+	if c.events != nil {
+		err = c.events.Close()
+	}
+	if c.eventsTmp != "" {
+		_ = os.RemoveAll(c.eventsTmp)
+	}
+	return err
+}
+
+// Events is the core's event store.
+func (c *Core) Events() store.Store { return c.events }
