@@ -1,7 +1,6 @@
 package tile
 
 import (
-	"cmp"
 	"slices"
 
 	"github.com/vigil-edge/vigil/models"
@@ -109,24 +108,7 @@ func ios1(a1, a2, b1, b2 float32) float32 {
 	return in / short
 }
 
-// nmsTagged is models.NMS for tagged detections: class-aware, greedy by descending score,
-// ties in input order; it works in place and returns a prefix of all.
+// nmsTagged is models.NMS for tagged detections.
 func nmsTagged(all []tagged, iou float32) []tagged {
-	slices.SortStableFunc(all, func(a, b tagged) int { return cmp.Compare(b.Score, a.Score) })
-	kept := 0
-	for i := range all {
-		d := all[i]
-		ok := true
-		for j := range kept {
-			if all[j].ClassID == d.ClassID && all[j].Box.IoU(d.Box) > iou {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			all[kept] = d
-			kept++
-		}
-	}
-	return all[:kept]
+	return models.NMSBy(all, iou, func(t *tagged) *models.Detection { return &t.Detection })
 }
