@@ -82,30 +82,14 @@ func Default() Config {
 // WithDefaults returns c with its zero fields set to the defaults.
 func (c Config) WithDefaults() Config {
 	d := Default()
-	if c.UpdateEvery == 0 {
-		c.UpdateEvery = d.UpdateEvery
-	}
-	if c.MinMove == 0 {
-		c.MinMove = d.MinMove
-	}
-	if c.MinScoreGain == 0 {
-		c.MinScoreGain = d.MinScoreGain
-	}
-	if c.StationaryAfter == 0 {
-		c.StationaryAfter = d.StationaryAfter
-	}
-	if c.StationaryRadius == 0 {
-		c.StationaryRadius = d.StationaryRadius
-	}
-	if c.SnapshotMinSide == 0 {
-		c.SnapshotMinSide = d.SnapshotMinSide
-	}
-	if c.SnapshotEdge == 0 {
-		c.SnapshotEdge = d.SnapshotEdge
-	}
-	if c.SnapshotGain == 0 {
-		c.SnapshotGain = d.SnapshotGain
-	}
+	c.UpdateEvery = cmp.Or(c.UpdateEvery, d.UpdateEvery)
+	c.MinMove = cmp.Or(c.MinMove, d.MinMove)
+	c.MinScoreGain = cmp.Or(c.MinScoreGain, d.MinScoreGain)
+	c.StationaryAfter = cmp.Or(c.StationaryAfter, d.StationaryAfter)
+	c.StationaryRadius = cmp.Or(c.StationaryRadius, d.StationaryRadius)
+	c.SnapshotMinSide = cmp.Or(c.SnapshotMinSide, d.SnapshotMinSide)
+	c.SnapshotEdge = cmp.Or(c.SnapshotEdge, d.SnapshotEdge)
+	c.SnapshotGain = cmp.Or(c.SnapshotGain, d.SnapshotGain)
 	if c.SpeedOf == nil {
 		c.SpeedOf = d.SpeedOf
 	}

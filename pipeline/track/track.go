@@ -82,26 +82,15 @@ func Default() Config {
 // WithDefaults returns c with its zero fields set to the defaults.
 func (c Config) WithDefaults() Config {
 	d := Default()
-	set := func(v *float32, def float32) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	set(&c.HighScore, d.HighScore)
-	set(&c.LowScore, d.LowScore)
-	set(&c.NewTrackScore, d.NewTrackScore)
-	set(&c.MatchIoU, d.MatchIoU)
-	set(&c.SecondMatchIoU, d.SecondMatchIoU)
-	set(&c.TentativeMatchIoU, d.TentativeMatchIoU)
-	if c.ConfirmHits == 0 {
-		c.ConfirmHits = d.ConfirmHits
-	}
-	if c.MaxLost == 0 {
-		c.MaxLost = d.MaxLost
-	}
-	if c.FrameInterval == 0 {
-		c.FrameInterval = d.FrameInterval
-	}
+	c.HighScore = cmp.Or(c.HighScore, d.HighScore)
+	c.LowScore = cmp.Or(c.LowScore, d.LowScore)
+	c.NewTrackScore = cmp.Or(c.NewTrackScore, d.NewTrackScore)
+	c.MatchIoU = cmp.Or(c.MatchIoU, d.MatchIoU)
+	c.SecondMatchIoU = cmp.Or(c.SecondMatchIoU, d.SecondMatchIoU)
+	c.TentativeMatchIoU = cmp.Or(c.TentativeMatchIoU, d.TentativeMatchIoU)
+	c.ConfirmHits = cmp.Or(c.ConfirmHits, d.ConfirmHits)
+	c.MaxLost = cmp.Or(c.MaxLost, d.MaxLost)
+	c.FrameInterval = cmp.Or(c.FrameInterval, d.FrameInterval)
 	return c
 }
 
