@@ -244,16 +244,32 @@ func (o *Outbox) wake() {
 	}
 }
 
-// Ack deletes delivered messages. It does not wait: deletions are written with the next
-// commit. A message acknowledged but not yet deleted when the agent stops is sent again
-// (at-least-once).
+// Acknowledgements are coalesced: deleting costs a write transaction, so deletions wait for
+// the next append's commit, ackDelay, or ackBatch pending acknowledgements, whichever is first.
+const (
+	ackDelay = 20 * time.Millisecond
+	ackBatch = 4096
+)
+
+// Ack deletes delivered messages. It does not wait: deletions are written with a later commit
+// (see ackDelay). A message acknowledged but not yet deleted when the agent stops is sent
+// again (at-least-once).
 func (o *Outbox) Ack(seqs ...uint64) {
 	o.mu.Lock()
-	if !o.closed {
-		o.acks = append(o.acks, seqs...)
+	if o.closed {
+		o.mu.Unlock()
+		return
 	}
+	first := len(o.acks) == 0
+	o.acks = append(o.acks, seqs...)
+	full := len(o.acks) >= ackBatch
 	o.mu.Unlock()
-	o.wake()
+	switch {
+	case full:
+		o.wake()
+	case first:
+		time.AfterFunc(ackDelay, o.wake)
+	}
 }
 
 // Notify returns a channel that receives a value after commits that stored messages.

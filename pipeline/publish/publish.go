@@ -462,6 +462,8 @@ func markReplayed(b []byte) []byte {
 // again by a later session.
 func (p *Publisher) collect() {
 	defer p.wg.Done()
+	poll := time.NewTicker(50 * time.Millisecond) // one for the goroutine: no timer per message
+	defer poll.Stop()
 	for {
 		var in inflight
 		select {
@@ -469,7 +471,7 @@ func (p *Publisher) collect() {
 		case <-p.closing:
 			return
 		}
-		if !p.await(in) {
+		if !p.await(in, poll.C) {
 			return
 		}
 		<-p.slots
@@ -483,11 +485,9 @@ func (p *Publisher) collect() {
 // await waits for one message's PUBACK and records the outcome. A message whose connection
 // is lost, or that is not acknowledged within AckTimeout, stays in the queue: the next session
 // sends it again. It returns false when the publisher is closing.
-func (p *Publisher) await(in inflight) bool {
-	deadline := time.NewTimer(time.Until(in.sent.Add(p.cfg.AckTimeout)))
-	defer deadline.Stop()
-	poll := time.NewTicker(50 * time.Millisecond)
-	defer poll.Stop()
+// poll ticks to look at the connection and the deadline.
+func (p *Publisher) await(in inflight, poll <-chan time.Time) bool {
+	deadline := in.sent.Add(p.cfg.AckTimeout)
 	for {
 		select {
 		case <-in.tok.Done():
@@ -505,14 +505,15 @@ func (p *Publisher) await(in inflight) bool {
 				p.m.Replayed.WithLabelValues(in.class.String()).Inc()
 			}
 			return true
-		case <-poll.C:
+		case now := <-poll:
 			if p.gen.Load() != in.gen {
 				return true // its connection is gone: paho will not complete it (no store)
 			}
-		case <-deadline.C:
-			p.m.PublishFailures.WithLabelValues(in.class.String()).Inc()
-			p.rewind.Store(true)
-			return true
+			if now.After(deadline) {
+				p.m.PublishFailures.WithLabelValues(in.class.String()).Inc()
+				p.rewind.Store(true)
+				return true
+			}
 		case <-p.closing:
 			return false
 		}
