@@ -21,7 +21,6 @@ import (
 
 	"github.com/vigil-edge/vigil/agent/config"
 	"github.com/vigil-edge/vigil/models"
-	"github.com/vigil-edge/vigil/models/onnx"
 	"github.com/vigil-edge/vigil/models/ota"
 	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/metrics"
@@ -136,11 +135,31 @@ func OpenDetector(mc config.Model, cam config.Camera) (models.Detector, error) {
 	if abs, err := filepath.Abs(man.Dir); err == nil {
 		man.Dir = abs
 	}
-	det, err := onnx.Open(man, onnx.Options{Threads: mc.Threads, Score: cam.Score, NMS: cam.NMS, Labels: cam.Labels})
-	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", man.ModelPath(), err)
+	return openManifest(man, mc.Threads, cam)
+}
+
+// cameraDetector opens the detector a camera runs: man when given (a model from the fleet),
+// else the camera's or the agent's configured model; at the tracker's score threshold (the
+// tracker wants the low-score detections too; detections messages use the camera's own), and
+// wrapped for tiling when the camera asks for it.
+func (a *Agent) cameraDetector(cam config.Camera, man *models.Manifest) (models.Detector, error) {
+	mc := a.cfg.Model
+	if cam.Model != nil {
+		mc = *cam.Model
 	}
-	return det, nil
+	dc := cam
+	dc.Score = TrackerScore()
+	var det models.Detector
+	var err error
+	if man != nil {
+		det, err = openManifest(*man, mc.Threads, dc)
+	} else {
+		det, err = OpenDetector(mc, dc)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return a.prepareDetector(cam, det) // tiling (drone.go)
 }
 
 func exists(path string) bool {
@@ -225,26 +244,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	for _, cam := range a.cams {
-		mc := a.cfg.Model
+		man := fleetModel
 		if cam.cfg.Model != nil {
-			mc = *cam.cfg.Model
+			man = nil // the camera names its own model
 		}
-		dc := cam.cfg
-		dc.Score = TrackerScore() // the tracker wants the low-score detections too
-		var det models.Detector
-		if fleetModel != nil && cam.cfg.Model == nil {
-			det, err = openManifest(*fleetModel, mc.Threads, cam.cfg)
-		} else {
-			det, err = OpenDetector(mc, dc)
-		}
+		det, err := a.cameraDetector(cam.cfg, man)
 		if err != nil {
 			cam.fail(err)
 			continue
 		}
-		if det, err = a.prepareDetector(cam.cfg, det); err != nil { // tiling (drone.go)
-			cam.fail(err)
-			continue
-		}
+		a.tele.setModel(det.Manifest())
 		sw := &swappable{det: det}
 		cam.det = sw
 		det = sw

@@ -282,11 +282,10 @@ func (s *sensors) position() *wire.GeoFix {
 	return nil
 }
 
-// prepareDetector is called with each camera's freshly opened detector: it records the model
-// for telemetry and wraps the detector in tiles when the camera's tiling is enabled. It owns
+// prepareDetector is called with each camera's freshly opened detector: it wraps the detector
+// in tiles when the camera's tiling is enabled. It owns
 // det: on error det is closed.
 func (a *Agent) prepareDetector(cam config.Camera, det models.Detector) (models.Detector, error) {
-	a.tele.setModel(det.Manifest())
 	t := cam.Tiling
 	if t == nil || !t.Enabled {
 		return det, nil

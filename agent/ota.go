@@ -55,7 +55,7 @@ func (s *swappable) swap(d models.Detector) {
 
 // openManifest opens a detector for a loaded manifest with a camera's settings.
 func openManifest(man models.Manifest, threads int, cam config.Camera) (models.Detector, error) {
-	det, err := onnx.Open(man, onnx.Options{Threads: threads, Score: TrackerScore(), NMS: cam.NMS, Labels: cam.Labels})
+	det, err := onnx.Open(man, onnx.Options{Threads: threads, Score: cam.Score, NMS: cam.NMS, Labels: cam.Labels})
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", man.ModelPath(), err)
 	}
@@ -118,7 +118,7 @@ func (a *Agent) swapModel(ctx context.Context, m models.Manifest) error {
 		if c.cfg.Model != nil || c.det == nil {
 			continue // the camera runs its own model, or is not running
 		}
-		det, err := openManifest(m, a.cfg.Model.Threads, c.cfg)
+		det, err := a.cameraDetector(c.cfg, &m)
 		if err != nil {
 			for _, p := range ps {
 				p.det.Close()
@@ -130,8 +130,8 @@ func (a *Agent) swapModel(ctx context.Context, m models.Manifest) error {
 	for _, p := range ps {
 		p.cam.det.swap(p.det)
 	}
-	if a.tele != nil {
-		a.tele.setModel(m)
+	if len(ps) > 0 {
+		a.tele.setModel(m) // telemetry names the model only once the cameras run it
 	}
 	a.log.Info("model swapped in", "model", m.Name, "version", m.Version, "cameras", len(ps))
 	return nil
