@@ -83,9 +83,17 @@ func (a *Agent) store(ctx context.Context, d frame.Detections) error {
 		return nil
 	}
 	a.sensors.geoReference(&d)
-	if _, err := a.ob.Append(ctx, publish.DetectionsMessage(a.cfg.DeviceID, a.ob.Epoch(), d)); err != nil {
-		a.m.OutboxErrors.Inc()
-		return fmt.Errorf("store detections: %w", err)
+	return a.append(ctx, a.ob, "detections", publish.DetectionsMessage(a.cfg.DeviceID, a.ob.Epoch(), d))
+}
+
+// append stores one message in the outbox ob; a failure (not a cancelled context) is counted
+// in vigil_outbox_append_errors_total and returned naming what was stored.
+func (a *Agent) append(ctx context.Context, ob *outbox.Outbox, what string, msg frame.Outgoing) error {
+	if _, err := ob.Append(ctx, msg); err != nil {
+		if !errors.Is(err, context.Canceled) {
+			a.m.OutboxErrors.Inc()
+		}
+		return fmt.Errorf("store %s: %w", what, err)
 	}
 	return nil
 }
@@ -93,11 +101,7 @@ func (a *Agent) store(ctx context.Context, d frame.Detections) error {
 // emitter stores a camera's events and alerts in the outbox.
 func (a *Agent) emitter(camera string) emitFunc {
 	return func(ctx context.Context, class frame.Class, schema, kind string, at time.Time, build func(wire.Header) any) error {
-		if _, err := a.ob.Append(ctx, publish.Message(a.cfg.DeviceID, a.ob.Epoch(), class, schema, kind, camera, at, build)); err != nil {
-			a.m.OutboxErrors.Inc()
-			return fmt.Errorf("store %s: %w", kind, err)
-		}
-		return nil
+		return a.append(ctx, a.ob, kind, publish.Message(a.cfg.DeviceID, a.ob.Epoch(), class, schema, kind, camera, at, build))
 	}
 }
 

@@ -283,8 +283,7 @@ func (s *sensors) position() *wire.GeoFix {
 }
 
 // prepareDetector is called with each camera's freshly opened detector: it wraps the detector
-// in tiles when the camera's tiling is enabled. It owns
-// det: on error det is closed.
+// in tiles when the camera's tiling is enabled. It owns det: on error det is closed.
 func (a *Agent) prepareDetector(cam config.Camera, det models.Detector) (models.Detector, error) {
 	t := cam.Tiling
 	if t == nil || !t.Enabled {

@@ -147,8 +147,7 @@ func (a *Agent) reportCommand(r wire.CmdResult) {
 	}
 	msg := publish.Message(a.cfg.DeviceID, ob.Epoch(), frame.ClassEvent, wire.SchemaCmdResult, wire.KindCmdResult, r.Name,
 		time.Now(), func(h wire.Header) any { r.Header = h; return r })
-	if _, err := ob.Append(context.Background(), msg); err != nil {
-		a.m.OutboxErrors.Inc()
+	if err := a.append(context.Background(), ob, "command result", msg); err != nil {
 		a.log.Error("store command result", "err", err)
 	}
 }

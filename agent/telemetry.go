@@ -63,11 +63,10 @@ func (a *Agent) runTelemetry(ctx context.Context, ob *outbox.Outbox) {
 			return
 		case now := <-tick.C:
 			msg := a.telemetryReport(now, ob.Stats())
-			if _, err := ob.Append(ctx, telemetryMessage(a.cfg.DeviceID, ob.Epoch(), msg)); err != nil {
+			if err := a.append(ctx, ob, "telemetry", telemetryMessage(a.cfg.DeviceID, ob.Epoch(), msg)); err != nil {
 				if errors.Is(err, context.Canceled) {
 					return
 				}
-				a.m.OutboxErrors.Inc()
 				a.log.Error("store telemetry", "err", err)
 			}
 		}
