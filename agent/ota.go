@@ -11,9 +11,9 @@ import (
 
 	"github.com/vigil-edge/vigil/agent/config"
 	"github.com/vigil-edge/vigil/models"
+	"github.com/vigil-edge/vigil/models/modelstore"
 	"github.com/vigil-edge/vigil/models/onnx"
 	"github.com/vigil-edge/vigil/models/ota"
-	"github.com/vigil-edge/vigil/models/store"
 	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/publish"
 	"github.com/vigil-edge/vigil/pipeline/wire"
@@ -74,7 +74,7 @@ func (a *Agent) startOTA(ctx context.Context) (active *models.Manifest, stop fun
 	if err != nil || len(key) != ed25519.PublicKeySize {
 		return nil, nil, errors.New("ota.fleet_key: want the fleet's ed25519 public key in base64 (vigil-fleet keygen prints it)")
 	}
-	st, err := store.Open(oc.StoreDir)
+	st, err := modelstore.Open(oc.StoreDir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("model store: %w", err)
 	}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/vigil-edge/vigil/agent/config"
 	"github.com/vigil-edge/vigil/fleet"
-	fmodels "github.com/vigil-edge/vigil/fleet/models"
+	"github.com/vigil-edge/vigil/fleet/catalog"
 	"github.com/vigil-edge/vigil/fleet/rollout"
 	"github.com/vigil-edge/vigil/models"
 	"github.com/vigil-edge/vigil/pipeline/wire"
@@ -57,7 +57,7 @@ func (r *otaRig) addModel(t *testing.T, v string, file string, edit func(*models
 	if edit != nil {
 		edit(&base)
 	}
-	if _, err := r.core.Models().Add(file, fmodels.AddSpec{Name: "yolox_nano_coco_416", Version: v, Family: "yolox", Base: &base}, r.key); err != nil {
+	if _, err := r.core.Models().Add(file, catalog.AddSpec{Name: "yolox_nano_coco_416", Version: v, Family: "yolox", Base: &base}, r.key); err != nil {
 		t.Fatalf("add model %s: %v", v, err)
 	}
 }

@@ -32,12 +32,12 @@ import (
 	"github.com/vigil-edge/vigil/fleet/api"
 	"github.com/vigil-edge/vigil/fleet/auth"
 	"github.com/vigil-edge/vigil/fleet/broker"
-	"github.com/vigil-edge/vigil/fleet/ingest"
-	"github.com/vigil-edge/vigil/fleet/metrics"
-	"github.com/vigil-edge/vigil/fleet/models"
+	"github.com/vigil-edge/vigil/fleet/catalog"
+	"github.com/vigil-edge/vigil/fleet/eventstore"
+	"github.com/vigil-edge/vigil/fleet/exporter"
 	"github.com/vigil-edge/vigil/fleet/registry"
 	"github.com/vigil-edge/vigil/fleet/rollout"
-	"github.com/vigil-edge/vigil/fleet/store"
+	"github.com/vigil-edge/vigil/fleet/subscriber"
 	"github.com/vigil-edge/vigil/fleet/web"
 )
 
@@ -92,7 +92,7 @@ type Core struct {
 	log      *slog.Logger
 	broker   *broker.Broker // nil with an external broker
 	registry *registry.Registry
-	ingest   *ingest.Subscriber
+	ingest   *subscriber.Subscriber
 	hub      *web.Hub
 	httpLn   net.Listener
 	httpSrv  *http.Server
@@ -104,10 +104,10 @@ type Core struct {
 	// broker when mqttAuth is set; the password is never logged.
 	mqttUser, mqttPassword string
 
-	models   *models.Registry // nil without OTA.DataDir
-	rollouts *rollout.Engine  // nil without OTA.DataDir
+	models   *catalog.Registry // nil without OTA.DataDir
+	rollouts *rollout.Engine   // nil without OTA.DataDir
 
-	events    *store.Bolt
+	events    *eventstore.Bolt
 	eventsTmp string // the event store's temporary folder, without Events.DataDir
 }
 
@@ -163,7 +163,7 @@ func New(cfg Config) (_ *Core, err error) {
 		return nil, err
 	}
 	c.hub = web.NewHub(web.HubOptions{Logger: cfg.Logger})
-	sub, err := ingest.New(ingest.Config{BrokerURL: brokerURL, ClientID: cfg.ClientID, Logger: cfg.Logger,
+	sub, err := subscriber.New(subscriber.Config{BrokerURL: brokerURL, ClientID: cfg.ClientID, Logger: cfg.Logger,
 		Username: c.mqttUser, Password: c.mqttPassword}, c.hub.Wrap(recorder))
 	if err != nil {
 		return nil, err
@@ -173,7 +173,7 @@ func New(cfg Config) (_ *Core, err error) {
 	}
 	c.ingest = sub
 
-	prom := metrics.New(c.registry, c.ingest, metrics.Options{PerDevice: cfg.MetricsPerDevice})
+	prom := exporter.New(c.registry, c.ingest, exporter.Options{PerDevice: cfg.MetricsPerDevice})
 	ln, err := net.Listen("tcp", cfg.HTTPListen)
 	if err != nil {
 		return nil, fmt.Errorf("http: listen: %w", err)
@@ -184,7 +184,7 @@ func New(cfg Config) (_ *Core, err error) {
 		return nil, err
 	}
 	c.httpSrv = &http.Server{
-		Handler:           c.handler(cfg, api.Handler(c.registry, c.ingest, metrics.Handler(prom, cfg.Logger), cfg.Logger, c.apiOptions()...)),
+		Handler:           c.handler(cfg, api.Handler(c.registry, c.ingest, exporter.Handler(prom, cfg.Logger), cfg.Logger, c.apiOptions()...)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.With("component", "http").Handler(), slog.LevelWarn),
 	}

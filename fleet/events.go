@@ -7,13 +7,13 @@ import (
 	"path/filepath"
 
 	"github.com/vigil-edge/vigil/fleet/api"
-	"github.com/vigil-edge/vigil/fleet/store"
+	"github.com/vigil-edge/vigil/fleet/eventstore"
 	"github.com/vigil-edge/vigil/fleet/web"
 )
 
 // EventsConfig configures the event store of a Core (see fleet/store).
 //
-//	ingest ──▶ store.Recorder ──Accept──▶ registry
+//	ingest ──▶ eventstore.Recorder ──Accept──▶ registry
 //	                 │ new events, alerts, 1 in N detections
 //	                 ▼
 //	          DATA/events.db ◀── GET /api/v1/events[/export]
@@ -22,10 +22,10 @@ type EventsConfig struct {
 	// removes: the API answers, but nothing survives a restart.
 	DataDir string
 	// DetectionsEvery keeps 1 in N detections messages per camera
-	// (store.DefaultDetectionsEvery when zero).
+	// (eventstore.DefaultDetectionsEvery when zero).
 	DetectionsEvery int
-	// Retention bounds the store (max age 7 days and 1 GiB by default; see store.Options).
-	Retention store.Options
+	// Retention bounds the store (max age 7 days and 1 GiB by default; see eventstore.Options).
+	Retention eventstore.Options
 }
 
 // startEvents opens the event store and returns the ingest handler that feeds it: the
@@ -43,12 +43,12 @@ func (c *Core) startEvents(cfg Config) (web.Handler, error) {
 	if opts.Logger == nil {
 		opts.Logger = cfg.Logger
 	}
-	s, err := store.Open(filepath.Join(dir, store.FileName), opts)
+	s, err := eventstore.Open(filepath.Join(dir, eventstore.FileName), opts)
 	if err != nil {
 		return nil, err
 	}
 	c.events = s
-	return store.NewRecorder(c.registry, s, cfg.Events.DetectionsEvery, cfg.Logger), nil
+	return eventstore.NewRecorder(c.registry, s, cfg.Events.DetectionsEvery, cfg.Logger), nil
 }
 
 // eventRoutes adds the event store's endpoints to mux.
@@ -69,5 +69,5 @@ func (c *Core) closeEvents() error {
 	return err
 }
 
-// Events is the core's event store.
-func (c *Core) Events() store.Store { return c.events }
+// Events is the core's event eventstore.
+func (c *Core) Events() eventstore.Store { return c.events }

@@ -12,15 +12,15 @@ import (
 
 	"github.com/vigil-edge/vigil/fleet"
 	"github.com/vigil-edge/vigil/fleet/auth"
+	"github.com/vigil-edge/vigil/fleet/eventstore"
 	"github.com/vigil-edge/vigil/fleet/internal/testpub"
-	"github.com/vigil-edge/vigil/fleet/store"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
 const readToken = "read-token-0123456789abcdef"
 
 // getEvents fetches path from c's API with the read token and decodes the JSON array.
-func getEvents(t *testing.T, c *fleet.Core, path string) (int, []store.Record, map[string]string) {
+func getEvents(t *testing.T, c *fleet.Core, path string) (int, []eventstore.Record, map[string]string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, "http://"+c.HTTPAddr()+path, nil)
 	req.Header.Set("Authorization", "Bearer "+readToken)
@@ -34,14 +34,14 @@ func getEvents(t *testing.T, c *fleet.Core, path string) (int, []store.Record, m
 		_ = json.NewDecoder(resp.Body).Decode(&e)
 		return resp.StatusCode, nil, e
 	}
-	var recs []store.Record
+	var recs []eventstore.Record
 	if err := json.NewDecoder(resp.Body).Decode(&recs); err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}
 	return resp.StatusCode, recs, nil
 }
 
-func seqs(recs []store.Record) []uint64 {
+func seqs(recs []eventstore.Record) []uint64 {
 	out := []uint64{}
 	for _, r := range recs {
 		out = append(out, r.Seq)

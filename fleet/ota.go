@@ -8,18 +8,18 @@ import (
 	"time"
 
 	"github.com/vigil-edge/vigil/fleet/api"
-	"github.com/vigil-edge/vigil/fleet/models"
+	"github.com/vigil-edge/vigil/fleet/catalog"
 	"github.com/vigil-edge/vigil/fleet/rollout"
 )
 
 // OTAConfig configures the model registry and the rollout engine of a Core.
 //
-//	vigil-fleet models add ──▶ DATA/models.db + artifacts ──▶ GET /models/{name}/{version}/…  ◀── agents
+//	vigil-fleet models add ──▶ DATA/catalog.db + artifacts ──▶ GET /models/{name}/{version}/…  ◀── agents
 //	POST /api/v1/rollouts ──▶ rollout engine ──cmd/model_update (signed, QoS 1)──▶ agents
 //	                                 ▲
 //	                                 └── cmd_result/+ and telemetry ◀── agents
 type OTAConfig struct {
-	// DataDir holds models.db, the artifacts and rollouts.db; empty turns OTA off.
+	// DataDir holds catalog.db, the artifacts and rollouts.db; empty turns OTA off.
 	DataDir string
 	// SigningKey signs the commands (see vigil-fleet keygen); without it rollouts cannot be
 	// created, but models are still served.
@@ -39,7 +39,7 @@ func (c *Core) startOTA(cfg Config, brokerURL string) error {
 	if o.DataDir == "" {
 		return nil
 	}
-	reg, err := models.Open(o.DataDir)
+	reg, err := catalog.Open(o.DataDir)
 	if err != nil {
 		return err
 	}
@@ -100,7 +100,7 @@ func (c *Core) closeOTA() error {
 }
 
 // Models is the core's model registry, or nil when OTA is off.
-func (c *Core) Models() *models.Registry { return c.models }
+func (c *Core) Models() *catalog.Registry { return c.models }
 
 // Rollouts is the core's rollout engine, or nil when OTA is off.
 func (c *Core) Rollouts() *rollout.Engine { return c.rollouts }

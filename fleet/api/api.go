@@ -23,8 +23,8 @@ import (
 	"time"
 
 	"github.com/vigil-edge/vigil/fleet/auth"
-	"github.com/vigil-edge/vigil/fleet/ingest"
 	"github.com/vigil-edge/vigil/fleet/registry"
+	"github.com/vigil-edge/vigil/fleet/subscriber"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
@@ -121,7 +121,7 @@ type Devices interface {
 
 // Conn reports the MQTT subscriber's state; it may be called concurrently.
 type Conn interface {
-	Status() ingest.Status
+	Status() subscriber.Status
 }
 
 // Option adds an optional part to the API.

@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/vigil-edge/vigil/fleet/api"
-	"github.com/vigil-edge/vigil/fleet/ingest"
 	"github.com/vigil-edge/vigil/fleet/registry"
+	"github.com/vigil-edge/vigil/fleet/subscriber"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
@@ -31,7 +31,7 @@ func TestJSONShape(t *testing.T) {
 		}
 	}
 	// A subscriber that was never started: a real one, not connected.
-	sub, err := ingest.New(ingest.Config{BrokerURL: "tcp://127.0.0.1:1", ClientID: "x"}, reg)
+	sub, err := subscriber.New(subscriber.Config{BrokerURL: "tcp://127.0.0.1:1", ClientID: "x"}, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vigil-edge/vigil/fleet/store"
+	"github.com/vigil-edge/vigil/fleet/eventstore"
 )
 
 // Limits of GET /api/v1/events.
@@ -37,8 +37,8 @@ func (e *ParamError) Unwrap() error { return e.Err }
 // device, camera, label, rule, kind (event, alert or detections), since and until (RFC 3339
 // or UTC milliseconds; since inclusive, until exclusive) and limit (1-MaxEventsLimit; 0 in the
 // result when absent). Unknown or repeated parameters are errors. Errors are *ParamError.
-func ParseEventsQuery(q url.Values) (store.Filter, error) {
-	var f store.Filter
+func ParseEventsQuery(q url.Values) (eventstore.Filter, error) {
+	var f eventstore.Filter
 	for name, vs := range q {
 		if len(vs) != 1 {
 			return f, &ParamError{name, errors.New("given more than once")}
@@ -56,7 +56,7 @@ func ParseEventsQuery(q url.Values) (store.Filter, error) {
 			f.RuleID = v
 		case "kind":
 			switch v {
-			case store.KindEvent, store.KindAlert, store.KindDetections:
+			case eventstore.KindEvent, eventstore.KindAlert, eventstore.KindDetections:
 				f.Kind = v
 			default:
 				err = fmt.Errorf("%q is not event, alert or detections", v)
@@ -75,14 +75,14 @@ func ParseEventsQuery(q url.Values) (store.Filter, error) {
 			err = errors.New("unknown parameter")
 		}
 		if err != nil {
-			return store.Filter{}, &ParamError{name, err}
+			return eventstore.Filter{}, &ParamError{name, err}
 		}
 		if len(v) > 256 {
-			return store.Filter{}, &ParamError{name, errors.New("longer than 256 bytes")}
+			return eventstore.Filter{}, &ParamError{name, errors.New("longer than 256 bytes")}
 		}
 	}
 	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Until.After(f.Since) {
-		return store.Filter{}, &ParamError{"until", errors.New("not after since")}
+		return eventstore.Filter{}, &ParamError{"until", errors.New("not after since")}
 	}
 	return f, nil
 }
@@ -107,7 +107,7 @@ func parseTime(v string) (time.Time, error) {
 //
 //	GET /api/v1/events         JSON array of records, newest first (limit 100 by default)
 //	GET /api/v1/events/export  NDJSON, one stored message per line, oldest first, streamed
-func RegisterEvents(mux *http.ServeMux, s store.Store, log *slog.Logger) {
+func RegisterEvents(mux *http.ServeMux, s eventstore.Store, log *slog.Logger) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -117,7 +117,7 @@ func RegisterEvents(mux *http.ServeMux, s store.Store, log *slog.Logger) {
 }
 
 type eventHandlers struct {
-	s store.Store
+	s eventstore.Store
 	handlers
 }
 

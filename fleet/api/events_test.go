@@ -8,22 +8,22 @@ import (
 	"time"
 
 	"github.com/vigil-edge/vigil/fleet/api"
-	"github.com/vigil-edge/vigil/fleet/store"
+	"github.com/vigil-edge/vigil/fleet/eventstore"
 )
 
 func TestParseEventsQuery(t *testing.T) {
 	since := time.Date(2025, 11, 22, 17, 20, 0, 0, time.UTC)
 	good := []struct {
 		q    string
-		want store.Filter
+		want eventstore.Filter
 	}{
-		{"", store.Filter{}},
+		{"", eventstore.Filter{}},
 		{"device=d1&camera=gate&label=person&rule=door&kind=alert&limit=5",
-			store.Filter{Device: "d1", Camera: "gate", Label: "person", RuleID: "door", Kind: store.KindAlert, Limit: 5}},
-		{"since=2025-11-22T17:20:00Z", store.Filter{Since: since}},
-		{"since=2025-11-22T18:20:00%2B01:00", store.Filter{Since: since.In(time.FixedZone("", 3600))}},
-		{"since=1763832000000&until=1763832000001", store.Filter{Since: since, Until: since.Add(time.Millisecond)}},
-		{"limit=10000&kind=detections", store.Filter{Limit: 10000, Kind: store.KindDetections}},
+			eventstore.Filter{Device: "d1", Camera: "gate", Label: "person", RuleID: "door", Kind: eventstore.KindAlert, Limit: 5}},
+		{"since=2025-11-22T17:20:00Z", eventstore.Filter{Since: since}},
+		{"since=2025-11-22T18:20:00%2B01:00", eventstore.Filter{Since: since.In(time.FixedZone("", 3600))}},
+		{"since=1763832000000&until=1763832000001", eventstore.Filter{Since: since, Until: since.Add(time.Millisecond)}},
+		{"limit=10000&kind=detections", eventstore.Filter{Limit: 10000, Kind: eventstore.KindDetections}},
 	}
 	for _, tc := range good {
 		q, _ := url.ParseQuery(tc.q)
@@ -91,7 +91,7 @@ func FuzzParseEventsQuery(f *testing.F) {
 			t.Fatalf("%q: until %v not after since %v", raw, flt.Until, flt.Since)
 		}
 		switch flt.Kind {
-		case "", store.KindEvent, store.KindAlert, store.KindDetections:
+		case "", eventstore.KindEvent, eventstore.KindAlert, eventstore.KindDetections:
 		default:
 			t.Fatalf("%q: kind %q", raw, flt.Kind)
 		}

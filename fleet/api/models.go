@@ -7,7 +7,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/vigil-edge/vigil/fleet/models"
+	"github.com/vigil-edge/vigil/fleet/catalog"
 )
 
 // Model is one model version as the API lists it.
@@ -29,12 +29,12 @@ type Model struct {
 
 // Models is what the model endpoints read; its methods may be called concurrently.
 type Models interface {
-	List() ([]models.Model, error)
+	List() ([]catalog.Model, error)
 	// OpenArtifact opens a version's artifact; the caller closes it. The error wraps
-	// models.ErrNotFound for an unknown version.
-	OpenArtifact(name, version string) (*os.File, models.Model, error)
+	// catalog.ErrNotFound for an unknown version.
+	OpenArtifact(name, version string) (*os.File, catalog.Model, error)
 	// Manifest returns a version's manifest bytes as signed.
-	Manifest(name, version string) ([]byte, models.Model, error)
+	Manifest(name, version string) ([]byte, catalog.Model, error)
 }
 
 // RegisterModels adds the model endpoints to mux:
@@ -50,7 +50,7 @@ func RegisterModels(mux *http.ServeMux, m Models, publicURL string, log *slog.Lo
 	}
 	h := &modelHandlers{m: m, base: publicURL, handlers: handlers{log: log.With("component", "api")}}
 	mux.HandleFunc("GET /models/{name}/{version}/model.onnx", h.artifact)
-	mux.HandleFunc("GET /models/{name}/{version}/"+models.ManifestFile, h.manifest)
+	mux.HandleFunc("GET /models/{name}/{version}/"+catalog.ManifestFile, h.manifest)
 	mux.HandleFunc("GET /api/v1/models", h.list)
 }
 
@@ -106,7 +106,7 @@ func (h *modelHandlers) manifest(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *modelHandlers) fail(w http.ResponseWriter, err error) {
-	if errors.Is(err, models.ErrNotFound) {
+	if errors.Is(err, catalog.ErrNotFound) {
 		h.write(w, http.StatusNotFound, Error{Error: err.Error()})
 		return
 	}
@@ -115,7 +115,7 @@ func (h *modelHandlers) fail(w http.ResponseWriter, err error) {
 }
 
 // FromModel converts a registry record to its API form; base is the fleet's public URL.
-func FromModel(m models.Model, base string) Model {
+func FromModel(m catalog.Model, base string) Model {
 	ref := m.Ref(base)
 	return Model{Name: m.Name, Version: m.Version, Family: m.Family, File: m.File, SHA256: m.SHA256,
 		Size: m.Size, Signature: m.Signature, KeyID: m.KeyID, AddedAt: m.AddedAt, Bad: m.Bad,

@@ -18,7 +18,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/vigil-edge/vigil/fleet/models"
+	"github.com/vigil-edge/vigil/fleet/catalog"
 	"github.com/vigil-edge/vigil/fleet/registry"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
@@ -39,9 +39,9 @@ const (
 // Models is where the engine finds a model to roll out.
 type Models interface {
 	// Load returns name@version after checking its artifact and signed manifest; the error
-	// wraps models.ErrNotFound or models.ErrBadModel when it cannot be rolled out. It may be
+	// wraps catalog.ErrNotFound or catalog.ErrBadModel when it cannot be rolled out. It may be
 	// called concurrently.
-	Load(name, version string) (models.Model, error)
+	Load(name, version string) (catalog.Model, error)
 }
 
 // Devices lists the known devices, for the "all" selector; it may be called concurrently.
@@ -267,13 +267,13 @@ func (e *Engine) Create(spec Spec) (Rollout, error) {
 	if len(e.cfg.Key) != ed25519.PrivateKeySize {
 		return Rollout{}, fmt.Errorf("%w: the fleet has no signing key (vigil-fleet serve --key)", ErrState)
 	}
-	name, version, err := models.ParseRef(spec.Model)
+	name, version, err := catalog.ParseRef(spec.Model)
 	if err != nil {
 		return Rollout{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	m, err := e.cfg.Models.Load(name, version)
 	if err != nil {
-		if errors.Is(err, models.ErrNotFound) || errors.Is(err, models.ErrBadModel) {
+		if errors.Is(err, catalog.ErrNotFound) || errors.Is(err, catalog.ErrBadModel) {
 			return Rollout{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		return Rollout{}, fmt.Errorf("rollout: %w", err)

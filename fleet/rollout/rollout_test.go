@@ -17,7 +17,7 @@ import (
 
 	"github.com/vigil-edge/vigil/fleet"
 	"github.com/vigil-edge/vigil/fleet/broker"
-	"github.com/vigil-edge/vigil/fleet/models"
+	"github.com/vigil-edge/vigil/fleet/catalog"
 	"github.com/vigil-edge/vigil/fleet/rollout"
 	vmodels "github.com/vigil-edge/vigil/models"
 	"github.com/vigil-edge/vigil/pipeline/wire"
@@ -49,7 +49,7 @@ type fixture struct {
 	priv      ed25519.PrivateKey
 	pub       ed25519.PublicKey
 	dataDir   string
-	model     models.Model
+	model     catalog.Model
 }
 
 func logger() *slog.Logger {
@@ -71,7 +71,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	fx := &fixture{brokerURL: b.URL(), priv: priv, pub: pub, dataDir: t.TempDir()}
-	reg, err := models.Open(fx.dataDir)
+	reg, err := catalog.Open(fx.dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	fx.model, err = reg.Add(data.MustPath(t, "models/yolox_nano_coco_416.onnx"),
-		models.AddSpec{Name: "yolox_nano", Version: "2.0.0", Family: "yolox", Base: &base}, priv)
+		catalog.AddSpec{Name: "yolox_nano", Version: "2.0.0", Family: "yolox", Base: &base}, priv)
 	if err != nil {
 		t.Fatal(err)
 	}

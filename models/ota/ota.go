@@ -1,9 +1,9 @@
 // Package ota carries out the fleet's signed model commands on the device:
 //
-//	cmd/model_update:   verify → accepted → download (store.Install: downloading %, verifying)
+//	cmd/model_update:   verify → accepted → download (modelstore.Install: downloading %, verifying)
 //	                    → loading (open with ONNX Runtime, warm up, self-test) → Swap into the
-//	                    cameras → store.Activate → active
-//	cmd/model_rollback: previous version → loading (self-test) → Swap → store.Rollback → rolled_back
+//	                    cameras → modelstore.Activate → active
+//	cmd/model_rollback: previous version → loading (self-test) → Swap → modelstore.Rollback → rolled_back
 //
 // A command acts only when its ed25519 signature verifies with the fleet key pinned in the
 // configuration, it names this device, it has not expired and its id is new; anything else
@@ -31,11 +31,11 @@ import (
 	"time"
 
 	"github.com/vigil-edge/vigil/models"
-	"github.com/vigil-edge/vigil/models/store"
+	"github.com/vigil-edge/vigil/models/modelstore"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
-// Records the handler keeps in the store (store.PutMeta keys).
+// Records the handler keeps in the store (modelstore.PutMeta keys).
 const (
 	pendingKey = "ota-pending" // the SignedCommand of the update in progress
 	seenKey    = "ota-seen"    // recent command ids, oldest first
@@ -73,7 +73,7 @@ type Config struct {
 	// FleetKey is the pinned fleet public key that signs commands and manifests.
 	FleetKey ed25519.PublicKey
 	// Store holds the installed models.
-	Store *store.Store
+	Store *modelstore.Store
 	// Swap puts the model m describes into the running cameras between two frames. It is
 	// called from the handler's goroutine, one call at a time, after m passed its self-test.
 	// It returns nil only when the cameras run m; on an error they must still run the model
@@ -389,12 +389,12 @@ func (h *Handler) update(ctx context.Context, cmd wire.Command) (*wire.ModelRef,
 	last, verifying := -1, false
 	progress := func(state string, pct float64) {
 		switch {
-		case state == store.StateDownloading && int(pct/10) > last:
+		case state == modelstore.StateDownloading && int(pct/10) > last:
 			last = int(pct / 10)
 			r := h.result(cmd, wire.CmdDownloading)
 			r.Percent = float64(int(pct*10)) / 10
 			h.report(r)
-		case state == store.StateVerifying && !verifying:
+		case state == modelstore.StateVerifying && !verifying:
 			verifying = true
 			h.report(h.result(cmd, wire.CmdVerifying))
 		}
@@ -439,7 +439,7 @@ func (h *Handler) rollback(ctx context.Context, cmd wire.Command) (*wire.ModelRe
 		}
 	}
 	if !ok {
-		return nil, fmt.Errorf("rollback: %w", store.ErrNoPrevious)
+		return nil, fmt.Errorf("rollback: %w", modelstore.ErrNoPrevious)
 	}
 	h.report(h.result(cmd, wire.CmdLoading))
 	if err := h.selfTest(ctx, prev); err != nil {
@@ -471,7 +471,7 @@ func refOf(m models.Manifest) *wire.ModelRef {
 
 // discard removes a version that failed before it went live, unless it is in use.
 func (h *Handler) discard(m models.Manifest) {
-	if err := h.cfg.Store.Remove(m.Name, m.Version); err != nil && !errors.Is(err, store.ErrInUse) {
+	if err := h.cfg.Store.Remove(m.Name, m.Version); err != nil && !errors.Is(err, modelstore.ErrInUse) {
 		h.log.Warn("cannot remove a model version that failed", "model", m.Name, "version", m.Version, "err", err)
 	}
 }
@@ -516,7 +516,7 @@ func (h *Handler) loadSeenLocked() {
 	}
 }
 
-// rememberLocked adds id to the dedupe memory and keeps it in the store. h.mu is held.
+// rememberLocked adds id to the dedupe memory and keeps it in the modelstore. h.mu is held.
 func (h *Handler) rememberLocked(id string) {
 	h.seen[id] = true
 	h.seenOrder = append(h.seenOrder, id)

@@ -17,10 +17,10 @@ import (
 	"time"
 
 	"github.com/vigil-edge/vigil/models"
+	"github.com/vigil-edge/vigil/models/modelstore"
+	"github.com/vigil-edge/vigil/models/modelstore/modelstoretest"
 	"github.com/vigil-edge/vigil/models/onnx"
 	"github.com/vigil-edge/vigil/models/ota"
-	"github.com/vigil-edge/vigil/models/store"
-	"github.com/vigil-edge/vigil/models/store/storetest"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 	"github.com/vigil-edge/vigil/testvideos/data"
 )
@@ -28,9 +28,9 @@ import (
 const device = "edge-1"
 
 var (
-	fleetKey = storetest.Key(1)
+	fleetKey = modelstoretest.Key(1)
 	fleetPub = fleetKey.Public().(ed25519.PublicKey)
-	otherKey = storetest.Key(2)
+	otherKey = modelstoretest.Key(2)
 )
 
 // cameras stands in for the agent's cameras: Swap opens a real detector for the manifest
@@ -78,9 +78,9 @@ func (c *cameras) close() {
 // server with the models.
 type rig struct {
 	t       *testing.T
-	srv     *storetest.Server
+	srv     *modelstoretest.Server
 	dir     string
-	st      *store.Store
+	st      *modelstore.Store
 	h       *ota.Handler
 	cams    *cameras
 	reports chan wire.CmdResult
@@ -89,8 +89,8 @@ type rig struct {
 }
 
 func newRig(t *testing.T, edit func(*ota.Config)) *rig {
-	r := &rig{t: t, srv: storetest.NewServer(t, fleetKey), dir: t.TempDir(), cams: &cameras{},
-		reports: make(chan wire.CmdResult, 1000), model: storetest.YOLOX(t)}
+	r := &rig{t: t, srv: modelstoretest.NewServer(t, fleetKey), dir: t.TempDir(), cams: &cameras{},
+		reports: make(chan wire.CmdResult, 1000), model: modelstoretest.YOLOX(t)}
 	t.Cleanup(r.cams.close)
 	r.cfg = ota.Config{DeviceID: device, FleetKey: fleetPub, Swap: r.cams.Swap,
 		Report: func(res wire.CmdResult) { r.reports <- res },
@@ -108,7 +108,7 @@ func (r *rig) restart() {
 	if r.h != nil {
 		r.h.Close()
 	}
-	st, err := store.OpenWith(r.dir, store.Options{Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Attempts: 3})
+	st, err := modelstore.OpenWith(r.dir, modelstore.Options{Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Attempts: 3})
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -346,7 +346,7 @@ func TestUpdateFailures(t *testing.T) {
 			if v := r.activeVersion(); v != "1" {
 				t.Errorf("store active %q, want 1", v)
 			}
-			if _, err := r.st.Installed("yolox", "2"); !errors.Is(err, store.ErrNotInstalled) {
+			if _, err := r.st.Installed("yolox", "2"); !errors.Is(err, modelstore.ErrNotInstalled) {
 				t.Errorf("the failed version stays installed: %v", err)
 			}
 			if m, _ := r.st.Active(); !fileExists(m.ModelPath()) {
@@ -444,7 +444,7 @@ func TestBusyRejectsSecondCommand(t *testing.T) {
 	if err := r.send(command("a", wire.CmdModelUpdate, &ref1)); err != nil {
 		t.Fatal(err)
 	}
-	storetest.WaitPartial(t, r.dir, 300_000)
+	modelstoretest.WaitPartial(t, r.dir, 300_000)
 	ref2 := r.srv.Publish("yolox", "2", r.model, nil)
 	b := command("b", wire.CmdModelUpdate, &ref2)
 	if err := r.send(b); !errors.Is(err, ota.ErrBusy) {
@@ -479,7 +479,7 @@ func TestResumePendingAfterCrash(t *testing.T) {
 	if err := r.send(command("u", wire.CmdModelUpdate, &ref)); err != nil {
 		t.Fatal(err)
 	}
-	storetest.WaitPartial(t, r.dir, cut)
+	modelstoretest.WaitPartial(t, r.dir, cut)
 	// The agent stops mid-download: no final report, version 1 stays active.
 	r.restart()
 	release()
@@ -551,7 +551,7 @@ func TestRollbackWithoutPrevious(t *testing.T) {
 // pinned key is accepted.
 func FuzzHandle(f *testing.F) {
 	dir := f.TempDir()
-	st, err := store.Open(dir)
+	st, err := modelstore.Open(dir)
 	if err != nil {
 		f.Fatal(err)
 	}

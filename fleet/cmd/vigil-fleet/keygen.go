@@ -7,7 +7,7 @@ import (
 	"io"
 	"path/filepath"
 
-	"github.com/vigil-edge/vigil/fleet/models"
+	"github.com/vigil-edge/vigil/fleet/catalog"
 )
 
 // keygen writes a new fleet signing key pair and prints what agents pin.
@@ -21,12 +21,12 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 	if *out == "" {
 		return usageError{errors.New("keygen: --out is required")}
 	}
-	pub, err := models.GenerateKey(*out)
+	pub, err := catalog.GenerateKey(*out)
 	if err != nil {
 		return fmt.Errorf("keygen: %w", err)
 	}
-	info := models.Info(pub)
+	info := catalog.Info(pub)
 	fmt.Fprintf(stdout, "private key: %s (keep it secret; vigil-fleet serve --key)\npublic key:  %s\nkey id:      %s\npublic key (base64, for the agents' configuration): %s\n",
-		filepath.Join(*out, models.PrivateKeyFile), filepath.Join(*out, models.PublicKeyFile), info.ID, info.Base64)
+		filepath.Join(*out, catalog.PrivateKeyFile), filepath.Join(*out, catalog.PublicKeyFile), info.ID, info.Base64)
 	return nil
 }

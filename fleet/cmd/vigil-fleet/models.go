@@ -10,7 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/vigil-edge/vigil/fleet/models"
+	"github.com/vigil-edge/vigil/fleet/catalog"
 	vmodels "github.com/vigil-edge/vigil/models"
 )
 
@@ -42,7 +42,7 @@ func modelsAdd(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	name := fs.String("name", "", "model name; required")
 	version := fs.String("version", "", "model version; required")
-	family := fs.String("family", "", "decoder family: "+strings.Join(models.Families, ", ")+"; required")
+	family := fs.String("family", "", "decoder family: "+strings.Join(catalog.Families, ", ")+"; required")
 	manifest := fs.String("manifest", "", "a manifest to copy input, output, labels and thresholds from")
 	labels := fs.String("labels", "", "labels file, one per line (without --manifest)")
 	size := fs.Int("input-size", 640, "square input size in pixels (without --manifest)")
@@ -58,7 +58,7 @@ func modelsAdd(args []string, stdout, stderr io.Writer) error {
 	if *name == "" || *version == "" || *family == "" || *keyFile == "" || *dataDir == "" {
 		return usageError{errors.New("models add: --name, --version, --family, --key and --data are required")}
 	}
-	spec := models.AddSpec{Name: *name, Version: *version, Family: *family, InputSize: *size}
+	spec := catalog.AddSpec{Name: *name, Version: *version, Family: *family, InputSize: *size}
 	switch {
 	case *manifest != "":
 		m, err := vmodels.LoadManifest(*manifest)
@@ -73,11 +73,11 @@ func modelsAdd(args []string, stdout, stderr io.Writer) error {
 	default:
 		return usageError{errors.New("models add: give --manifest or --labels")}
 	}
-	key, err := models.LoadPrivateKey(*keyFile)
+	key, err := catalog.LoadPrivateKey(*keyFile)
 	if err != nil {
 		return fmt.Errorf("models add: %w", err)
 	}
-	reg, err := models.Open(*dataDir)
+	reg, err := catalog.Open(*dataDir)
 	if err != nil {
 		return fmt.Errorf("models add: %w", err)
 	}
@@ -115,7 +115,7 @@ func modelsList(args []string, stdout, stderr io.Writer) error {
 	if *dataDir == "" {
 		return usageError{errors.New("models list: --data is required")}
 	}
-	reg, err := models.Open(*dataDir)
+	reg, err := catalog.Open(*dataDir)
 	if err != nil {
 		return fmt.Errorf("models list: %w", err)
 	}

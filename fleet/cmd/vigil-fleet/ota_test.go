@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-edge/vigil/fleet/models"
+	"github.com/vigil-edge/vigil/fleet/catalog"
 	"github.com/vigil-edge/vigil/testvideos/data"
 	"github.com/vigil-edge/vigil/testvideos/harness"
 )
@@ -25,18 +25,18 @@ func TestKeygenModelsRollout(t *testing.T) {
 	if err := run(context.Background(), []string{"keygen", "--out", keys}, &out, &out); err != nil {
 		t.Fatalf("keygen: %v\n%s", err, out.String())
 	}
-	pub, err := models.LoadPublicKey(filepath.Join(keys, models.PublicKeyFile))
+	pub, err := catalog.LoadPublicKey(filepath.Join(keys, catalog.PublicKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info := models.Info(pub); !strings.Contains(out.String(), info.ID) || !strings.Contains(out.String(), info.Base64) {
+	if info := catalog.Info(pub); !strings.Contains(out.String(), info.ID) || !strings.Contains(out.String(), info.Base64) {
 		t.Errorf("keygen output lacks the key id or base64:\n%s", out.String())
 	}
 
 	out.Reset()
 	model := data.MustPath(t, "models/yolox_nano_coco_416.onnx")
 	err = run(context.Background(), []string{"models", "add", model, "--name", "yolox_nano", "--version", "1.1.0", "--family", "yolox",
-		"--manifest", filepath.Join("..", "..", "..", "models", "yolox_nano_coco_416.json"), "--key", filepath.Join(keys, models.PrivateKeyFile),
+		"--manifest", filepath.Join("..", "..", "..", "models", "yolox_nano_coco_416.json"), "--key", filepath.Join(keys, catalog.PrivateKeyFile),
 		"--data", dataDir}, &out, &out)
 	if err != nil {
 		t.Fatalf("models add: %v\n%s", err, out.String())
@@ -61,7 +61,7 @@ func TestKeygenModelsRollout(t *testing.T) {
 	served := make(chan error, 1)
 	go func() {
 		served <- run(ctx, []string{"serve", "--mqtt-listen", mqttAddr, "--http", httpAddr, "--client-id", "fleet-ota-test",
-			"--log-level", "warn", "--data", dataDir, "--key", filepath.Join(keys, models.PrivateKeyFile)}, &logs, &logs)
+			"--log-level", "warn", "--data", dataDir, "--key", filepath.Join(keys, catalog.PrivateKeyFile)}, &logs, &logs)
 	}()
 	deadline := time.Now().Add(15 * time.Second)
 	for {

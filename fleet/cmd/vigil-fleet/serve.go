@@ -10,9 +10,9 @@ import (
 
 	"github.com/vigil-edge/vigil/fleet"
 	"github.com/vigil-edge/vigil/fleet/broker"
-	"github.com/vigil-edge/vigil/fleet/models"
+	"github.com/vigil-edge/vigil/fleet/catalog"
+	"github.com/vigil-edge/vigil/fleet/eventstore"
 	"github.com/vigil-edge/vigil/fleet/registry"
-	"github.com/vigil-edge/vigil/fleet/store"
 )
 
 // serve runs the fleet controller until ctx is cancelled, then shuts it down.
@@ -30,9 +30,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	dataDir := fs.String("data", "", "data folder for the device registry (registry.db), the model registry and rollouts (without it devices are kept in memory only and OTA is off)")
 	keyFile := fs.String("key", "", "fleet private key that signs model commands (vigil-fleet keygen)")
 	publicURL := fs.String("public-url", "", "base URL agents fetch models from (default http://<--http address>)")
-	eventsMaxAge := fs.Duration("events-max-age", store.DefaultMaxAge, "how long the event store keeps events, alerts and sampled detections (DATA/events.db; a temporary file without --data)")
-	eventsMaxBytes := fs.Int64("events-max-bytes", store.DefaultMaxBytes, "bound of the event store's records in bytes; the oldest go first")
-	detectionsEvery := fs.Int("detections-every", store.DefaultDetectionsEvery, "keep 1 in N detections messages per camera in the event store")
+	eventsMaxAge := fs.Duration("events-max-age", eventstore.DefaultMaxAge, "how long the event store keeps events, alerts and sampled detections (DATA/events.db; a temporary file without --data)")
+	eventsMaxBytes := fs.Int64("events-max-bytes", eventstore.DefaultMaxBytes, "bound of the event store's records in bytes; the oldest go first")
+	detectionsEvery := fs.Int("detections-every", eventstore.DefaultDetectionsEvery, "keep 1 in N detections messages per camera in the event store")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -54,7 +54,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 
 	ota := fleet.OTAConfig{DataDir: *dataDir, PublicURL: *publicURL}
 	if *keyFile != "" {
-		if ota.SigningKey, err = models.LoadPrivateKey(*keyFile); err != nil {
+		if ota.SigningKey, err = catalog.LoadPrivateKey(*keyFile); err != nil {
 			return fmt.Errorf("serve: --key: %w", err)
 		}
 	}
@@ -73,7 +73,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		APITokens:        tokens,
 		OTA:              ota,
 		Events: fleet.EventsConfig{DataDir: *dataDir, DetectionsEvery: *detectionsEvery,
-			Retention: store.Options{MaxAge: *eventsMaxAge, MaxBytes: *eventsMaxBytes}},
+			Retention: eventstore.Options{MaxAge: *eventsMaxAge, MaxBytes: *eventsMaxBytes}},
 	})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)

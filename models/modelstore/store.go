@@ -1,4 +1,4 @@
-// Package store keeps the models a device has installed over the air, in one folder:
+// Package modelstore keeps the models a device has installed over the air, in one folder:
 //
 //	<dir>/<name>/<version>/model.onnx      the model file (sha256 checked on install and at load)
 //	<dir>/<name>/<version>/manifest.json   the manifest's bytes exactly as the fleet signed them
@@ -12,7 +12,7 @@
 // so a restart comes back on the active version. The store keeps the active and the previous
 // version (and at most one more being installed); older ones are removed. Model names start
 // with a letter or digit, so nothing of the store's own (a dot name) is taken for a model.
-package store
+package modelstore
 
 import (
 	"crypto/ed25519"

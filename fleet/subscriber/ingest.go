@@ -1,11 +1,11 @@
-// Package ingest is the fleet controller's MQTT subscriber: a paho client that connects to a
+// Package subscriber is the fleet controller's MQTT subscriber: a paho client that connects to a
 // broker (the embedded one or an external one), subscribes at QoS 1 to every device's status and
 // to every kind that shares the device's seq (detections, events, alerts, telemetry: the
 // registry tracks gaps over all of them), and hands each message to a Handler (the registry). It reconnects by itself and
 // subscribes again after every reconnect.
 //
 //	broker ──MQTT QoS 1──▶ Subscriber ──HandleMessage(topic, payload)──▶ registry
-package ingest
+package subscriber
 
 import (
 	"context"

@@ -1,10 +1,10 @@
-// Package metrics exposes the fleet controller's view as Prometheus metrics under vigil_fleet_,
+// Package exporter exposes the fleet controller's view as Prometheus metrics under vigil_fleet_,
 // on a private registry. Values are read from the device registry at scrape time, so they never
 // drift from what the API shows.
 //
 // Fleet-wide series only by default: their number does not grow with the fleet. Per-device
 // series (a device label) are optional, for fleets small enough to afford them.
-package metrics
+package exporter
 
 import (
 	"log/slog"
@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/vigil-edge/vigil/fleet/ingest"
 	"github.com/vigil-edge/vigil/fleet/registry"
+	"github.com/vigil-edge/vigil/fleet/subscriber"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
@@ -29,7 +29,7 @@ type Source interface {
 
 // Conn reports the MQTT subscriber's state; it may be called concurrently.
 type Conn interface {
-	Status() ingest.Status
+	Status() subscriber.Status
 }
 
 // Options tunes the metrics.

@@ -1,4 +1,4 @@
-// Package models is the fleet controller's model registry: the model artifacts it offers to
+// Package catalog is the fleet controller's model registry: the model artifacts it offers to
 // agents for over-the-air updates, each with a signed manifest.
 //
 // A registry lives in a data folder:
@@ -17,7 +17,7 @@
 // The database is opened for each operation and closed after it, so that `vigil-fleet models
 // add` can run beside a serving vigil-fleet on the same data folder. Records are cached in
 // memory; they only change by being marked bad.
-package models
+package catalog
 
 import (
 	"crypto/ed25519"

@@ -1,7 +1,7 @@
-// Package storetest serves signed models over real HTTP for the tests of the model store and
+// Package modelstoretest serves signed models over real HTTP for the tests of the model store and
 // the OTA handler: an httptest server on loopback with Range support (http.ServeContent), a
 // fleet signing key, and faults to inject (a dropped connection, a held download, HTTP errors).
-package storetest
+package modelstoretest
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package metrics_test
+package exporter_test
 
 import (
 	"encoding/json"
@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-edge/vigil/fleet/ingest"
+	"github.com/vigil-edge/vigil/fleet/exporter"
 	"github.com/vigil-edge/vigil/fleet/internal/promcheck"
-	"github.com/vigil-edge/vigil/fleet/metrics"
 	"github.com/vigil-edge/vigil/fleet/registry"
+	"github.com/vigil-edge/vigil/fleet/subscriber"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
@@ -65,7 +65,7 @@ func TestMetrics(t *testing.T) {
 	feed(t, reg, "edge-01", 1, 2, 5, 2, -3)                       // 4 missing; 2 repeated; 3 replayed
 	feed(t, reg, "edge-02", 1, 3, 5, 6, 6)                        // 2 and 4 missing; 6 repeated
 	_ = reg.HandleMessage("vigil/v1/edge-03/status", []byte("{")) // rejected
-	sub, err := ingest.New(ingest.Config{BrokerURL: "tcp://127.0.0.1:1", ClientID: "x"}, reg)
+	sub, err := subscriber.New(subscriber.Config{BrokerURL: "tcp://127.0.0.1:1", ClientID: "x"}, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestMetrics(t *testing.T) {
 			}
 		}
 	}
-	h := metrics.Handler(metrics.New(reg, sub, metrics.Options{}), nil)
+	h := exporter.Handler(exporter.New(reg, sub, exporter.Options{}), nil)
 	exp := scrape(t, h)
 	promcheck.Lint(t, exp)
 	check(exp, map[string]float64{
@@ -109,7 +109,7 @@ func TestMetrics(t *testing.T) {
 
 	// The gap timeout passes: missing seqs become lost, without any new message.
 	clk.t = clk.t.Add(time.Minute)
-	exp = scrape(t, metrics.Handler(metrics.New(reg, sub, metrics.Options{PerDevice: true}), nil))
+	exp = scrape(t, exporter.Handler(exporter.New(reg, sub, exporter.Options{PerDevice: true}), nil))
 	promcheck.Lint(t, exp)
 	check(exp, map[string]float64{
 		`vigil_fleet_seq_missing`:                                0,

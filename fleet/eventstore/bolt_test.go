@@ -1,4 +1,4 @@
-package store_test
+package eventstore_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-edge/vigil/fleet/store"
+	"github.com/vigil-edge/vigil/fleet/eventstore"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
@@ -24,7 +24,7 @@ type clock struct {
 func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
 func (c *clock) Set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
 
-func open(t *testing.T, path string, opts store.Options) *store.Bolt {
+func open(t *testing.T, path string, opts eventstore.Options) *eventstore.Bolt {
 	t.Helper()
 	if opts.SweepEvery == 0 {
 		opts.SweepEvery = time.Hour // tests sweep by hand
@@ -32,7 +32,7 @@ func open(t *testing.T, path string, opts store.Options) *store.Bolt {
 	if opts.Now == nil {
 		opts.Now = func() time.Time { return t0 } // the first sweep runs at once
 	}
-	s, err := store.Open(path, opts)
+	s, err := eventstore.Open(path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,12 +40,12 @@ func open(t *testing.T, path string, opts store.Options) *store.Bolt {
 	return s
 }
 
-func rec(kind, device, camera string, at time.Time, labels ...string) store.Record {
-	return store.Record{Kind: kind, Device: device, Camera: camera, Labels: labels, CapturedAt: at.UnixMilli(),
+func rec(kind, device, camera string, at time.Time, labels ...string) eventstore.Record {
+	return eventstore.Record{Kind: kind, Device: device, Camera: camera, Labels: labels, CapturedAt: at.UnixMilli(),
 		ReceivedAt: at, MsgID: device + "-e-1", Payload: []byte(`{"x":1}`)}
 }
 
-func put(t *testing.T, s store.Store, rs ...store.Record) {
+func put(t *testing.T, s eventstore.Store, rs ...eventstore.Record) {
 	t.Helper()
 	for _, r := range rs {
 		if err := s.Put(context.Background(), r); err != nil {
@@ -54,7 +54,7 @@ func put(t *testing.T, s store.Store, rs ...store.Record) {
 	}
 }
 
-func ats(rs []store.Record) []int64 {
+func ats(rs []eventstore.Record) []int64 {
 	out := []int64{}
 	for _, r := range rs {
 		out = append(out, (r.CapturedAt-t0.UnixMilli())/1000)
@@ -62,7 +62,7 @@ func ats(rs []store.Record) []int64 {
 	return out
 }
 
-func query(t *testing.T, s store.Store, f store.Filter) []store.Record {
+func query(t *testing.T, s eventstore.Store, f eventstore.Filter) []eventstore.Record {
 	t.Helper()
 	rs, err := s.Query(context.Background(), f)
 	if err != nil {
@@ -72,37 +72,37 @@ func query(t *testing.T, s store.Store, f store.Filter) []store.Record {
 }
 
 func TestQueryFiltersAndOrder(t *testing.T) {
-	s := open(t, filepath.Join(t.TempDir(), "events.db"), store.Options{})
+	s := open(t, filepath.Join(t.TempDir(), "events.db"), eventstore.Options{})
 	// Put out of time order: the store orders by captured_at.
 	put(t, s,
-		rec(store.KindEvent, "d1", "gate", t0.Add(3*time.Second), "person"),
-		rec(store.KindEvent, "d1", "gate", t0.Add(1*time.Second), "car"),
-		rec(store.KindDetections, "d1", "yard", t0.Add(2*time.Second), "person", "dog"),
-		rec(store.KindEvent, "d2", "gate", t0.Add(4*time.Second), "person"),
+		rec(eventstore.KindEvent, "d1", "gate", t0.Add(3*time.Second), "person"),
+		rec(eventstore.KindEvent, "d1", "gate", t0.Add(1*time.Second), "car"),
+		rec(eventstore.KindDetections, "d1", "yard", t0.Add(2*time.Second), "person", "dog"),
+		rec(eventstore.KindEvent, "d2", "gate", t0.Add(4*time.Second), "person"),
 	)
-	a := rec(store.KindAlert, "d2", "gate", t0.Add(5*time.Second), "person")
+	a := rec(eventstore.KindAlert, "d2", "gate", t0.Add(5*time.Second), "person")
 	a.RuleID = "loiter"
 	put(t, s, a)
 
 	cases := []struct {
 		name string
-		f    store.Filter
+		f    eventstore.Filter
 		want []int64 // seconds after t0
 	}{
-		{"all newest first", store.Filter{}, []int64{5, 4, 3, 2, 1}},
-		{"oldest first", store.Filter{Oldest: true}, []int64{1, 2, 3, 4, 5}},
-		{"limit", store.Filter{Limit: 2}, []int64{5, 4}},
-		{"device", store.Filter{Device: "d1"}, []int64{3, 2, 1}},
-		{"camera", store.Filter{Camera: "yard"}, []int64{2}},
-		{"label any of", store.Filter{Label: "dog"}, []int64{2}},
-		{"label person", store.Filter{Label: "person"}, []int64{5, 4, 3, 2}},
-		{"kind", store.Filter{Kind: store.KindEvent}, []int64{4, 3, 1}},
-		{"rule", store.Filter{RuleID: "loiter"}, []int64{5}},
-		{"since inclusive", store.Filter{Since: t0.Add(3 * time.Second)}, []int64{5, 4, 3}},
-		{"until exclusive", store.Filter{Until: t0.Add(3 * time.Second)}, []int64{2, 1}},
-		{"range oldest", store.Filter{Since: t0.Add(2 * time.Second), Until: t0.Add(5 * time.Second), Oldest: true}, []int64{2, 3, 4}},
-		{"range and device and limit", store.Filter{Since: t0, Until: t0.Add(time.Hour), Device: "d2", Limit: 1}, []int64{5}},
-		{"nothing", store.Filter{Device: "d3"}, []int64{}},
+		{"all newest first", eventstore.Filter{}, []int64{5, 4, 3, 2, 1}},
+		{"oldest first", eventstore.Filter{Oldest: true}, []int64{1, 2, 3, 4, 5}},
+		{"limit", eventstore.Filter{Limit: 2}, []int64{5, 4}},
+		{"device", eventstore.Filter{Device: "d1"}, []int64{3, 2, 1}},
+		{"camera", eventstore.Filter{Camera: "yard"}, []int64{2}},
+		{"label any of", eventstore.Filter{Label: "dog"}, []int64{2}},
+		{"label person", eventstore.Filter{Label: "person"}, []int64{5, 4, 3, 2}},
+		{"kind", eventstore.Filter{Kind: eventstore.KindEvent}, []int64{4, 3, 1}},
+		{"rule", eventstore.Filter{RuleID: "loiter"}, []int64{5}},
+		{"since inclusive", eventstore.Filter{Since: t0.Add(3 * time.Second)}, []int64{5, 4, 3}},
+		{"until exclusive", eventstore.Filter{Until: t0.Add(3 * time.Second)}, []int64{2, 1}},
+		{"range oldest", eventstore.Filter{Since: t0.Add(2 * time.Second), Until: t0.Add(5 * time.Second), Oldest: true}, []int64{2, 3, 4}},
+		{"range and device and limit", eventstore.Filter{Since: t0, Until: t0.Add(time.Hour), Device: "d2", Limit: 1}, []int64{5}},
+		{"nothing", eventstore.Filter{Device: "d3"}, []int64{}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,21 +111,21 @@ func TestQueryFiltersAndOrder(t *testing.T) {
 			}
 		})
 	}
-	got := query(t, s, store.Filter{RuleID: "loiter"})[0]
-	if got.Kind != store.KindAlert || got.Device != "d2" || got.ID == 0 || string(got.Payload) != `{"x":1}` ||
+	got := query(t, s, eventstore.Filter{RuleID: "loiter"})[0]
+	if got.Kind != eventstore.KindAlert || got.Device != "d2" || got.ID == 0 || string(got.Payload) != `{"x":1}` ||
 		!got.ReceivedAt.Equal(t0.Add(5*time.Second)) {
 		t.Errorf("record round trip: %+v", got)
 	}
 }
 
 func TestQueryPaging(t *testing.T) {
-	s := open(t, filepath.Join(t.TempDir(), "events.db"), store.Options{})
+	s := open(t, filepath.Join(t.TempDir(), "events.db"), eventstore.Options{})
 	for i := range 7 {
 		// Two records per second: paging must not lose records that share a captured_at.
-		put(t, s, rec(store.KindEvent, "d", "c", t0.Add(time.Duration(i/2)*time.Second)))
+		put(t, s, rec(eventstore.KindEvent, "d", "c", t0.Add(time.Duration(i/2)*time.Second)))
 	}
 	for _, oldest := range []bool{true, false} {
-		f := store.Filter{Limit: 3, Oldest: oldest}
+		f := eventstore.Filter{Limit: 3, Oldest: oldest}
 		var ids []uint64
 		for {
 			page := query(t, s, f)
@@ -150,9 +150,9 @@ func TestQueryPaging(t *testing.T) {
 
 func TestRetention(t *testing.T) {
 	clk := &clock{now: t0}
-	s := open(t, filepath.Join(t.TempDir(), "events.db"), store.Options{MaxAge: time.Hour, MaxRecords: 5, Now: clk.Now})
+	s := open(t, filepath.Join(t.TempDir(), "events.db"), eventstore.Options{MaxAge: time.Hour, MaxRecords: 5, Now: clk.Now})
 	for i := range 8 {
-		put(t, s, rec(store.KindEvent, "d", "c", t0.Add(time.Duration(i)*10*time.Minute)))
+		put(t, s, rec(eventstore.KindEvent, "d", "c", t0.Add(time.Duration(i)*10*time.Minute)))
 	}
 	ctx := context.Background()
 	// At t0+70m: older than t0+10m goes by age (0), then 2 more for MaxRecords.
@@ -161,7 +161,7 @@ func TestRetention(t *testing.T) {
 	if err != nil || n != 3 {
 		t.Fatalf("sweep: %d, %v; want 3", n, err)
 	}
-	if got := ats(query(t, s, store.Filter{Oldest: true})); !slices.Equal(got, []int64{1800, 2400, 3000, 3600, 4200}) {
+	if got := ats(query(t, s, eventstore.Filter{Oldest: true})); !slices.Equal(got, []int64{1800, 2400, 3000, 3600, 4200}) {
 		t.Errorf("left %v", got)
 	}
 	records, size, err := s.Usage()
@@ -179,9 +179,9 @@ func TestRetention(t *testing.T) {
 }
 
 func TestRetentionBytes(t *testing.T) {
-	s := open(t, filepath.Join(t.TempDir(), "events.db"), store.Options{MaxAge: -1, MaxBytes: 2000})
+	s := open(t, filepath.Join(t.TempDir(), "events.db"), eventstore.Options{MaxAge: -1, MaxBytes: 2000})
 	for i := range 50 {
-		put(t, s, rec(store.KindEvent, "d", "c", t0.Add(time.Duration(i)*time.Second)))
+		put(t, s, rec(eventstore.KindEvent, "d", "c", t0.Add(time.Duration(i)*time.Second)))
 	}
 	if _, err := s.Sweep(context.Background()); err != nil {
 		t.Fatal(err)
@@ -190,7 +190,7 @@ func TestRetentionBytes(t *testing.T) {
 	if size > 2000 || records == 0 || records >= 50 {
 		t.Fatalf("after sweep: %d records, %d bytes", records, size)
 	}
-	left := query(t, s, store.Filter{Oldest: true})
+	left := query(t, s, eventstore.Filter{Oldest: true})
 	if int64(len(left)) != records || left[len(left)-1].CapturedAt != t0.Add(49*time.Second).UnixMilli() {
 		t.Errorf("kept %d records (usage says %d), newest %d", len(left), records, left[len(left)-1].CapturedAt)
 	}
@@ -199,11 +199,11 @@ func TestRetentionBytes(t *testing.T) {
 func TestSweeperRunsAndCloseWaits(t *testing.T) {
 	clk := &clock{now: t0}
 	s := open(t, filepath.Join(t.TempDir(), "events.db"),
-		store.Options{MaxAge: time.Minute, SweepEvery: 5 * time.Millisecond, Now: clk.Now})
-	put(t, s, rec(store.KindEvent, "d", "c", t0))
+		eventstore.Options{MaxAge: time.Minute, SweepEvery: 5 * time.Millisecond, Now: clk.Now})
+	put(t, s, rec(eventstore.KindEvent, "d", "c", t0))
 	clk.Set(t0.Add(time.Hour))
 	deadline := time.Now().Add(5 * time.Second)
-	for len(query(t, s, store.Filter{})) != 0 {
+	for len(query(t, s, eventstore.Filter{})) != 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the sweeper did not delete the expired record")
 		}
@@ -212,24 +212,24 @@ func TestSweeperRunsAndCloseWaits(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Put(context.Background(), rec(store.KindEvent, "d", "c", t0)); err != store.ErrClosed {
+	if err := s.Put(context.Background(), rec(eventstore.KindEvent, "d", "c", t0)); err != eventstore.ErrClosed {
 		t.Errorf("put after close: %v, want ErrClosed", err)
 	}
 }
 
 func TestReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
-	s, err := store.Open(path, store.Options{MaxAge: -1})
+	s, err := eventstore.Open(path, eventstore.Options{MaxAge: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	put(t, s, rec(store.KindEvent, "d", "c", t0), rec(store.KindEvent, "d", "c", t0.Add(time.Second)))
+	put(t, s, rec(eventstore.KindEvent, "d", "c", t0), rec(eventstore.KindEvent, "d", "c", t0.Add(time.Second)))
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s = open(t, path, store.Options{MaxAge: -1})
-	put(t, s, rec(store.KindEvent, "d", "c", t0.Add(2*time.Second)))
-	got := query(t, s, store.Filter{Oldest: true})
+	s = open(t, path, eventstore.Options{MaxAge: -1})
+	put(t, s, rec(eventstore.KindEvent, "d", "c", t0.Add(2*time.Second)))
+	got := query(t, s, eventstore.Filter{Oldest: true})
 	if len(got) != 3 || got[2].ID != 3 {
 		t.Fatalf("after reopen: %+v", got)
 	}
@@ -250,29 +250,29 @@ func TestDecode(t *testing.T) {
 	alB, _ := json.Marshal(al)
 	deB, _ := json.Marshal(de)
 
-	r, ok, err := store.Decode(wire.Topic("d1", wire.KindEvents, "gate"), evB, at)
-	if err != nil || !ok || r.Kind != store.KindEvent || r.EventID != ev.After.ID || !slices.Equal(r.Labels, []string{"person"}) ||
+	r, ok, err := eventstore.Decode(wire.Topic("d1", wire.KindEvents, "gate"), evB, at)
+	if err != nil || !ok || r.Kind != eventstore.KindEvent || r.EventID != ev.After.ID || !slices.Equal(r.Labels, []string{"person"}) ||
 		r.Seq != 7 || r.MsgID != "d1-e-7" || r.CapturedAt != at.UnixMilli() || r.Camera != "gate" || slices.Contains(r.Payload, '\n') {
 		t.Errorf("event: %+v %v %v", r, ok, err)
 	}
-	r, ok, err = store.Decode(wire.Topic("d1", wire.KindAlerts, "gate"), alB, at)
-	if err != nil || !ok || r.Kind != store.KindAlert || r.RuleID != "door" || r.AlertID != al.AlertID || r.EventID != al.EventIDs[0] {
+	r, ok, err = eventstore.Decode(wire.Topic("d1", wire.KindAlerts, "gate"), alB, at)
+	if err != nil || !ok || r.Kind != eventstore.KindAlert || r.RuleID != "door" || r.AlertID != al.AlertID || r.EventID != al.EventIDs[0] {
 		t.Errorf("alert: %+v %v %v", r, ok, err)
 	}
-	r, ok, err = store.Decode(wire.Topic("d1", wire.KindDetections, "yard"), deB, at)
-	if err != nil || !ok || r.Kind != store.KindDetections || !slices.Equal(r.Labels, []string{"car", "person"}) {
+	r, ok, err = eventstore.Decode(wire.Topic("d1", wire.KindDetections, "yard"), deB, at)
+	if err != nil || !ok || r.Kind != eventstore.KindDetections || !slices.Equal(r.Labels, []string{"car", "person"}) {
 		t.Errorf("detections: %+v %v %v", r, ok, err)
 	}
-	if _, ok, err := store.Decode(wire.Topic("d1", wire.KindStatus, ""), []byte(`{}`), at); ok || err != nil {
+	if _, ok, err := eventstore.Decode(wire.Topic("d1", wire.KindStatus, ""), []byte(`{}`), at); ok || err != nil {
 		t.Errorf("status: stored %v, %v", ok, err)
 	}
-	if _, _, err := store.Decode(wire.Topic("d1", wire.KindEvents, "gate"), []byte(`{`), at); err == nil {
+	if _, _, err := eventstore.Decode(wire.Topic("d1", wire.KindEvents, "gate"), []byte(`{`), at); err == nil {
 		t.Error("bad JSON: no error")
 	}
 }
 
 func TestSampler(t *testing.T) {
-	s := store.NewSampler(3)
+	s := eventstore.NewSampler(3)
 	var kept []int
 	for i := range 7 {
 		if s.Keep("d", "a") {

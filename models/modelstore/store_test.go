@@ -1,4 +1,4 @@
-package store_test
+package modelstore_test
 
 import (
 	"bytes"
@@ -15,19 +15,19 @@ import (
 	"time"
 
 	"github.com/vigil-edge/vigil/models"
-	"github.com/vigil-edge/vigil/models/store"
-	"github.com/vigil-edge/vigil/models/store/storetest"
+	"github.com/vigil-edge/vigil/models/modelstore"
+	"github.com/vigil-edge/vigil/models/modelstore/modelstoretest"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
 var (
-	fleetKey = storetest.Key(1)
+	fleetKey = modelstoretest.Key(1)
 	fleetPub = fleetKey.Public().(ed25519.PublicKey)
 )
 
-func open(t *testing.T, dir string) *store.Store {
+func open(t *testing.T, dir string) *modelstore.Store {
 	t.Helper()
-	s, err := store.OpenWith(dir, store.Options{Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Attempts: 4})
+	s, err := modelstore.OpenWith(dir, modelstore.Options{Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Attempts: 4})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -48,7 +48,7 @@ func (p *progressLog) add(state string, pct float64) {
 	p.pcts = append(p.pcts, pct)
 }
 
-func install(t *testing.T, s *store.Store, ref wire.ModelRef) models.Manifest {
+func install(t *testing.T, s *modelstore.Store, ref wire.ModelRef) models.Manifest {
 	t.Helper()
 	m, err := s.Install(context.Background(), ref, fleetPub, nil)
 	if err != nil {
@@ -58,8 +58,8 @@ func install(t *testing.T, s *store.Store, ref wire.ModelRef) models.Manifest {
 }
 
 func TestInstallActivateRestart(t *testing.T) {
-	srv := storetest.NewServer(t, fleetKey)
-	model := storetest.YOLOX(t)
+	srv := modelstoretest.NewServer(t, fleetKey)
+	model := modelstoretest.YOLOX(t)
 	dir := t.TempDir()
 	s := open(t, dir)
 	if _, ok := s.Active(); ok {
@@ -83,7 +83,7 @@ func TestInstallActivateRestart(t *testing.T) {
 			t.Errorf("version folder lacks %s: %v", f, err)
 		}
 	}
-	if pl.states[len(pl.states)-1] != store.StateVerifying || !slices.Contains(pl.pcts, 100) {
+	if pl.states[len(pl.states)-1] != modelstore.StateVerifying || !slices.Contains(pl.pcts, 100) {
 		t.Errorf("progress %v %v: want downloading up to 100 then verifying", pl.states, pl.pcts)
 	}
 	if !slices.IsSorted(pl.pcts) {
@@ -121,7 +121,7 @@ func TestInstallActivateRestart(t *testing.T) {
 	if vers := dirs(t, filepath.Join(dir, "yolox")); !slices.Equal(vers, []string{"1.1.0", "1.2.0"}) {
 		t.Fatalf("versions on disk %v, want the active and the previous only", vers)
 	}
-	if _, err := s.Installed("yolox", "1.0.0"); !errors.Is(err, store.ErrNotInstalled) {
+	if _, err := s.Installed("yolox", "1.0.0"); !errors.Is(err, modelstore.ErrNotInstalled) {
 		t.Fatalf("Installed(1.0.0) after pruning: %v", err)
 	}
 
@@ -137,7 +137,7 @@ func TestInstallActivateRestart(t *testing.T) {
 	if p, _ := s.Previous(); p.Version != "1.2.0" {
 		t.Fatalf("after rollback: previous %s, want 1.2.0", p.Version)
 	}
-	if err := s.Remove("yolox", "1.1.0"); !errors.Is(err, store.ErrInUse) {
+	if err := s.Remove("yolox", "1.1.0"); !errors.Is(err, modelstore.ErrInUse) {
 		t.Fatalf("Remove(active): %v, want ErrInUse", err)
 	}
 }
@@ -156,9 +156,9 @@ func dirs(t *testing.T, dir string) []string {
 }
 
 func TestInstallAgainDownloadsNothing(t *testing.T) {
-	srv := storetest.NewServer(t, fleetKey)
+	srv := modelstoretest.NewServer(t, fleetKey)
 	s := open(t, t.TempDir())
-	ref := srv.Publish("yolox", "1", storetest.YOLOX(t), nil)
+	ref := srv.Publish("yolox", "1", modelstoretest.YOLOX(t), nil)
 	install(t, s, ref)
 	install(t, s, ref)
 	if n := len(srv.Ranges()); n != 1 {
@@ -167,8 +167,8 @@ func TestInstallAgainDownloadsNothing(t *testing.T) {
 }
 
 func TestResumeAfterDroppedConnection(t *testing.T) {
-	srv := storetest.NewServer(t, fleetKey)
-	model := storetest.YOLOX(t)
+	srv := modelstoretest.NewServer(t, fleetKey)
+	model := modelstoretest.YOLOX(t)
 	s := open(t, t.TempDir())
 	ref := srv.Publish("yolox", "1", model, nil)
 	const cut = 1_000_000
@@ -184,8 +184,8 @@ func TestResumeAfterDroppedConnection(t *testing.T) {
 }
 
 func TestResumeAfterCancel(t *testing.T) {
-	srv := storetest.NewServer(t, fleetKey)
-	model := storetest.YOLOX(t)
+	srv := modelstoretest.NewServer(t, fleetKey)
+	model := modelstoretest.YOLOX(t)
 	dir := t.TempDir()
 	s := open(t, dir)
 	ref := srv.Publish("yolox", "1", model, nil)
@@ -198,7 +198,7 @@ func TestResumeAfterCancel(t *testing.T) {
 		_, err := s.Install(ctx, ref, fleetPub, nil)
 		done <- err
 	}()
-	storetest.WaitPartial(t, dir, cut)
+	modelstoretest.WaitPartial(t, dir, cut)
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled Install: %v", err)
@@ -215,9 +215,9 @@ func TestResumeAfterCancel(t *testing.T) {
 }
 
 func TestRetryTemporaryHTTPErrors(t *testing.T) {
-	srv := storetest.NewServer(t, fleetKey)
+	srv := modelstoretest.NewServer(t, fleetKey)
 	s := open(t, t.TempDir())
-	ref := srv.Publish("yolox", "1", storetest.YOLOX(t), nil)
+	ref := srv.Publish("yolox", "1", modelstoretest.YOLOX(t), nil)
 	srv.FailNext(2, http.StatusServiceUnavailable)
 	install(t, s, ref)
 	if n := len(srv.Ranges()); n != 3 {
@@ -225,19 +225,19 @@ func TestRetryTemporaryHTTPErrors(t *testing.T) {
 	}
 
 	// More failures in a row than Attempts: Install gives up, naming the status.
-	ref2 := srv.Publish("yolox", "2", storetest.YOLOX(t), nil)
+	ref2 := srv.Publish("yolox", "2", modelstoretest.YOLOX(t), nil)
 	srv.FailNext(10, http.StatusBadGateway)
 	_, err := s.Install(context.Background(), ref2, fleetPub, nil)
-	var he *store.HTTPError
+	var he *modelstore.HTTPError
 	if !errors.As(err, &he) || he.Status != http.StatusBadGateway || !strings.Contains(err.Error(), "gave up after 4 attempts") {
 		t.Fatalf("Install against a failing server: %v", err)
 	}
 }
 
 func TestInstallErrors(t *testing.T) {
-	srv := storetest.NewServer(t, fleetKey)
-	model := storetest.YOLOX(t)
-	other := storetest.Key(2)
+	srv := modelstoretest.NewServer(t, fleetKey)
+	model := modelstoretest.YOLOX(t)
+	other := modelstoretest.Key(2)
 	cases := []struct {
 		name string
 		ref  func() wire.ModelRef
@@ -250,7 +250,7 @@ func TestInstallErrors(t *testing.T) {
 			r := srv.Publish("m", "sha", model, nil)
 			r.SHA256 = strings.Repeat("ab", 32)
 			return r
-		}, store.ErrChecksum, []string{"sha256 mismatch", strings.Repeat("ab", 32), storetest.SHA256(model)}, 0},
+		}, modelstore.ErrChecksum, []string{"sha256 mismatch", strings.Repeat("ab", 32), modelstoretest.SHA256(model)}, 0},
 		{"served bytes differ from the signed sha256", func() wire.ModelRef {
 			r := srv.Publish("m", "bytes", model, nil)
 			bad := bytes.Clone(model)
@@ -258,20 +258,20 @@ func TestInstallErrors(t *testing.T) {
 			srv.PublishRaw("m", "bytes-bad", bad, nil, fleetKey) // serve the bad bytes...
 			r.URL = strings.Replace(r.URL, "/bytes/", "/bytes-bad/", 1)
 			return r
-		}, store.ErrChecksum, []string{"expected " + storetest.SHA256(model), "got "}, 1},
+		}, modelstore.ErrChecksum, []string{"expected " + modelstoretest.SHA256(model), "got "}, 1},
 		{"manifest signed by another key", func() wire.ModelRef {
 			srv.Key = other
 			defer func() { srv.Key = fleetKey }()
 			return srv.Publish("m", "sig", model, nil)
-		}, store.ErrSignature, []string{"signature"}, 0},
+		}, modelstore.ErrSignature, []string{"signature"}, 0},
 		{"size", func() wire.ModelRef {
 			r := srv.Publish("m", "size", model, nil)
 			r.Size++
 			return r
-		}, store.ErrSize, []string{"size mismatch", "bytes"}, 1},
+		}, modelstore.ErrSize, []string{"size mismatch", "bytes"}, 1},
 		{"manifest names another version", func() wire.ModelRef {
 			return srv.Publish("m", "ver", model, func(m *models.Manifest) { m.Version = "other" })
-		}, store.ErrBadRef, []string{"other"}, 0},
+		}, modelstore.ErrBadRef, []string{"other"}, 0},
 		{"manifest not found", func() wire.ModelRef {
 			r := srv.Publish("m", "404", model, nil)
 			r.ManifestURL += "x?token=SECRET"
@@ -304,7 +304,7 @@ func TestInstallErrors(t *testing.T) {
 			if d := dirs(t, dir); slices.ContainsFunc(d, func(n string) bool { return n == "m" }) {
 				t.Errorf("a failed install left a version folder: %v", d)
 			}
-			if parts, _ := filepath.Glob(filepath.Join(dir, ".staging", "*", "*.partial")); len(parts) > 0 && c.is == store.ErrChecksum {
+			if parts, _ := filepath.Glob(filepath.Join(dir, ".staging", "*", "*.partial")); len(parts) > 0 && c.is == modelstore.ErrChecksum {
 				t.Errorf("a corrupt download stays: %v", parts)
 			}
 		})
@@ -312,12 +312,12 @@ func TestInstallErrors(t *testing.T) {
 }
 
 func TestHTTPErrorStatus(t *testing.T) {
-	srv := storetest.NewServer(t, fleetKey)
+	srv := modelstoretest.NewServer(t, fleetKey)
 	s := open(t, t.TempDir())
-	ref := srv.Publish("m", "1", storetest.YOLOX(t), nil)
+	ref := srv.Publish("m", "1", modelstoretest.YOLOX(t), nil)
 	srv.FailNext(1, http.StatusForbidden)
 	_, err := s.Install(context.Background(), ref, fleetPub, nil)
-	var he *store.HTTPError
+	var he *modelstore.HTTPError
 	if !errors.As(err, &he) || he.Status != http.StatusForbidden {
 		t.Fatalf("Install: %v, want HTTP 403", err)
 	}
@@ -328,22 +328,22 @@ func TestHTTPErrorStatus(t *testing.T) {
 
 func TestRollbackWithoutPrevious(t *testing.T) {
 	s := open(t, t.TempDir())
-	if _, err := s.Rollback(); !errors.Is(err, store.ErrNoPrevious) {
+	if _, err := s.Rollback(); !errors.Is(err, modelstore.ErrNoPrevious) {
 		t.Fatalf("Rollback on an empty store: %v", err)
 	}
-	if err := s.Activate("nothing", "1"); !errors.Is(err, store.ErrNotInstalled) {
+	if err := s.Activate("nothing", "1"); !errors.Is(err, modelstore.ErrNotInstalled) {
 		t.Fatalf("Activate of a missing version: %v", err)
 	}
-	if err := s.Activate("../etc", "1"); !errors.Is(err, store.ErrBadRef) {
+	if err := s.Activate("../etc", "1"); !errors.Is(err, modelstore.ErrBadRef) {
 		t.Fatalf("Activate of a path: %v", err)
 	}
 }
 
 func TestOpenDropsVanishedVersion(t *testing.T) {
-	srv := storetest.NewServer(t, fleetKey)
+	srv := modelstoretest.NewServer(t, fleetKey)
 	dir := t.TempDir()
 	s := open(t, dir)
-	install(t, s, srv.Publish("m", "1", storetest.YOLOX(t), nil))
+	install(t, s, srv.Publish("m", "1", modelstoretest.YOLOX(t), nil))
 	if err := s.Activate("m", "1"); err != nil {
 		t.Fatal(err)
 	}
@@ -383,9 +383,9 @@ func TestMeta(t *testing.T) {
 // TestStalledDownloadRetries: a server that stops sending mid-body is given up on after
 // Options.Stall and the download resumes from where it stopped.
 func TestStalledDownloadRetries(t *testing.T) {
-	srv := storetest.NewServer(t, fleetKey)
-	model := storetest.YOLOX(t)
-	s, err := store.OpenWith(t.TempDir(), store.Options{Backoff: time.Millisecond, Stall: time.Second})
+	srv := modelstoretest.NewServer(t, fleetKey)
+	model := modelstoretest.YOLOX(t)
+	s, err := modelstore.OpenWith(t.TempDir(), modelstore.Options{Backoff: time.Millisecond, Stall: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package models_test
+package catalog_test
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ import (
 	"testing"
 
 	"github.com/vigil-edge/vigil/fleet/api"
-	"github.com/vigil-edge/vigil/fleet/models"
+	"github.com/vigil-edge/vigil/fleet/catalog"
 	vmodels "github.com/vigil-edge/vigil/models"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 	"github.com/vigil-edge/vigil/testvideos/data"
@@ -25,19 +25,19 @@ import (
 
 // setup makes a key pair and a registry with the shared YOLOX-nano model added as
 // yolox_nano@1.0.0, its manifest based on the one in models/.
-func setup(t *testing.T) (*models.Registry, ed25519.PrivateKey, ed25519.PublicKey, string) {
+func setup(t *testing.T) (*catalog.Registry, ed25519.PrivateKey, ed25519.PublicKey, string) {
 	t.Helper()
 	keyDir := t.TempDir()
-	pub, err := models.GenerateKey(keyDir)
+	pub, err := catalog.GenerateKey(keyDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	priv, err := models.LoadPrivateKey(filepath.Join(keyDir, models.PrivateKeyFile))
+	priv, err := catalog.LoadPrivateKey(filepath.Join(keyDir, catalog.PrivateKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dataDir := t.TempDir()
-	reg, err := models.Open(dataDir)
+	reg, err := catalog.Open(dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func setup(t *testing.T) (*models.Registry, ed25519.PrivateKey, ed25519.PublicKe
 		t.Fatal(err)
 	}
 	src := data.MustPath(t, "models/yolox_nano_coco_416.onnx")
-	if _, err := reg.Add(src, models.AddSpec{Name: "yolox_nano", Version: "1.0.0", Family: "yolox", Base: &base}, priv); err != nil {
+	if _, err := reg.Add(src, catalog.AddSpec{Name: "yolox_nano", Version: "1.0.0", Family: "yolox", Base: &base}, priv); err != nil {
 		t.Fatal(err)
 	}
 	return reg, priv, pub, dataDir
@@ -54,39 +54,39 @@ func setup(t *testing.T) (*models.Registry, ed25519.PrivateKey, ed25519.PublicKe
 
 func TestKeys(t *testing.T) {
 	dir := t.TempDir()
-	pub, err := models.GenerateKey(dir)
+	pub, err := catalog.GenerateKey(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := os.Stat(filepath.Join(dir, models.PrivateKeyFile))
+	st, err := os.Stat(filepath.Join(dir, catalog.PrivateKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Mode().Perm() != 0o600 {
 		t.Errorf("private key mode %v, want 0600", st.Mode().Perm())
 	}
-	priv, err := models.LoadPrivateKey(filepath.Join(dir, models.PrivateKeyFile))
+	priv, err := catalog.LoadPrivateKey(filepath.Join(dir, catalog.PrivateKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub2, err := models.LoadPublicKey(filepath.Join(dir, models.PublicKeyFile))
+	pub2, err := catalog.LoadPublicKey(filepath.Join(dir, catalog.PublicKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !pub.Equal(pub2) || !pub.Equal(priv.Public()) {
 		t.Fatal("the key files do not hold one pair")
 	}
-	info := models.Info(pub)
+	info := catalog.Info(pub)
 	if info.ID != wire.KeyID(pub) || len(info.ID) != 16 {
 		t.Errorf("key id %q", info.ID)
 	}
 	if b, _ := base64.StdEncoding.DecodeString(info.Base64); !bytes.Equal(b, pub) {
 		t.Errorf("base64 %q is not the public key", info.Base64)
 	}
-	if _, err := models.GenerateKey(dir); err == nil {
+	if _, err := catalog.GenerateKey(dir); err == nil {
 		t.Error("GenerateKey overwrote an existing key")
 	}
-	if _, err := models.ParsePrivateKey([]byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")); err == nil {
+	if _, err := catalog.ParsePrivateKey([]byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")); err == nil {
 		t.Error("a public key parsed as a private one")
 	}
 }
@@ -114,18 +114,18 @@ func TestAddListServe(t *testing.T) {
 
 	// A second registry on the same folder (as `vigil-fleet models add` beside `serve`) sees it,
 	// and the version is immutable.
-	reg2, err := models.Open(dataDir)
+	reg2, err := catalog.Open(dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, priv, _, _ := setup(t)
-	if _, err := reg2.Add(src, models.AddSpec{Name: "yolox_nano", Version: "1.0.0", Family: "yolox", Labels: []string{"person"}}, priv); !errors.Is(err, models.ErrExists) {
+	if _, err := reg2.Add(src, catalog.AddSpec{Name: "yolox_nano", Version: "1.0.0", Family: "yolox", Labels: []string{"person"}}, priv); !errors.Is(err, catalog.ErrExists) {
 		t.Errorf("adding the same version again: %v, want ErrExists", err)
 	}
-	if _, err := reg2.Add(src, models.AddSpec{Name: "x/..", Version: "1", Family: "yolox", Labels: []string{"a"}}, priv); !errors.Is(err, models.ErrBadRequest) {
+	if _, err := reg2.Add(src, catalog.AddSpec{Name: "x/..", Version: "1", Family: "yolox", Labels: []string{"a"}}, priv); !errors.Is(err, catalog.ErrBadRequest) {
 		t.Errorf("bad name: %v", err)
 	}
-	if _, err := reg2.Add(src, models.AddSpec{Name: "v8", Version: "2", Family: "yolov8", Labels: []string{"person", "car"}, InputSize: 320}, priv); err != nil {
+	if _, err := reg2.Add(src, catalog.AddSpec{Name: "v8", Version: "2", Family: "yolov8", Labels: []string{"person", "car"}, InputSize: 320}, priv); err != nil {
 		t.Errorf("add with family defaults: %v", err)
 	}
 
@@ -233,11 +233,11 @@ func TestCorruptArtifactIsMarkedBad(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	if _, err := reg.Load("yolox_nano", "1.0.0"); !errors.Is(err, models.ErrBadModel) {
+	if _, err := reg.Load("yolox_nano", "1.0.0"); !errors.Is(err, catalog.ErrBadModel) {
 		t.Fatalf("corrupt model: %v, want ErrBadModel", err)
 	}
 	// Marked bad for good, also for another process reading the folder.
-	reg2, err := models.Open(dataDir)
+	reg2, err := catalog.Open(dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,14 +248,14 @@ func TestCorruptArtifactIsMarkedBad(t *testing.T) {
 	if !m.Bad || m.BadReason == "" {
 		t.Errorf("record %+v, want bad", m)
 	}
-	if _, err := reg2.Load("yolox_nano", "1.0.0"); !errors.Is(err, models.ErrBadModel) {
+	if _, err := reg2.Load("yolox_nano", "1.0.0"); !errors.Is(err, catalog.ErrBadModel) {
 		t.Errorf("second load: %v", err)
 	}
 }
 
 func TestTamperedManifestIsMarkedBad(t *testing.T) {
 	reg, _, _, dataDir := setup(t)
-	p := filepath.Join(dataDir, "models", "yolox_nano", "1.0.0", models.ManifestFile)
+	p := filepath.Join(dataDir, "models", "yolox_nano", "1.0.0", catalog.ManifestFile)
 	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
@@ -263,7 +263,7 @@ func TestTamperedManifestIsMarkedBad(t *testing.T) {
 	if err := os.WriteFile(p, bytes.Replace(b, []byte(`"score": 0.35`), []byte(`"score": 0.05`), 1), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reg.Load("yolox_nano", "1.0.0"); !errors.Is(err, models.ErrBadModel) {
+	if _, err := reg.Load("yolox_nano", "1.0.0"); !errors.Is(err, catalog.ErrBadModel) {
 		t.Fatalf("tampered manifest: %v, want ErrBadModel", err)
 	}
 }
@@ -273,11 +273,11 @@ func FuzzParseRef(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		name, version, err := models.ParseRef(s)
+		name, version, err := catalog.ParseRef(s)
 		if err != nil {
 			return
 		}
-		if !models.ValidName(name) || !models.ValidName(version) || name+"@"+version != s {
+		if !catalog.ValidName(name) || !catalog.ValidName(version) || name+"@"+version != s {
 			t.Fatalf("ParseRef(%q) = %q, %q", s, name, version)
 		}
 	})

@@ -1,4 +1,4 @@
-// Package store is the fleet controller's event store: it keeps the events, alerts and a sample
+// Package eventstore is the fleet controller's event store: it keeps the events, alerts and a sample
 // of the detections messages that the registry accepted as new, and answers time-range queries
 // over them.
 //
@@ -13,7 +13,7 @@
 // are keyed by captured_at, so a time range is one cursor seek; the other filters (device,
 // camera, label, rule, kind) are applied while scanning that range: a query over a wide range
 // for a rare device reads every record in the range (see [Filter]).
-package store
+package eventstore
 
 import (
 	"context"
