@@ -18,6 +18,7 @@ commands:
   models  add a model to the registry, or list it (models add|list --data DIR)
   rollout create and steer canary model rollouts through the API (rollout create|list|get|pause|resume|abort)
   hash-password  read a password on stdin, print its hash for the MQTT credentials file
+  simulate  run N simulated devices with M cameras against a broker (load tests, demos)
 
 Run vigil-fleet <command> -h for its flags.
 `
@@ -52,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return modelsCmd(args[1:], stdout, stderr)
 	case "rollout":
 		return rolloutCmd(ctx, args[1:], stdout, stderr)
+	case "simulate":
+		return simulateCmd(ctx, args[1:], stdout, stderr)
 	case "hash-password":
 		return hashPassword(args[1:], os.Stdin, stdout, stderr)
 	case "help", "-h", "--help":
