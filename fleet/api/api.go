@@ -50,6 +50,12 @@ type Device struct {
 	Missing      uint64 `json:"missing"`       // seqs below highest_seq not received yet; may still arrive
 	Lost         uint64 `json:"lost"`          // seqs given up after the gap timeout, all epochs
 
+	// ClockSkewSeconds is the device's clock minus the fleet's (positive: ahead), estimated
+	// from the captured_at of its live messages; absent before any. ClockSkewed says it is
+	// beyond the tolerance (30 s by default).
+	ClockSkewSeconds *float64 `json:"clock_skew_seconds,omitempty"`
+	ClockSkewed      bool     `json:"clock_skewed"`
+
 	Telemetry *Telemetry `json:"telemetry,omitempty"` // the newest telemetry report; absent before any
 }
 
@@ -232,6 +238,10 @@ func FromRegistry(d registry.Device) Device {
 	}
 	if out.Messages == nil {
 		out.Messages = map[string]uint64{}
+	}
+	if d.SkewKnown {
+		s := math.Round(d.Skew.Seconds()*1000) / 1000
+		out.ClockSkewSeconds, out.ClockSkewed = &s, d.Skewed
 	}
 	if t := d.Telemetry; t != nil {
 		out.Telemetry = &Telemetry{ReceivedAt: t.ReceivedAt, CapturedAt: t.CapturedAt, UptimeS: t.UptimeS,

@@ -35,7 +35,8 @@ func (e *ParamError) Unwrap() error { return e.Err }
 
 // ParseEventsQuery reads the filters of GET /api/v1/events and /api/v1/events/export:
 // device, camera, label, rule, kind (event, alert or detections), since and until (RFC 3339
-// or UTC milliseconds; since inclusive, until exclusive) and limit (1-MaxEventsLimit; 0 in the
+// or UTC milliseconds; since inclusive, until exclusive; they bound the time the fleet
+// received a record, not the device's captured_at) and limit (1-MaxEventsLimit; 0 in the
 // result when absent). Unknown or repeated parameters are errors. Errors are *ParamError.
 func ParseEventsQuery(q url.Values) (eventstore.Filter, error) {
 	var f eventstore.Filter

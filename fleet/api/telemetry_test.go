@@ -37,3 +37,18 @@ func TestTelemetryJSON(t *testing.T) {
 		t.Errorf("no telemetry yet: %s", b)
 	}
 }
+
+func TestClockSkewJSON(t *testing.T) {
+	for _, tc := range []struct {
+		clock registry.Clock
+		want  string
+	}{
+		{registry.Clock{}, `"clock_skewed":false`},
+		{registry.Clock{SkewKnown: true, Skew: -90 * time.Second, Skewed: true}, `"clock_skew_seconds":-90,"clock_skewed":true`},
+	} {
+		b, err := json.Marshal(api.FromRegistry(registry.Device{ID: "edge-01", Clock: tc.clock}))
+		if err != nil || !strings.Contains(string(b), tc.want) {
+			t.Errorf("%+v: %s %v, want %s in it", tc.clock, b, err, tc.want)
+		}
+	}
+}

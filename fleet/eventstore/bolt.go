@@ -31,15 +31,18 @@ const FileName = "events.db"
 const sweepBatch = 1000
 
 var (
-	bucketRecords = []byte("records") // key: captured_at ms (8 bytes BE) + ID (8 bytes BE)
-	bucketMeta    = []byte("meta")
-	keyBytes      = []byte("bytes") // sum of len(key)+len(value) over records, 8 bytes BE
-	keyCount      = []byte("count") // number of records, 8 bytes BE
+	bucketRecords = []byte("by_received") // key: received_at ms (8 bytes BE) + ID (8 bytes BE)
+	// bucketOld is the records bucket of files written before records were ordered by
+	// received_at (key: captured_at ms + ID); Open moves its records to bucketRecords.
+	bucketOld  = []byte("records")
+	bucketMeta = []byte("meta")
+	keyBytes   = []byte("bytes") // sum of len(key)+len(value) over records, 8 bytes BE
+	keyCount   = []byte("count") // number of records, 8 bytes BE
 )
 
 // Options tunes a Bolt store. Zero fields take the defaults; a negative limit turns it off.
 type Options struct {
-	MaxAge time.Duration // records captured longer ago than this are deleted
+	MaxAge time.Duration // records received longer ago than this are deleted
 	// MaxBytes bounds the stored keys and values; the oldest records go first. The file does not
 	// shrink: freed pages are reused by later writes.
 	MaxBytes   int64
@@ -50,7 +53,7 @@ type Options struct {
 	Logger     *slog.Logger     // slog.Default() when nil
 }
 
-// Bolt is the bbolt-backed Store: one file, records ordered by captured_at. A background
+// Bolt is the bbolt-backed Store: one file, records ordered by received_at. A background
 // sweeper, owned by the store, enforces the limits; Close waits for it.
 type Bolt struct {
 	db   *bolt.DB
@@ -101,6 +104,12 @@ func Open(path string, opts Options) (*Bolt, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
 	}
+	if n, err := migrate(db); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("store: migrate %s: %w", path, err)
+	} else if n > 0 {
+		opts.Logger.Info("event store: records re-keyed by received_at", "component", "store", "records", n)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Bolt{db: db, opts: opts, log: opts.Logger.With("component", "store"), cancel: cancel, done: make(chan struct{})}
 	go s.sweeper(ctx)
@@ -146,13 +155,72 @@ func putUint(b *bolt.Bucket, k []byte, n uint64) error {
 	return b.Put(k, binary.BigEndian.AppendUint64(nil, n))
 }
 
-// Put implements Store. A record with no captured_at is placed at its received_at.
+// migrateBatch bounds the records one migration transaction moves.
+const migrateBatch = 10_000
+
+// migrate moves the records of a file written by an older version (bucketOld, keyed by
+// captured_at) to bucketRecords, keyed by their received_at, in batches that each commit on
+// their own: a crash in between leaves every record in one bucket or the other, and the next
+// Open finishes the move. Values, the record count and the byte total are unchanged (keys have
+// the same length). It returns how many records it moved.
+func migrate(db *bolt.DB) (int, error) {
+	total := 0
+	for {
+		done := false
+		err := db.Update(func(tx *bolt.Tx) error {
+			old := tx.Bucket(bucketOld)
+			if old == nil {
+				done = true
+				return nil
+			}
+			b := tx.Bucket(bucketRecords)
+			if b.Sequence() < old.Sequence() { // ids keep increasing
+				if err := b.SetSequence(old.Sequence()); err != nil {
+					return err
+				}
+			}
+			var moved [][]byte
+			c := old.Cursor()
+			for k, v := c.First(); k != nil && len(moved) < migrateBatch; k, v = c.Next() {
+				var r Record
+				if err := json.Unmarshal(v, &r); err != nil {
+					return fmt.Errorf("record %x: %w", k, err)
+				}
+				at := r.ReceivedAt.UnixMilli()
+				if r.ReceivedAt.IsZero() {
+					at = keyAt(k)
+				}
+				if err := b.Put(key(at, r.ID), v); err != nil {
+					return err
+				}
+				moved = append(moved, k)
+			}
+			for _, k := range moved {
+				if err := old.Delete(k); err != nil {
+					return err
+				}
+			}
+			total += len(moved)
+			if len(moved) < migrateBatch {
+				done = true
+				return tx.DeleteBucket(bucketOld)
+			}
+			return nil
+		})
+		if err != nil || done {
+			return total, err
+		}
+	}
+}
+
+// Put implements Store. The record is placed at its ReceivedAt (the store's clock when zero);
+// its CapturedAt is kept as it came.
 func (s *Bolt) Put(ctx context.Context, r Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if r.CapturedAt <= 0 {
-		r.CapturedAt = r.ReceivedAt.UnixMilli()
+	if r.ReceivedAt.IsZero() {
+		r.ReceivedAt = s.opts.Now().UTC()
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b, meta := tx.Bucket(bucketRecords), tx.Bucket(bucketMeta)
@@ -165,7 +233,7 @@ func (s *Bolt) Put(ctx context.Context, r Record) error {
 		if err != nil {
 			return err
 		}
-		k := key(r.CapturedAt, id)
+		k := key(r.ReceivedAt.UnixMilli(), id)
 		if err := b.Put(k, v); err != nil {
 			return err
 		}
@@ -189,7 +257,7 @@ func (s *Bolt) Query(ctx context.Context, f Filter) ([]Record, error) {
 	out := []Record{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketRecords).Cursor()
-		lo, hi := int64(0), int64(math.MaxInt64) // captured_at in [lo, hi)
+		lo, hi := int64(0), int64(math.MaxInt64) // received_at in [lo, hi)
 		if !f.Since.IsZero() {
 			lo = max(f.Since.UnixMilli(), 0)
 		}

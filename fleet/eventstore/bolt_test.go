@@ -73,7 +73,7 @@ func query(t *testing.T, s eventstore.Store, f eventstore.Filter) []eventstore.R
 
 func TestQueryFiltersAndOrder(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "events.db"), eventstore.Options{})
-	// Put out of time order: the store orders by captured_at.
+	// Put out of time order: the store orders by received_at (here equal to captured_at).
 	put(t, s,
 		rec(eventstore.KindEvent, "d1", "gate", t0.Add(3*time.Second), "person"),
 		rec(eventstore.KindEvent, "d1", "gate", t0.Add(1*time.Second), "car"),
@@ -121,7 +121,7 @@ func TestQueryFiltersAndOrder(t *testing.T) {
 func TestQueryPaging(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "events.db"), eventstore.Options{})
 	for i := range 7 {
-		// Two records per second: paging must not lose records that share a captured_at.
+		// Two records per second: paging must not lose records that share a received_at.
 		put(t, s, rec(eventstore.KindEvent, "d", "c", t0.Add(time.Duration(i/2)*time.Second)))
 	}
 	for _, oldest := range []bool{true, false} {

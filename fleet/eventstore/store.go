@@ -10,9 +10,12 @@
 //	                             └── sweeper: max age, max bytes, max records
 //
 // [Store] is the interface a backend implements; [Bolt] is the default, embedded one. Records
-// are keyed by captured_at, so a time range is one cursor seek; the other filters (device,
-// camera, label, rule, kind) are applied while scanning that range: a query over a wide range
-// for a rare device reads every record in the range (see [Filter]).
+// are ordered, filtered by time and aged by the time the fleet received them, never by the
+// captured_at a device sends (which is kept as data): a device whose clock is wrong, by a
+// fault or on purpose, can neither keep its records forever nor get others' evicted first. A
+// time range is one cursor seek; the other filters (device, camera, label, rule, kind) are
+// applied while scanning that range: a query over a wide range for a rare device reads every
+// record in the range (see [Filter]).
 package eventstore
 
 import (
@@ -55,20 +58,20 @@ type Record struct {
 	AlertID    string    `json:"alert_id,omitempty"` // alerts
 	MsgID      string    `json:"msg_id"`
 	Seq        uint64    `json:"seq"`
-	CapturedAt int64     `json:"captured_at"` // UTC ms, from the message
-	ReceivedAt time.Time `json:"received_at"` // when the controller received it
+	CapturedAt int64     `json:"captured_at"` // UTC ms, from the message: the device's clock, data only
+	ReceivedAt time.Time `json:"received_at"` // when the controller received it: the store's order and age
 	// Payload is the message as received, compacted to one line.
 	Payload []byte `json:"payload"`
 }
 
-// Position is where a record sits in the store's order: by captured_at, then by ID.
+// Position is where a record sits in the store's order: by received_at, then by ID.
 type Position struct {
-	At int64 // captured_at, UTC ms
+	At int64 // received_at, UTC ms
 	ID uint64
 }
 
 // Position returns the record's position.
-func (r Record) Position() Position { return Position{At: r.CapturedAt, ID: r.ID} }
+func (r Record) Position() Position { return Position{At: r.ReceivedAt.UnixMilli(), ID: r.ID} }
 
 // Filter selects records. Zero fields select everything.
 type Filter struct {
@@ -77,8 +80,8 @@ type Filter struct {
 	Camera string
 	Label  string // any of the record's labels
 	RuleID string
-	// Since (inclusive) and Until (exclusive) bound captured_at. Only these narrow the scan;
-	// the fields above are checked record by record.
+	// Since (inclusive) and Until (exclusive) bound received_at (the fleet's clock, not the
+	// device's). Only these narrow the scan; the fields above are checked record by record.
 	Since, Until time.Time
 	Limit        int       // at most this many records; 0 means no limit
 	Oldest       bool      // oldest first; newest first by default

@@ -66,8 +66,8 @@ type collector struct {
 	opts Options
 
 	received, duplicates, replayed, missing, lost, epochChanges, rejected *prometheus.Desc
-	devices, gapDevices, connected                                        *prometheus.Desc
-	devMissing, devLost, devDuplicates                                    *prometheus.Desc
+	devices, gapDevices, connected, skewed                                *prometheus.Desc
+	devMissing, devLost, devDuplicates, devSkew                           *prometheus.Desc
 }
 
 func newCollector(src Source, conn Conn, opts Options) *collector {
@@ -85,16 +85,18 @@ func newCollector(src Source, conn Conn, opts Options) *collector {
 		rejected:      d("rejected_total", "Messages rejected, by reason.", "reason"),
 		devices:       d("devices", "Devices known, by state from their status message (unknown before any).", "state"),
 		gapDevices:    d("devices_with_gaps", "Devices with at least one seq missing."),
+		skewed:        d("devices_clock_skewed", "Devices whose clock, estimated from the captured_at of their live messages, is off the fleet's by more than the tolerance."),
 		connected:     d("mqtt_connected", "Whether the fleet's MQTT subscriber is connected and subscribed (1) or not (0)."),
 		devMissing:    d("device_seq_missing", "Seqs of the device missing below its highest received.", "device"),
 		devLost:       d("device_seq_lost_total", "Seqs of the device given up as lost.", "device"),
 		devDuplicates: d("device_duplicates_total", "Repeats of the device's messages dropped.", "device"),
+		devSkew:       d("device_clock_skew_seconds", "The device's clock minus the fleet's (positive: ahead), estimated from its live messages; absent before any.", "device"),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.received, c.duplicates, c.replayed, c.missing, c.lost, c.epochChanges,
-		c.rejected, c.devices, c.gapDevices} {
+		c.rejected, c.devices, c.gapDevices, c.skewed} {
 		ch <- d
 	}
 	if c.conn != nil {
@@ -104,6 +106,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- c.devMissing
 		ch <- c.devLost
 		ch <- c.devDuplicates
+		ch <- c.devSkew
 	}
 }
 
@@ -136,6 +139,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.devices, float64(t.Devices[s]), s)
 	}
 	gauge(c.gapDevices, float64(t.DevicesWithGaps))
+	gauge(c.skewed, float64(t.ClockSkewed))
 	if c.conn != nil {
 		v := 0.0
 		if c.conn.Status().Connected {
@@ -148,6 +152,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.devMissing, float64(d.Missing), d.ID)
 			counter(c.devLost, d.Lost, d.ID)
 			counter(c.devDuplicates, d.Duplicates, d.ID)
+			if d.SkewKnown {
+				gauge(c.devSkew, d.Skew.Seconds(), d.ID)
+			}
 		}
 	}
 }

@@ -266,6 +266,9 @@ type deviceRecord struct {
 	Seq          seqRecord               `json:"seq"`
 	Cameras      map[string]cameraRecord `json:"cameras,omitempty"`
 	Telemetry    *Telemetry              `json:"telemetry,omitempty"`
+	// ClockSkewMs is the clock skew estimate in ms; absent before any (older files too).
+	ClockSkewMs *int64    `json:"clock_skew_ms,omitempty"`
+	SkewSince   time.Time `json:"skew_since,omitzero"`
 }
 
 // seqRecord is a saved seqTrack; the hole ages are not saved.
@@ -296,6 +299,10 @@ func (d *device) record() deviceRecord {
 			Lost: d.seq.lost},
 		Cameras: make(map[string]cameraRecord, len(d.cameras)),
 	}
+	if d.skewKnown {
+		ms := d.skew.Milliseconds()
+		rec.ClockSkewMs, rec.SkewSince = &ms, d.skewSince
+	}
 	for _, s := range d.seq.spans {
 		rec.Seq.Spans = append(rec.Seq.Spans, [2]uint64{s.lo, s.hi})
 	}
@@ -317,6 +324,9 @@ func (r *Registry) fromRecord(rec deviceRecord, now time.Time) (*device, error) 
 		statusAt: rec.StatusAt, lastStatus: rec.LastStatus, messages: rec.Messages, duplicates: rec.Duplicates,
 		replayed: rec.Replayed, epochChanges: rec.EpochChanges, prevEpoch: rec.PrevEpoch, telemetry: rec.Telemetry,
 		cameras: map[string]*camera{},
+	}
+	if rec.ClockSkewMs != nil {
+		d.skew, d.skewKnown, d.skewSince = time.Duration(*rec.ClockSkewMs)*time.Millisecond, true, rec.SkewSince
 	}
 	if d.state == wire.StateOnline {
 		d.state, d.lastStatus = "", "" // unknown until the next status, which is applied

@@ -29,6 +29,12 @@
 // Of telemetry the registry keeps each device's newest report (by captured_at: a replayed older
 // report does not replace it).
 //
+// The registry estimates each device's clock skew from its live messages (not replayed, not
+// status, which is retained): captured_at minus the time of arrival, the largest of the last
+// skewWindow, since delivery delay only lowers it. A device whose skew is beyond
+// ClockSkewTolerance either way is counted as skewed. The device's clock is never trusted for
+// anything else: the event store orders and ages records by arrival.
+//
 // Memory is bounded: devices, cameras per device, labels per camera, and open gaps per device
 // (past MaxGaps the lowest gap is given up as lost) have limits.
 //
@@ -56,7 +62,12 @@ const (
 	DefaultMaxDevices = 10000
 	DefaultMaxCameras = 64
 	DefaultMaxLabels  = 128
+	// DefaultClockSkewTolerance is Options.ClockSkewTolerance by default.
+	DefaultClockSkewTolerance = 30 * time.Second
 )
+
+// skewWindow is how long the clock skew estimate keeps its largest sample.
+const skewWindow = time.Minute
 
 // OtherLabel collects objects whose label is over the per-camera label limit or too long.
 const OtherLabel = "_other"
@@ -77,6 +88,9 @@ type Options struct {
 	MaxCameras int              // cameras kept per device
 	MaxLabels  int              // labels counted per camera; more go to OtherLabel
 	Now        func() time.Time // clock; time.Now when nil
+	// ClockSkewTolerance is how far a device's clock may be from the fleet's before the device
+	// counts as clock-skewed; DefaultClockSkewTolerance when zero.
+	ClockSkewTolerance time.Duration
 
 	// FlushInterval is how often a registry made with Open writes its changed devices to its
 	// file; DefaultFlushInterval when zero. A crash loses at most this much.
@@ -96,7 +110,15 @@ type Device struct {
 	Messages  map[string]uint64 // accepted messages by kind (duplicates not included)
 	Cameras   []Camera          // sorted by ID: those the status names and those seen sending
 	Telemetry *Telemetry        // the newest telemetry report; nil before any
+	Clock
 	Stream
+}
+
+// Clock is the estimate of a device's clock against the fleet's.
+type Clock struct {
+	SkewKnown bool          // a live message has given an estimate
+	Skew      time.Duration // device clock minus fleet clock (positive: ahead), from captured_at
+	Skewed    bool          // |Skew| is beyond Options.ClockSkewTolerance
 }
 
 // Telemetry is a device's newest telemetry report (wire.Telemetry), as received.
@@ -144,6 +166,7 @@ type Totals struct {
 	Lost            uint64
 	EpochChanges    uint64
 	Rejected        map[string]uint64 // rejected messages by reason
+	ClockSkewed     int               // devices whose clock is beyond Options.ClockSkewTolerance
 }
 
 // Registry is the view of all devices. Its methods may be called from many goroutines at once.
@@ -181,6 +204,9 @@ type device struct {
 	seq          seqTrack
 	cameras      map[string]*camera
 	telemetry    *Telemetry // never changed once stored: replaced whole
+	skew         time.Duration
+	skewKnown    bool
+	skewSince    time.Time // start of the skew estimate's window
 }
 
 type camera struct {
@@ -221,6 +247,9 @@ func New(opts Options) *Registry {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.ClockSkewTolerance <= 0 {
+		opts.ClockSkewTolerance = DefaultClockSkewTolerance
 	}
 	if opts.FlushInterval <= 0 {
 		opts.FlushInterval = DefaultFlushInterval
@@ -362,9 +391,30 @@ func (r *Registry) apply(m message, now time.Time) error {
 			d.telemetry = newTelemetry(m.telemetry, at, now, r.opts.MaxCameras)
 		}
 	}
+	if m.status == nil && !m.header.Replayed && m.header.CapturedAt > 0 {
+		d.sampleSkew(time.UnixMilli(m.header.CapturedAt).Sub(now), now)
+	}
 	d.messages[m.kind]++
 	d.lastSeen = now
 	return nil
+}
+
+// sampleSkew adds one live message's captured_at minus its arrival to the skew estimate: the
+// largest sample of the current window.
+func (d *device) sampleSkew(s time.Duration, now time.Time) {
+	if !d.skewKnown || now.Sub(d.skewSince) > skewWindow || now.Before(d.skewSince) {
+		d.skew, d.skewKnown, d.skewSince = s, true, now
+		return
+	}
+	d.skew = max(d.skew, s)
+}
+
+// clock is d's clock estimate; r.mu is held.
+func (r *Registry) clock(d *device) Clock {
+	if !d.skewKnown {
+		return Clock{}
+	}
+	return Clock{SkewKnown: true, Skew: d.skew, Skewed: d.skew.Abs() > r.opts.ClockSkewTolerance}
 }
 
 // record counts one detections message.
@@ -477,6 +527,9 @@ func (r *Registry) Totals() Totals {
 			t.DevicesWithGaps++
 		}
 		t.Lost += d.seq.lost
+		if r.clock(d).Skewed {
+			t.ClockSkewed++
+		}
 	}
 	return t
 }
@@ -494,6 +547,7 @@ func (r *Registry) snapshot(d *device, now time.Time) Device {
 		StatusAt:  d.statusAt,
 		Messages:  maps.Clone(d.messages),
 		Telemetry: d.telemetry.clone(),
+		Clock:     r.clock(d),
 		Stream: Stream{
 			Duplicates:   d.duplicates,
 			Replayed:     d.replayed,
