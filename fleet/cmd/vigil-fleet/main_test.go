@@ -216,3 +216,24 @@ edge-3/c       unknown  0.2 msg/s  dog=1
 		t.Errorf("no events/alerts line:\n%s", b.String())
 	}
 }
+
+// Device strings reach a terminal: escape sequences (cursor moves, screen clears, OSC 52
+// clipboard writes), tabs that would shift the columns, bidi overrides and invalid UTF-8 are
+// printed as escapes.
+func TestRenderEscapesDeviceStrings(t *testing.T) {
+	osc52 := "\x1b]52;c;cm0gLXJmIH4=\x07"
+	var b bytes.Buffer
+	render(&b, time.Now(), []api.Device{{ID: "edge\x1b[2J", State: "online\x9b31m", Cameras: []api.Camera{
+		{ID: "gate\t\u202e", Rate: 1, Objects: map[string]uint64{"person" + osc52: 2, "car\xff": 1}}}}})
+	out := b.String()
+	for _, bad := range []string{"\x1b", "\x07", "\x9b", "\u202e", "\xff", "gate\t"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("output holds %q:\n%q", bad, out)
+		}
+	}
+	for _, want := range []string{`edge\x1b[2J/gate\x09\u202e`, `online\x9b31m`, `person\x1b]52;c;cm0gLXJmIH4=\x07=2`, `car\xff=1`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %s:\n%s", want, out)
+		}
+	}
+}

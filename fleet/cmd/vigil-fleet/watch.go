@@ -13,6 +13,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/vigil-edge/vigil/fleet/api"
 )
@@ -53,7 +55,7 @@ func watch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprint(stdout, "\033[H\033[2J")
 		}
 		if err != nil {
-			fmt.Fprintf(stdout, "%s  %v\n", time.Now().Format(time.TimeOnly), err)
+			fmt.Fprintf(stdout, "%s  %s\n", time.Now().Format(time.TimeOnly), printable(err.Error()))
 		} else {
 			render(stdout, time.Now(), devices)
 		}
@@ -101,19 +103,20 @@ func render(w io.Writer, now time.Time, devices []api.Device) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEVICE/CAMERA\tSTATE\tRATE\tOBJECTS")
 	for _, d := range devices {
-		state := d.State
+		state := printable(d.State)
 		if state == "" {
 			state = "unknown"
 		}
+		id := printable(d.ID)
 		if len(d.Cameras) == 0 {
-			fmt.Fprintf(tw, "%s\t%s\t-\t-\n", d.ID, state)
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\n", id, state)
 			continue
 		}
 		for _, c := range d.Cameras {
-			fmt.Fprintf(tw, "%s/%s\t%s\t%.1f msg/s\t%s\n", d.ID, c.ID, state, c.Rate, objects(c.Objects))
+			fmt.Fprintf(tw, "%s/%s\t%s\t%.1f msg/s\t%s\n", id, printable(c.ID), state, c.Rate, objects(c.Objects))
 		}
 		if ev, al := d.Messages["events"], d.Messages["alerts"]; ev+al > 0 {
-			fmt.Fprintf(tw, "%s\t\t\tevents=%d alerts=%d\n", d.ID, ev, al)
+			fmt.Fprintf(tw, "%s\t\t\tevents=%d alerts=%d\n", id, ev, al)
 		}
 	}
 	tw.Flush()
@@ -136,9 +139,42 @@ func objects(m map[string]uint64) string {
 	})
 	parts := make([]string, len(labels))
 	for i, l := range labels {
-		parts[i] = fmt.Sprintf("%s=%d", l, m[l])
+		parts[i] = fmt.Sprintf("%s=%d", printable(l), m[l])
 	}
 	return strings.Join(parts, " ")
+}
+
+// printable makes a string that came from a device safe to print on a terminal: control
+// characters (C0 including ESC and tab, DEL, C1), Unicode bidirectional and other format
+// characters, and invalid UTF-8 are written as Go escapes (\x1b, \u202e), so that a label cannot
+// move the cursor, clear the screen, set the clipboard (OSC 52) or shift the table's columns.
+func printable(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r < 0x100 && unicode.IsControl(r):
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+		i += n
+	}
+	return b.String()
 }
 
 func isTerminal(w io.Writer) bool {

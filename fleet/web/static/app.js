@@ -2,6 +2,10 @@
 // token taken from the URL fragment (#token=...) or the login field, kept in sessionStorage,
 // and follows GET /api/v1/stream (server-sent events read with fetch, so that the token
 // travels in the Authorization header, never in a URL).
+//
+// Everything it shows comes from devices, so it is untrusted: it is only ever put in the page
+// as text (textContent, never innerHTML), and every field may be missing, null or of the wrong
+// type: a bad device makes its own row read '—', never the table fail for every viewer.
 (function () {
   'use strict';
 
@@ -18,11 +22,20 @@
   };
 
   const $ = (id) => document.getElementById(id);
+  const isObj = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+  const objs = (v) => (Array.isArray(v) ? v.filter(isObj) : []); // the objects of an array, if it is one
+  const str = (v) => (typeof v === 'string' || typeof v === 'number' ? String(v) : '');
+  const num = (v) => (typeof v === 'number' && isFinite(v) ? v : undefined);
 
+  // visible shows control characters (ESC, C1) as \xNN: text, never markup or terminal codes.
+  const visible = (s) =>
+    s.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (c) => '\\x' + c.charCodeAt(0).toString(16).padStart(2, '0'));
+
+  // el makes an element whose only content is text: the one way this page shows data.
   function el(tag, cls, text) {
     const e = document.createElement(tag);
     if (cls) e.className = cls;
-    if (text !== undefined && text !== null) e.textContent = String(text);
+    if (text !== undefined && text !== null) e.textContent = visible(String(text));
     return e;
   }
 
@@ -72,19 +85,34 @@
   }
 
   function health(tel) {
-    if (!tel) return '—';
+    if (!isObj(tel)) return '—';
     const parts = [];
-    const b = tel.board || {};
-    if (typeof b.cpu_temp_c === 'number') parts.push(b.cpu_temp_c.toFixed(0) + ' °C');
-    if (typeof b.load1 === 'number') parts.push('load ' + b.load1.toFixed(2));
-    if (typeof b.cpu_usage === 'number') parts.push('cpu ' + Math.round(b.cpu_usage * 100) + '%');
-    if (b.throttled) parts.push('throttled');
-    if (tel.outbox && typeof tel.outbox.messages === 'number') parts.push('outbox ' + tel.outbox.messages);
-    if (Array.isArray(tel.cameras)) {
-      const down = tel.cameras.filter((c) => c.state && c.state !== 'running' && c.state !== 'ok');
-      if (down.length) parts.push(down.length + ' camera(s) ' + down.map((c) => c.state).join(','));
-    }
+    const b = isObj(tel.board) ? tel.board : {};
+    if (num(b.cpu_temp_c) !== undefined) parts.push(b.cpu_temp_c.toFixed(0) + ' °C');
+    if (num(b.load1) !== undefined) parts.push('load ' + b.load1.toFixed(2));
+    if (num(b.cpu_usage) !== undefined) parts.push('cpu ' + Math.round(b.cpu_usage * 100) + '%');
+    if (b.throttled === true) parts.push('throttled');
+    if (isObj(tel.outbox) && num(tel.outbox.messages) !== undefined) parts.push('outbox ' + tel.outbox.messages);
+    const down = objs(tel.cameras).filter((c) => str(c.state) && c.state !== 'running' && c.state !== 'ok');
+    if (down.length) parts.push(down.length + ' camera(s) ' + down.map((c) => str(c.state)).join(','));
     return parts.length ? parts.join(' · ') : 'ok';
+  }
+
+  function deviceRow(d) {
+    const tel = state.telemetry.get(d.id);
+    const tr = el('tr', 'device');
+    tr.dataset.device = str(d.id);
+    const badge = el('span', 'badge ' + (d.online === true ? 'on' : 'off'), str(d.state) || 'unknown');
+    const stTd = el('td');
+    stTd.append(badge);
+    const m = isObj(tel) && isObj(tel.model) ? tel.model : {};
+    const model = (str(m.name) + ' ' + str(m.version)).trim();
+    const cams = objs(d.cameras)
+      .map((c) => str(c.id) + (num(c.rate) ? ' (' + c.rate.toFixed(1) + '/s)' : ''))
+      .join(', ');
+    tr.append(el('td', 'id', str(d.id) || '—'), stTd, el('td', '', str(d.version) || '—'), el('td', 'model', model || '—'),
+      el('td', 'health', health(tel)), el('td', '', cams || '—'), el('td', '', ago(str(d.last_seen))));
+    return tr;
   }
 
   function renderDevices() {
@@ -100,17 +128,15 @@
       return;
     }
     for (const d of state.devices) {
-      const tel = state.telemetry.get(d.id);
-      const tr = el('tr', 'device');
-      tr.dataset.device = d.id;
-      const st = d.state || 'unknown';
-      const badge = el('span', 'badge ' + (d.online ? 'on' : 'off'), st);
-      const stTd = el('td');
-      stTd.append(badge);
-      const model = tel && tel.model ? (tel.model.name || '') + ' ' + (tel.model.version || '') : '—';
-      const cams = (d.cameras || []).map((c) => c.id + (c.rate ? ' (' + c.rate.toFixed(1) + '/s)' : '')).join(', ');
-      tr.append(el('td', 'id', d.id), stTd, el('td', '', d.version || '—'), el('td', 'model', model.trim() || '—'),
-        el('td', 'health', health(tel)), el('td', '', cams || '—'), el('td', '', ago(d.last_seen)));
+      let tr;
+      try {
+        tr = deviceRow(d);
+      } catch (e) {
+        // Never reached with the checks above; a row of its own if it is.
+        tr = el('tr', 'device');
+        tr.append(el('td', 'id', str(d.id) || '—'), el('td', '', 'unreadable'));
+        console.warn('device row', e);
+      }
       body.append(tr);
     }
   }
@@ -119,7 +145,7 @@
     try {
       const resp = await api('/api/v1/devices');
       if (!resp.ok) throw new Error('devices: HTTP ' + resp.status);
-      state.devices = await resp.json();
+      state.devices = objs(await resp.json());
       renderDevices();
     } catch (e) {
       if (e instanceof Unauthorized) return showLogin('The token was rejected. Enter another one.');
@@ -148,7 +174,7 @@
       }
       if (!resp.ok) throw new Error('rollouts: HTTP ' + resp.status);
       const body = await resp.json();
-      const list = Array.isArray(body) ? body : body.rollouts || [];
+      const list = objs(Array.isArray(body) ? body : isObj(body) ? body.rollouts : []);
       if (!list.length) {
         box.replaceChildren(el('p', 'empty', 'no rollouts'));
         return;
@@ -156,9 +182,9 @@
       const ul = el('ul', 'rollouts');
       for (const r of list) {
         const li = el('li', 'rollout');
-        const model = r.model ? (r.model.name || '') + ' ' + (r.model.version || '') : r.version || '';
-        li.append(el('strong', '', r.id || r.name || 'rollout'), el('span', '', ' ' + model.trim() + ' '),
-          el('span', 'badge', r.state || r.status || ''));
+        const model = isObj(r.model) ? str(r.model.name) + ' ' + str(r.model.version) : str(r.version);
+        li.append(el('strong', '', str(r.id) || str(r.name) || 'rollout'), el('span', '', ' ' + model.trim() + ' '),
+          el('span', 'badge', str(r.state) || str(r.status)));
         const pct = rolloutPercent(r);
         if (pct !== undefined) {
           const bar = el('progress');
@@ -182,7 +208,7 @@
       const resp = await fetch('/healthz', { cache: 'no-store' });
       const h = await resp.json();
       const b = $('health');
-      b.textContent = 'mqtt: ' + (h.mqtt && h.mqtt.connected ? 'connected' : 'down');
+      b.textContent = 'mqtt: ' + (isObj(h) && isObj(h.mqtt) && h.mqtt.connected === true ? 'connected' : 'down');
       b.className = 'badge ' + (resp.ok ? 'on' : 'off');
     } catch (e) {
       $('health').textContent = 'fleet unreachable';
@@ -217,12 +243,13 @@
       return;
     }
     for (const m of state.events) {
-      const li = el('li', 'event ' + m.kind);
-      li.dataset.device = m.device;
-      const t = new Date(m.received_at);
+      const alert = m.kind === 'alerts';
+      const li = el('li', 'event ' + (alert ? 'alerts' : 'events'));
+      li.dataset.device = str(m.device);
+      const t = new Date(str(m.received_at));
       li.append(el('time', '', isNaN(t) ? '' : t.toLocaleTimeString()),
-        el('span', 'badge ' + (m.kind === 'alerts' ? 'alert' : 'ev'), m.kind === 'alerts' ? 'alert' : 'event'),
-        el('span', 'where', m.device + (m.camera ? '/' + m.camera : '')),
+        el('span', 'badge ' + (alert ? 'alert' : 'ev'), alert ? 'alert' : 'event'),
+        el('span', 'where', str(m.device) + (str(m.camera) ? '/' + str(m.camera) : '')),
         el('span', 'what', summary(m.payload)));
       ol.append(li);
     }
@@ -230,8 +257,9 @@
   }
 
   function onMessage(name, data) {
+    if (!isObj(data)) return;
     if (name === 'dropped') {
-      state.dropped += data.dropped || 0;
+      state.dropped += num(data.dropped) || 0;
       renderEvents();
       return;
     }
@@ -243,7 +271,7 @@
         renderEvents();
         break;
       case 'telemetry':
-        state.telemetry.set(data.device, data.payload);
+        if (str(data.device)) state.telemetry.set(str(data.device), data.payload);
         renderDevices();
         break;
       case 'status':
