@@ -14,7 +14,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DEPS_DIR="$ROOT/.deps"
 ORT_VERSION="${ORT_VERSION:-1.30.0}"
-APT_PKGS=(pkg-config libopencv-dev ffmpeg mosquitto mosquitto-clients chromium fonts-dejavu-core)
+APT_PKGS=(pkg-config libopencv-dev ffmpeg mosquitto mosquitto-clients chromium fonts-dejavu-core postgresql-15)
 
 log() { printf 'deps: %s\n' "$*" >&2; }
 
@@ -27,6 +27,11 @@ for p in "${APT_PKGS[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
 	log "installing apt packages: ${missing[*]}"
+	# PostgreSQL is for the tests' throw-away clusters (testvideos/harness): no system cluster.
+	if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+		$SUDO mkdir -p /etc/postgresql-common
+		echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.conf >/dev/null
+	fi
 	$SUDO apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
