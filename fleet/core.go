@@ -39,6 +39,7 @@ import (
 	"github.com/vigil-edge/vigil/fleet/rollout"
 	"github.com/vigil-edge/vigil/fleet/subscriber"
 	"github.com/vigil-edge/vigil/fleet/web"
+	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
 // DefaultHTTPAddr is where the API listens by default.
@@ -57,7 +58,9 @@ type Config struct {
 	Broker string
 	// HTTPListen is the API's address; DefaultHTTPAddr when empty. Port 0 picks a free one.
 	HTTPListen string
-	// ClientID is the subscriber's MQTT client id; vigil-fleet-<hostname> when empty.
+	// ClientID names the subscriber's MQTT client; the client id is wire.FleetClientPrefix +
+	// ClientID ($vigil-fleet/<hostname> when empty), a prefix no device id can have, and the
+	// rollout engine's is the same + "-rollout".
 	ClientID string
 	// Registry tunes the device registry (gap timeout, limits, clock); zero fields take its
 	// defaults.
@@ -120,6 +123,10 @@ func New(cfg Config) (_ *Core, err error) {
 	if cfg.HTTPListen == "" {
 		cfg.HTTPListen = DefaultHTTPAddr
 	}
+	if cfg.ClientID == "" {
+		cfg.ClientID = defaultClientID()
+	}
+	cfg.ClientID = wire.FleetClientID(cfg.ClientID)
 	c := &Core{log: cfg.Logger, httpDone: make(chan struct{}), failed: make(chan error, 1)}
 	defer func() {
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/vigil-edge/vigil/fleet/api"
 	"github.com/vigil-edge/vigil/fleet/catalog"
 	"github.com/vigil-edge/vigil/fleet/rollout"
+	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
 // OTAConfig configures the model registry and the rollout engine of a Core.
@@ -69,13 +70,14 @@ func (c *Core) startOTA(cfg Config, brokerURL string) error {
 	return nil
 }
 
-// defaultClientID is the ingest subscriber's default MQTT client id, vigil-fleet-<hostname>.
+// defaultClientID is the ingest subscriber's default MQTT client id, $vigil-fleet/<hostname>
+// (see wire.FleetClientPrefix).
 func defaultClientID() string {
 	host, err := os.Hostname()
 	if err != nil || host == "" {
 		host = "unknown"
 	}
-	return "vigil-fleet-" + host
+	return wire.FleetClientID(host)
 }
 
 func (c *Core) publicURL(cfg Config) string {

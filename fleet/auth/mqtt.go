@@ -17,7 +17,7 @@ const (
 	RejectAnonymous   = "anonymous"        // no user name and no client certificate
 	RejectBadPassword = "bad_credentials"  // unknown user or wrong password
 	RejectCertUser    = "cert_user"        // the user name differs from the certificate's CN
-	RejectClientID    = "client_id"        // a device's client id differs from its id
+	RejectClientID    = "client_id"        // a device's client id differs from its id, or is reserved to the fleet
 	RejectBadIdentity = "invalid_identity" // a certificate CN that is neither a fleet name nor a device id
 	RejectWillTopic   = "will_topic"       // a last will on a topic the client may not publish to
 )
@@ -29,6 +29,8 @@ const (
 //     is the certificate's subject CN; a user name, if it sends one too, must equal the CN,
 //     and no password is needed. Any other client must send a user name and password that
 //     the [Credentials] accept. Anonymous clients are refused.
+//   - Client ids starting with wire.FleetClientPrefix belong to the fleet's own clients: any
+//     other identity using one is refused, so no one can take over the fleet's sessions.
 //   - Devices (a device id from the credentials file, or any certificate CN that is a valid
 //     device id) must connect with the client id equal to their id. They may publish only
 //     under vigil/v1/<id>/ but not to vigil/v1/<id>/cmd/ (only the fleet sends commands), and
@@ -121,7 +123,7 @@ func (h *MQTT) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 			return h.reject(cl, user, RejectBadPassword)
 		}
 	}
-	if role == RoleDevice && cl.ID != name {
+	if role == RoleDevice && cl.ID != name || role != RoleFleet && wire.IsFleetClientID(cl.ID) {
 		return h.reject(cl, name, RejectClientID)
 	}
 	if pk.Connect.WillFlag && !allowed(role, name, pk.Connect.WillTopic, true) {

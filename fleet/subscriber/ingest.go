@@ -45,7 +45,7 @@ type Handler interface {
 // Config configures a Subscriber.
 type Config struct {
 	BrokerURL string       // e.g. tcp://127.0.0.1:1883; required
-	ClientID  string       // vigil-fleet-<hostname> when empty
+	ClientID  string       // $vigil-fleet/<hostname> when empty (wire.FleetClientPrefix)
 	Logger    *slog.Logger // slog.Default() when nil
 	// Username and Password authenticate the subscriber to the broker when Username is set
 	// (see fleet/auth). The password is never logged.
@@ -113,7 +113,7 @@ func New(cfg Config, h Handler) (*Subscriber, error) {
 		if err != nil || host == "" {
 			host = "unknown"
 		}
-		cfg.ClientID = "vigil-fleet-" + host
+		cfg.ClientID = wire.FleetClientID(host)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/vigil-edge/vigil/fleet/registry"
+	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
 func TestNewValidates(t *testing.T) {
@@ -29,7 +30,7 @@ func TestNewValidates(t *testing.T) {
 		t.Error("New with a nil handler succeeded")
 	}
 	s, _ := New(Config{BrokerURL: "tcp://127.0.0.1:1883"}, reg)
-	if !strings.HasPrefix(s.cfg.ClientID, "vigil-fleet-") {
+	if !strings.HasPrefix(s.cfg.ClientID, wire.FleetClientPrefix) {
 		t.Errorf("default client id %q", s.cfg.ClientID)
 	}
 	if err := s.Close(); err != nil || s.Connected() {
