@@ -181,15 +181,30 @@ func (a *Agent) HTTPAddr() string {
 // Registry is the agent's metrics registry.
 func (a *Agent) Registry() *prometheus.Registry { return a.reg }
 
-// Run runs the agent until ctx is done, then stops every part in reverse order. A camera that
-// cannot run (its model fails to load, its URL is wrong) is reported and the others go on;
-// Run fails only when the agent itself cannot start (the HTTP port is taken).
-func (a *Agent) Run(ctx context.Context) error {
+// Run runs the agent until ctx is done, then stops every part in reverse order. The agent
+// starts completely or not at all: when one of its own parts cannot start (the outbox, the
+// HTTP port, the model store, the snapshot folder, the publisher's TLS files), Run stops what
+// it had started, in reverse order, and returns at once with the reason. A camera that cannot
+// run (its model fails to load, its URL is wrong) is reported and the others go on.
+//
+// Order: every camera has its detector before the publisher connects, so no fleet command
+// (which may swap models) is handled before the cameras exist.
+func (a *Agent) Run(ctx context.Context) (err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var stack []func() // closers of the parts started, in start order
+	defer func() {
+		cancel() // the parts that wait for ctx (sensors, telemetry) end now
+		for i := len(stack) - 1; i >= 0; i-- {
+			stack[i]()
+		}
+	}()
+
 	ob, err := a.openOutbox()
 	if err != nil {
 		return err
 	}
-	defer ob.Close() // last of all: after the publisher has stopped reading it
+	stack = append(stack, func() { ob.Close() }) // last of all: after the publisher has stopped reading it
 	var ids []string
 	for _, c := range a.cams {
 		ids = append(ids, c.cfg.ID)
@@ -220,7 +235,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 
-	var srv *http.Server
 	if a.cfg.HTTP.Listen != "" {
 		ln, err := net.Listen("tcp", a.cfg.HTTP.Listen)
 		if err != nil {
@@ -229,24 +243,40 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.mu.Lock()
 		a.httpAddr = ln.Addr().String()
 		a.mu.Unlock()
-		srv = &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		served := make(chan struct{})
 		go func() {
+			defer close(served)
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				a.log.Error("http server", "err", err)
 			}
 		}()
+		stack = append(stack, func() { // the HTTP server goes last but one: metrics stay visible to the end
+			sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+			<-served
+		})
 		a.log.Info("serving metrics and status", "addr", a.httpAddr)
 	}
 
-	pub.Start()
-	stopSensors := a.startSensors(ctx, ob) // before the cameras; stopped after them
-	defer stopSensors()
+	stack = append(stack, a.startSensors(ctx, ob)) // before the cameras; stopped after them
 
 	fleetModel, stopOTA, err := a.startOTA(ctx)
 	if err != nil {
 		return err
 	}
-	var wg sync.WaitGroup
+	stack = append(stack, stopOTA)
+
+	// Every camera gets its detector before anything can swap it (see Order above).
+	if testHookCamerasStarting != nil {
+		testHookCamerasStarting()
+	}
+	type starting struct {
+		cam *camera
+		det models.Detector
+	}
+	var cams []starting
 	for _, cam := range a.cams {
 		man := fleetModel
 		if cam.cfg.Model != nil {
@@ -260,13 +290,20 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.tele.setModel(det.Manifest())
 		sw := &swappable{det: det}
 		cam.det = sw
-		det = sw
+		cams = append(cams, starting{cam, sw})
+	}
+
+	pub.Start()                                                  // connects, then subscribes to commands
+	stack = append(stack, func() { pub.Close(shutdownTimeout) }) // sends "offline" once the cameras have handed on every result
+	var wg sync.WaitGroup
+	for _, s := range cams {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cam.run(ctx, det)
+			s.cam.run(ctx, s.det)
 		}()
 	}
+	stack = append(stack, wg.Wait) // cameras finish their queued frames and hand on every result
 	a.log.Info("agent running", "device_id", a.cfg.DeviceID, "cameras", len(a.cams))
 
 	var resume sync.WaitGroup
@@ -282,17 +319,13 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	<-ctx.Done()
 	a.log.Info("stopping")
-	stopOTA() // no model swap from here on
+	stopOTA() // no model swap from here on (the stack calls it again: it is idempotent)
 	resume.Wait()
-	wg.Wait()                    // cameras finish their queued frames and hand on every result
-	a.pub.Close(shutdownTimeout) // then the publisher sends "offline" and disconnects
-	if srv != nil {              // the HTTP server goes last: metrics stay visible to the end
-		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}
 	return nil
 }
+
+// testHookCamerasStarting, set by tests only, runs just before the cameras' detectors open.
+var testHookCamerasStarting func()
 
 // Status is the agent's answer on /api/v1/status.
 type Status struct {

@@ -2,9 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/ed25519"
-	"encoding/base64"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -70,15 +67,15 @@ func (a *Agent) startOTA(ctx context.Context) (active *models.Manifest, stop fun
 	if oc.FleetKey == "" {
 		return nil, func() {}, nil
 	}
-	key, err := base64.StdEncoding.DecodeString(oc.FleetKey)
-	if err != nil || len(key) != ed25519.PublicKeySize {
-		return nil, nil, errors.New("ota.fleet_key: want the fleet's ed25519 public key in base64 (vigil-fleet keygen prints it)")
+	key, err := oc.PublicKey()
+	if err != nil {
+		return nil, nil, fmt.Errorf("'ota.fleet_key' %w", err)
 	}
 	st, err := modelstore.Open(oc.StoreDir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("model store: %w", err)
+		return nil, nil, fmt.Errorf("model store (ota.store_dir): %w", err)
 	}
-	h := ota.New(ota.Config{DeviceID: a.cfg.DeviceID, FleetKey: ed25519.PublicKey(key), Store: st,
+	h := ota.New(ota.Config{DeviceID: a.cfg.DeviceID, FleetKey: key, Store: st,
 		Swap: a.swapModel, Report: a.reportCommand, SelfTestImage: oc.SelfTestImage, Threads: a.cfg.Model.Threads,
 		Logger: a.log.With("component", "ota")})
 	a.mu.Lock()

@@ -5,6 +5,8 @@ package config
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -110,6 +112,18 @@ type OTA struct {
 	FleetKey      string `yaml:"fleet_key"`       // the fleet's ed25519 public key, base64 (vigil-fleet keygen prints it)
 	StoreDir      string `yaml:"store_dir"`       // installed model versions
 	SelfTestImage string `yaml:"self_test_image"` // a JPEG/PNG a new model must run on; empty: a synthetic image
+}
+
+// PublicKey decodes FleetKey: the fleet's ed25519 public key in standard base64.
+func (o OTA) PublicKey() (ed25519.PublicKey, error) {
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(o.FleetKey))
+	if err != nil {
+		return nil, errors.New("must be the fleet's ed25519 public key in base64, as vigil-fleet keygen prints it (it is not base64)")
+	}
+	if len(key) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("must be the fleet's ed25519 public key in base64, as vigil-fleet keygen prints it (it decodes to %d bytes, want %d)", len(key), ed25519.PublicKeySize)
+	}
+	return ed25519.PublicKey(key), nil
 }
 
 // Snapshots is the local store of event snapshots served at /api/v1/snapshots/<event>.jpg.
@@ -229,7 +243,7 @@ func (c Config) Validate() error {
 	if c.MQTT.URL == "" {
 		bad("mqtt.url", "is required")
 	} else if u, err := url.Parse(c.MQTT.URL); err != nil || u.Host == "" {
-		bad("mqtt.url", "must be a URL like tcp://host:1883 or ssl://host:8883 (got %q)", c.MQTT.URL)
+		bad("mqtt.url", "must be a URL like tcp://host:1883 or ssl://host:8883 (got %q)", RedactURL(c.MQTT.URL))
 	} else {
 		switch u.Scheme {
 		case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
@@ -252,8 +266,13 @@ func (c Config) Validate() error {
 	if c.Snapshots.Dir != "" && c.Snapshots.MaxBytes < 1<<20 {
 		bad("snapshots.max_bytes", "must be >= 1048576 (1 MiB)")
 	}
-	if c.OTA.FleetKey != "" && c.OTA.StoreDir == "" {
-		bad("ota.store_dir", "is required when ota.fleet_key is set")
+	if c.OTA.FleetKey != "" {
+		if _, err := c.OTA.PublicKey(); err != nil {
+			bad("ota.fleet_key", "%v", err)
+		}
+		if c.OTA.StoreDir == "" {
+			bad("ota.store_dir", "is required when ota.fleet_key is set")
+		}
 	}
 	if c.Outbox.Path == "" {
 		bad("outbox.path", "is required")
