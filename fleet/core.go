@@ -190,6 +190,9 @@ func New(cfg Config) (_ *Core, err error) {
 		_ = ln.Close()
 		return nil, err
 	}
+	if c.rollouts != nil {
+		prom.MustRegister(exporter.Rollouts(c.rolloutStates))
+	}
 	c.httpSrv = &http.Server{
 		Handler:           c.handler(cfg, api.Handler(c.registry, c.ingest, exporter.Handler(prom, cfg.Logger), cfg.Logger, c.apiOptions()...)),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -106,3 +106,12 @@ func (c *Core) Models() *catalog.Registry { return c.models }
 
 // Rollouts is the core's rollout engine, or nil when OTA is off.
 func (c *Core) Rollouts() *rollout.Engine { return c.rollouts }
+
+// rolloutStates counts the rollouts in each state, for vigil_fleet_rollouts.
+func (c *Core) rolloutStates() map[string]int {
+	n := map[string]int{}
+	for _, r := range c.rollouts.List() {
+		n[r.State]++
+	}
+	return n
+}
