@@ -60,8 +60,13 @@ type Config struct {
 	HTTPListen string
 	// ClientID names the subscriber's MQTT client; the client id is wire.FleetClientPrefix +
 	// ClientID ($vigil-fleet/<hostname> when empty), a prefix no device id can have, and the
-	// rollout engine's is the same + "-rollout".
+	// rollout engine's is the same + "-rollout". Each
+	// instance sharing a broker needs its own.
 	ClientID string
+	// ShareGroup makes several instances split the device traffic of an external broker through
+	// the shared subscription $share/<ShareGroup>/… (status still reaches every instance); use
+	// it with Events.Postgres so that they share what they store. Empty: one instance takes all.
+	ShareGroup string
 	// Registry tunes the device registry (gap timeout, limits, clock); zero fields take its
 	// defaults.
 	Registry registry.Options
@@ -110,7 +115,8 @@ type Core struct {
 	models   *catalog.Registry // nil without OTA.DataDir
 	rollouts *rollout.Engine   // nil without OTA.DataDir
 
-	events    *eventstore.Bolt
+	events    eventstore.Store // bbolt (default) or PostgreSQL (Events.Postgres)
+	recorder  *eventstore.Recorder
 	eventsTmp string // the event store's temporary folder, without Events.DataDir
 }
 
@@ -171,7 +177,7 @@ func New(cfg Config) (_ *Core, err error) {
 	}
 	c.hub = web.NewHub(web.HubOptions{Logger: cfg.Logger})
 	sub, err := subscriber.New(subscriber.Config{BrokerURL: brokerURL, ClientID: cfg.ClientID, Logger: cfg.Logger,
-		Username: c.mqttUser, Password: c.mqttPassword}, c.hub.Wrap(recorder))
+		Username: c.mqttUser, Password: c.mqttPassword, ShareGroup: cfg.ShareGroup}, c.hub.Wrap(recorder))
 	if err != nil {
 		return nil, err
 	}

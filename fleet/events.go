@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/vigil-edge/vigil/fleet/api"
 	"github.com/vigil-edge/vigil/fleet/eventstore"
+	"github.com/vigil-edge/vigil/fleet/postgres"
 	"github.com/vigil-edge/vigil/fleet/web"
 )
 
@@ -26,11 +28,26 @@ type EventsConfig struct {
 	DetectionsEvery int
 	// Retention bounds the store (max age 7 days and 1 GiB by default; see eventstore.Options).
 	Retention eventstore.Options
+	// Postgres, when set, keeps the events in this PostgreSQL database instead of DATA/events.db
+	// (see fleet/postgres): several fleet instances can share it. Retention's MaxAge and
+	// MaxBytes apply by whole days.
+	Postgres string
 }
 
 // startEvents opens the event store and returns the ingest handler that feeds it: the
 // registry decides what is new, the recorder stores it.
 func (c *Core) startEvents(cfg Config) (web.Handler, error) {
+	if dsn := cfg.Events.Postgres; dsn != "" {
+		ret := cfg.Events.Retention
+		s, err := postgres.OpenEvents(context.Background(), dsn, postgres.EventsOptions{MaxAge: ret.MaxAge,
+			MaxBytes: ret.MaxBytes, Now: ret.Now, Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("events: %w", err)
+		}
+		c.events = s
+		c.recorder = eventstore.NewRecorder(c.registry, s, cfg.Events.DetectionsEvery, cfg.Logger)
+		return c.recorder, nil
+	}
 	dir := cfg.Events.DataDir
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "vigil-fleet-events-")
@@ -48,7 +65,8 @@ func (c *Core) startEvents(cfg Config) (web.Handler, error) {
 		return nil, err
 	}
 	c.events = s
-	return eventstore.NewRecorder(c.registry, s, cfg.Events.DetectionsEvery, cfg.Logger), nil
+	c.recorder = eventstore.NewRecorder(c.registry, s, cfg.Events.DetectionsEvery, cfg.Logger)
+	return c.recorder, nil
 }
 
 // eventRoutes adds the event store's endpoints to mux.
@@ -60,6 +78,9 @@ func (c *Core) eventRoutes(mux *http.ServeMux, cfg Config) {
 // removes its temporary folder.
 func (c *Core) closeEvents() error {
 	var err error
+	if c.recorder != nil {
+		c.recorder.Wait() // stores still running for messages received before the subscriber stopped
+	}
 	if c.events != nil {
 		err = c.events.Close()
 	}

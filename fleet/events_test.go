@@ -2,6 +2,7 @@ package fleet_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -102,6 +103,12 @@ func TestEventStoreEndToEnd(t *testing.T) {
 	eventually(t, "15 messages accepted", func() (bool, string) {
 		d, ok := c.Registry().Device("edge-01")
 		return ok && d.HighestSeq == 15 && d.Duplicates == 1, fmt.Sprintf("%+v", d.Stream)
+	})
+	// Stores run behind acceptance (the broker's acknowledgement waits for them, the registry
+	// does not): wait until the six records to keep are stored.
+	eventually(t, "6 records stored", func() (bool, string) {
+		recs, err := c.Events().Query(context.Background(), eventstore.Filter{})
+		return err == nil && len(recs) == 6, fmt.Sprintf("%d records, %v", len(recs), err)
 	})
 
 	// Without a token: 401.

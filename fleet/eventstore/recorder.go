@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -28,7 +29,17 @@ type Recorder struct {
 	log     *slog.Logger
 
 	stored, failed atomic.Uint64
+
+	// Asynchronous stores (HandleMessageAsync): at most maxInFlight at once; Wait waits for
+	// them.
+	slots    chan struct{}
+	inFlight sync.WaitGroup
 }
+
+// maxInFlight bounds the stores one Recorder runs at once: enough for a store that gathers
+// concurrent Puts into one transaction, few enough that a stalled store holds up ingest
+// (and, through unacknowledged messages, the broker) rather than memory.
+const maxInFlight = 256
 
 // NewRecorder returns a Recorder that stores into s the messages next accepts as new, keeping
 // 1 in detectionsEvery detections messages per camera (DefaultDetectionsEvery when < 1).
@@ -37,33 +48,74 @@ func NewRecorder(next Accepter, s Store, detectionsEvery int, log *slog.Logger) 
 		log = slog.Default()
 	}
 	return &Recorder{next: next, store: s, sampler: NewSampler(detectionsEvery), now: time.Now,
-		log: log.With("component", "store")}
+		log: log.With("component", "store"), slots: make(chan struct{}, maxInFlight)}
 }
 
 // HandleMessage implements the ingest handler: it returns the Accepter's error.
 func (r *Recorder) HandleMessage(topic string, payload []byte) error {
+	rec, store, err := r.accept(topic, payload)
+	if err != nil || !store {
+		return err
+	}
+	r.put(topic, rec)
+	return nil
+}
+
+// HandleMessageAsync implements subscriber.AsyncHandler: the Accepter decides at once, in
+// arrival order; the store runs in the background, up to maxInFlight at once, so a store that
+// batches (fleet/postgres) commits many messages together. done is called after the Put
+// returned (stored, or failed and counted), never before.
+func (r *Recorder) HandleMessageAsync(topic string, payload []byte, done func()) error {
+	rec, store, err := r.accept(topic, payload)
+	if err != nil {
+		return err
+	}
+	if !store {
+		done()
+		return nil
+	}
+	r.slots <- struct{}{}
+	r.inFlight.Add(1)
+	go func() {
+		defer r.inFlight.Done()
+		r.put(topic, rec)
+		<-r.slots
+		done()
+	}()
+	return nil
+}
+
+// Wait waits for the stores HandleMessageAsync started; call it after the last message was
+// handed in and before closing the store.
+func (r *Recorder) Wait() { r.inFlight.Wait() }
+
+// accept asks the Accepter and decides whether to store the message.
+func (r *Recorder) accept(topic string, payload []byte) (Record, bool, error) {
 	isNew, err := r.next.Accept(topic, payload)
 	if err != nil || !isNew {
-		return err
+		return Record{}, false, err
 	}
 	rec, ok, err := Decode(topic, payload, r.now())
 	if err != nil {
 		r.failed.Add(1)
 		r.log.Warn("cannot store message", "topic", topic, "error", err)
-		return nil
+		return Record{}, false, nil
 	}
 	if !ok || rec.Kind == KindDetections && !r.sampler.Keep(rec.Device, rec.Camera) {
-		return nil
+		return Record{}, false, nil
 	}
+	return rec, true, nil
+}
+
+func (r *Recorder) put(topic string, rec Record) {
 	ctx, cancel := context.WithTimeout(context.Background(), putTimeout)
 	defer cancel()
 	if err := r.store.Put(ctx, rec); err != nil {
 		r.failed.Add(1)
 		r.log.Warn("cannot store message", "topic", topic, "error", err)
-		return nil
+		return
 	}
 	r.stored.Add(1)
-	return nil
 }
 
 // Stats returns the records stored and the messages that could not be.

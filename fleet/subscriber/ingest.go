@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,15 @@ type Handler interface {
 	HandleMessage(topic string, payload []byte) error
 }
 
+// AsyncHandler is a Handler that may finish a message after it returns: the subscriber
+// acknowledges the message to the broker (PUBACK) only when done is called, so a message is
+// never acknowledged before the handler made it safe (stored). HandleMessageAsync is called
+// one message at a time, in arrival order; done may be called from any goroutine, once. When
+// it returns an error, done is not called and the message is acknowledged as rejected.
+type AsyncHandler interface {
+	HandleMessageAsync(topic string, payload []byte, done func()) error
+}
+
 // Config configures a Subscriber.
 type Config struct {
 	BrokerURL string       // e.g. tcp://127.0.0.1:1883; required
@@ -53,6 +63,11 @@ type Config struct {
 	// CleanSession starts a fresh MQTT session on every connect. By default the session
 	// persists, so that the broker queues QoS 1 messages while the subscriber reconnects.
 	CleanSession bool
+	// ShareGroup, when set, subscribes to every device topic but status through the MQTT
+	// shared subscription $share/<ShareGroup>/…: the broker hands each message to one member
+	// of the group, so several fleet instances split the traffic. Status (retained, and the
+	// last wills) stays a plain subscription, so every instance knows every device's state.
+	ShareGroup string
 	// RetryInterval is the pause between connect attempts and the upper bound of the
 	// reconnect back-off; 2 s when zero. Close may wait about this long for paho to stop.
 	RetryInterval time.Duration
@@ -108,6 +123,11 @@ func New(cfg Config, h Handler) (*Subscriber, error) {
 	if u.Host == "" {
 		return nil, fmt.Errorf("ingest: broker url %q has no host", cfg.BrokerURL)
 	}
+	if cfg.ShareGroup != "" {
+		if err := ValidShareGroup(cfg.ShareGroup); err != nil {
+			return nil, fmt.Errorf("ingest: %w", err)
+		}
+	}
 	if cfg.ClientID == "" {
 		host, err := os.Hostname()
 		if err != nil || host == "" {
@@ -140,6 +160,8 @@ func (s *Subscriber) Start() error {
 		SetClientID(s.cfg.ClientID).
 		SetCleanSession(s.cfg.CleanSession).
 		SetOrderMatters(true).
+		// Acknowledge only once the handler has made the message safe (see AsyncHandler).
+		SetAutoAckDisabled(true).
 		SetUsername(s.cfg.Username).
 		SetPassword(s.cfg.Password).
 		SetAutoReconnect(true).
@@ -197,7 +219,7 @@ func (s *Subscriber) run(ctx context.Context) {
 // subscribe subscribes to Topics and reports whether it worked.
 func (s *Subscriber) subscribe(ctx context.Context) bool {
 	filters := make(map[string]byte, len(Topics))
-	for _, t := range Topics {
+	for _, t := range s.topics() {
 		filters[t] = 1
 	}
 	tok := s.client.SubscribeMultiple(filters, nil)
@@ -221,8 +243,32 @@ func (s *Subscriber) subscribe(ctx context.Context) bool {
 	}
 	s.subscribes.Add(1)
 	s.setConnected(s.client.IsConnectionOpen(), nil)
-	s.log.Info("subscribed", "broker", s.cfg.BrokerURL, "client_id", s.cfg.ClientID, "topics", Topics)
+	s.log.Info("subscribed", "broker", s.cfg.BrokerURL, "client_id", s.cfg.ClientID, "topics", s.topics())
 	return true
+}
+
+// topics are the filters to subscribe to: Topics, shared by ShareGroup when it is set.
+func (s *Subscriber) topics() []string {
+	if s.cfg.ShareGroup == "" {
+		return Topics
+	}
+	out := make([]string, len(Topics))
+	for i, t := range Topics {
+		if strings.HasSuffix(t, "/"+wire.KindStatus) {
+			out[i] = t
+		} else {
+			out[i] = "$share/" + s.cfg.ShareGroup + "/" + t
+		}
+	}
+	return out
+}
+
+// ValidShareGroup checks a shared-subscription group name: one topic level, no wildcard.
+func ValidShareGroup(g string) error {
+	if g == "" || strings.ContainsAny(g, "/+#") || len(g) > 64 {
+		return fmt.Errorf("share group %q: want 1-64 characters without /, + or #", g)
+	}
+	return nil
 }
 
 func (s *Subscriber) setConnected(c bool, err error) {
@@ -238,7 +284,15 @@ func (s *Subscriber) setConnected(c bool, err error) {
 
 func (s *Subscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
 	s.messages.Add(1)
-	if err := s.h.HandleMessage(m.Topic(), m.Payload()); err != nil {
+	var err error
+	if ah, ok := s.h.(AsyncHandler); ok {
+		err = ah.HandleMessageAsync(m.Topic(), m.Payload(), m.Ack)
+	} else {
+		err = s.h.HandleMessage(m.Topic(), m.Payload())
+		m.Ack()
+	}
+	if err != nil {
+		m.Ack() // a redelivery would be rejected again
 		s.rejected.Add(1)
 		s.log.Debug("message rejected", "topic", m.Topic(), "error", err)
 	}

@@ -141,6 +141,26 @@ type tee struct {
 	hub  *Hub
 }
 
+// HandleMessageAsync passes an AsyncHandler's deferred acknowledgement through; the stream
+// sees the message as soon as it was accepted.
+func (t tee) HandleMessageAsync(topic string, payload []byte, done func()) error {
+	ah, ok := t.next.(interface {
+		HandleMessageAsync(topic string, payload []byte, done func()) error
+	})
+	if !ok {
+		err := t.HandleMessage(topic, payload)
+		if err == nil {
+			done()
+		}
+		return err
+	}
+	if err := ah.HandleMessageAsync(topic, payload, done); err != nil {
+		return err
+	}
+	t.hub.Publish(topic, payload)
+	return nil
+}
+
 func (t tee) HandleMessage(topic string, payload []byte) error {
 	if err := t.next.HandleMessage(topic, payload); err != nil {
 		return err

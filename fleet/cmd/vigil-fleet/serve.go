@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/vigil-edge/vigil/fleet"
@@ -32,6 +33,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	publicURL := fs.String("public-url", "", "base URL agents fetch models from (default http://<--http address>)")
 	eventsMaxAge := fs.Duration("events-max-age", eventstore.DefaultMaxAge, "how long the event store keeps events, alerts and sampled detections (DATA/events.db; a temporary file without --data)")
 	eventsMaxBytes := fs.Int64("events-max-bytes", eventstore.DefaultMaxBytes, "bound of the event store's records in bytes; the oldest go first")
+	shareGroup := fs.String("share-group", "", "split device traffic with other instances through the MQTT shared subscription $share/GROUP/… of an external broker (with --store postgres://…)")
+	store := fs.String("store", os.Getenv("VIGIL_FLEET_STORE"), "keep events in PostgreSQL (postgres://user@host/db; password from $PGPASSWORD or ~/.pgpass) instead of DATA/events.db, so several instances can share them (default $VIGIL_FLEET_STORE)")
 	detectionsEvery := fs.Int("detections-every", eventstore.DefaultDetectionsEvery, "keep 1 in N detections messages per camera in the event store")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -59,11 +62,15 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 
+	if *shareGroup != "" && *brokerURL == "" {
+		return usageError{fmt.Errorf("serve: --share-group needs --broker: the instances must share an external broker")}
+	}
 	core, err := fleet.New(fleet.Config{
 		MQTTListen:       *mqttListen,
 		Broker:           *brokerURL,
 		HTTPListen:       *httpListen,
 		ClientID:         *clientID,
+		ShareGroup:       *shareGroup,
 		Registry:         registry.Options{GapTimeout: *gapTimeout},
 		RegistryFile:     registryFile(*dataDir),
 		MetricsPerDevice: *perDevice,
@@ -73,7 +80,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		APITokens:        tokens,
 		OTA:              ota,
 		Events: fleet.EventsConfig{DataDir: *dataDir, DetectionsEvery: *detectionsEvery,
-			Retention: eventstore.Options{MaxAge: *eventsMaxAge, MaxBytes: *eventsMaxBytes}},
+			Retention: eventstore.Options{MaxAge: *eventsMaxAge, MaxBytes: *eventsMaxBytes}, Postgres: *store},
 	})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
