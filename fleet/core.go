@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -39,6 +40,7 @@ import (
 	"github.com/vigil-edge/vigil/fleet/rollout"
 	"github.com/vigil-edge/vigil/fleet/subscriber"
 	"github.com/vigil-edge/vigil/fleet/web"
+	"github.com/vigil-edge/vigil/internal/redact"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
@@ -55,7 +57,13 @@ type Config struct {
 	// when Broker is set.
 	MQTTListen string
 	// Broker is an external broker's URL (tcp://host:port). When set, no broker is embedded.
+	// User information in it (tcp://user:password@host) is taken out of the URL and used as
+	// BrokerUsername and BrokerPassword; the URL is only ever shown without a password.
 	Broker string
+	// BrokerUsername and BrokerPassword authenticate the fleet's own MQTT clients to the
+	// external broker (vigil-fleet serve --broker-username, --broker-password-file or
+	// $VIGIL_FLEET_BROKER_PASSWORD). Giving a password both here and in Broker is an error.
+	BrokerUsername, BrokerPassword string
 	// HTTPListen is the API's address; DefaultHTTPAddr when empty. Port 0 picks a free one.
 	HTTPListen string
 	// ClientID names the subscriber's MQTT client; the client id is wire.FleetClientPrefix +
@@ -108,8 +116,9 @@ type Core struct {
 	failed   chan error // 1-buffered: a component stopped by itself
 
 	mqttAuth *auth.MQTT // nil when the embedded broker allows everyone
-	// mqttUser and mqttPassword authenticate the Core's own MQTT clients to the embedded
-	// broker when mqttAuth is set; the password is never logged.
+	// mqttUser and mqttPassword authenticate the Core's own MQTT clients: to the embedded
+	// broker when mqttAuth is set, to an external broker when it was given credentials. The
+	// password is never logged.
 	mqttUser, mqttPassword string
 
 	models   *catalog.Registry // nil without OTA.DataDir
@@ -141,7 +150,11 @@ func New(cfg Config) (_ *Core, err error) {
 	}()
 
 	brokerURL := cfg.Broker
-	if brokerURL == "" {
+	if brokerURL != "" {
+		if brokerURL, c.mqttUser, c.mqttPassword, err = brokerCredentials(cfg); err != nil {
+			return nil, err
+		}
+	} else {
 		bcfg := broker.Config{Addr: cfg.MQTTListen, Logger: cfg.Logger, TLS: cfg.MQTTTLS}
 		if cfg.MQTTCredentials != "" || cfg.MQTTTLS != nil && cfg.MQTTTLS.ClientCAFile != "" {
 			if err := c.newMQTTAuth(cfg); err != nil {
@@ -210,8 +223,39 @@ func New(cfg Config) (_ *Core, err error) {
 			c.failed <- fmt.Errorf("http: serve: %w", err)
 		}
 	}()
-	c.log.Info("fleet controller started", "http", ln.Addr().String(), "broker", brokerURL, "embedded", c.broker != nil)
+	c.log.Info("fleet controller started", "http", ln.Addr().String(), "broker", redact.URL(brokerURL), "embedded", c.broker != nil,
+		"broker_user", c.mqttUser)
 	return c, nil
+}
+
+// brokerCredentials splits an external broker's URL into the URL without user information and
+// the fleet's user name and password, from the URL or from cfg.BrokerUsername/BrokerPassword.
+// Errors never show the password.
+func brokerCredentials(cfg Config) (brokerURL, user, password string, err error) {
+	u, err := url.Parse(cfg.Broker)
+	if err != nil {
+		return "", "", "", fmt.Errorf("broker url %q: %w", redact.URL(cfg.Broker), errors.Unwrap(err))
+	}
+	user, password = cfg.BrokerUsername, cfg.BrokerPassword
+	if u.User != nil {
+		if p, has := u.User.Password(); has {
+			if password != "" {
+				return "", "", "", fmt.Errorf("broker url %q: the broker password is given twice (in the URL and as --broker-password-file or $VIGIL_FLEET_BROKER_PASSWORD)", redact.URL(cfg.Broker))
+			}
+			password = p
+		}
+		if name := u.User.Username(); name != "" {
+			if user != "" && user != name {
+				return "", "", "", fmt.Errorf("broker url %q: user %q differs from --broker-username %q", redact.URL(cfg.Broker), name, user)
+			}
+			user = name
+		}
+		u.User = nil
+	}
+	if password != "" && user == "" {
+		return "", "", "", errors.New("broker: a password without a user name: give --broker-username")
+	}
+	return u.String(), user, password, nil
 }
 
 // newMQTTAuth makes the embedded broker's auth hook: the credentials file's identities plus

@@ -20,6 +20,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/vigil-edge/vigil/internal/redact"
 	"github.com/vigil-edge/vigil/pipeline/mask"
 	"github.com/vigil-edge/vigil/pipeline/publish"
 	"github.com/vigil-edge/vigil/pipeline/rules"
@@ -411,17 +412,8 @@ func (c Config) Redacted() Config {
 	return r
 }
 
-// RedactURL hides the password in a URL.
-func RedactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "REDACTED")
-	}
-	return u.String()
-}
+// RedactURL hides the password in a URL (internal/redact: the one helper of agent and fleet).
+func RedactURL(s string) string { return redact.URL(s) }
 
 // EnvPrefix prefixes every environment setting.
 const EnvPrefix = "VIGIL_"

@@ -25,6 +25,7 @@ import (
 	"github.com/vigil-edge/vigil/fleet/auth"
 	"github.com/vigil-edge/vigil/fleet/registry"
 	"github.com/vigil-edge/vigil/fleet/subscriber"
+	"github.com/vigil-edge/vigil/internal/redact"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
@@ -175,6 +176,7 @@ func (h *handlers) health(w http.ResponseWriter, _ *http.Request) {
 		Devices:  len(h.devices.Devices()),
 		Rejected: h.devices.Rejected(),
 	}
+	body.MQTT.Broker = redact.URL(body.MQTT.Broker) // public, even with API tokens
 	if h.mqttAuth != nil {
 		st := h.mqttAuth()
 		body.MQTTAuth = &st

@@ -22,6 +22,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/vigil-edge/vigil/fleet/registry"
+	"github.com/vigil-edge/vigil/internal/redact"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
@@ -113,15 +114,15 @@ func New(cfg Config, h Handler) (*Subscriber, error) {
 	}
 	u, err := url.Parse(cfg.BrokerURL)
 	if err != nil {
-		return nil, fmt.Errorf("ingest: broker url: %w", err)
+		return nil, fmt.Errorf("ingest: broker url %q: %w", redact.URL(cfg.BrokerURL), errors.Unwrap(err))
 	}
 	switch u.Scheme {
 	case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
 	default:
-		return nil, fmt.Errorf("ingest: broker url %q: want tcp://host:port", cfg.BrokerURL)
+		return nil, fmt.Errorf("ingest: broker url %q: want tcp://host:port", redact.URL(cfg.BrokerURL))
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("ingest: broker url %q has no host", cfg.BrokerURL)
+		return nil, fmt.Errorf("ingest: broker url %q has no host", redact.URL(cfg.BrokerURL))
 	}
 	if cfg.ShareGroup != "" {
 		if err := ValidShareGroup(cfg.ShareGroup); err != nil {
@@ -181,7 +182,7 @@ func (s *Subscriber) Start() error {
 		}).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			s.setConnected(false, err)
-			s.log.Warn("mqtt connection lost; reconnecting", "broker", s.cfg.BrokerURL, "error", err)
+			s.log.Warn("mqtt connection lost; reconnecting", "broker", redact.URL(s.cfg.BrokerURL), "error", err)
 		})
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -238,12 +239,12 @@ func (s *Subscriber) subscribe(ctx context.Context) bool {
 	}
 	if err != nil {
 		s.setConnected(false, fmt.Errorf("subscribe: %w", err))
-		s.log.Warn("mqtt subscribe failed", "broker", s.cfg.BrokerURL, "error", err)
+		s.log.Warn("mqtt subscribe failed", "broker", redact.URL(s.cfg.BrokerURL), "error", err)
 		return false
 	}
 	s.subscribes.Add(1)
 	s.setConnected(s.client.IsConnectionOpen(), nil)
-	s.log.Info("subscribed", "broker", s.cfg.BrokerURL, "client_id", s.cfg.ClientID, "topics", s.topics())
+	s.log.Info("subscribed", "broker", redact.URL(s.cfg.BrokerURL), "client_id", s.cfg.ClientID, "topics", s.topics())
 	return true
 }
 
@@ -312,7 +313,7 @@ func (s *Subscriber) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return Status{
-		Broker:     s.cfg.BrokerURL,
+		Broker:     redact.URL(s.cfg.BrokerURL),
 		ClientID:   s.cfg.ClientID,
 		Connected:  connected,
 		Since:      s.since,

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/vigil-edge/vigil/fleet"
 	"github.com/vigil-edge/vigil/fleet/broker"
@@ -21,7 +23,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	mqttListen := fs.String("mqtt-listen", broker.DefaultAddr, "embedded MQTT broker's listen address")
-	brokerURL := fs.String("broker", "", "external MQTT broker URL (tcp://host:port); disables the embedded broker")
+	brokerURL := fs.String("broker", "", "external MQTT broker URL (tcp://host:port); disables the embedded broker. Credentials: --broker-username with --broker-password-file or $"+envBrokerPassword+" (user:password@ in the URL works too, but shows in the process list)")
+	brokerUser := fs.String("broker-username", "", "user name of the fleet's MQTT clients on the external broker")
+	brokerPWFile := fs.String("broker-password-file", "", "file whose first line is the external broker's password (or $"+envBrokerPassword+")")
 	httpListen := fs.String("http", fleet.DefaultHTTPAddr, "HTTP API listen address")
 	clientID := fs.String("client-id", "", "name of the fleet's MQTT clients: their client ids are $vigil-fleet/NAME and $vigil-fleet/NAME-rollout, a prefix no device id can have (default: the hostname)")
 	gapTimeout := fs.Duration("gap-timeout", registry.DefaultGapTimeout, "how long a missing seq may still arrive (as a replay) before it is counted as lost")
@@ -54,6 +58,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	brokerPW, err := brokerPassword(*brokerURL, *brokerUser, *brokerPWFile)
+	if err != nil {
+		return err
+	}
 
 	ota := fleet.OTAConfig{DataDir: *dataDir, PublicURL: *publicURL}
 	if *keyFile != "" {
@@ -68,6 +76,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	core, err := fleet.New(fleet.Config{
 		MQTTListen:       *mqttListen,
 		Broker:           *brokerURL,
+		BrokerUsername:   *brokerUser,
+		BrokerPassword:   brokerPW,
 		HTTPListen:       *httpListen,
 		ClientID:         *clientID,
 		ShareGroup:       *shareGroup,
@@ -97,6 +107,32 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("serve: %w", failed)
 	}
 	return nil
+}
+
+// envBrokerPassword may hold the external broker's password instead of a file.
+const envBrokerPassword = "VIGIL_FLEET_BROKER_PASSWORD"
+
+// brokerPassword reads the external broker's password: the first line of file, else
+// $VIGIL_FLEET_BROKER_PASSWORD; "" when neither is set.
+func brokerPassword(brokerURL, user, file string) (string, error) {
+	pw := os.Getenv(envBrokerPassword)
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("serve: --broker-password-file: %w", err)
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		if pw = strings.TrimRight(line, "\r"); pw == "" {
+			return "", usageError{fmt.Errorf("serve: --broker-password-file %s: the first line is empty", file)}
+		}
+	}
+	if brokerURL == "" {
+		if file != "" || user != "" {
+			return "", usageError{errors.New("serve: --broker-username and --broker-password-file are for an external broker: give --broker")}
+		}
+		return "", nil // the embedded broker: its clients use a secret made at start
+	}
+	return pw, nil
 }
 
 // registryFile is where the device registry is saved in the data folder; "" without one.
