@@ -7,6 +7,7 @@
 //	GET /metrics              Prometheus metrics (see fleet/metrics), when a handler is given
 //	GET /api/v1/events        stored events, alerts and sampled detections (RegisterEvents)
 //	GET /api/v1/events/export the same as NDJSON, streamed (RegisterEvents)
+//	GET /api/v1/openapi.json  the OpenAPI 3 document of all of the fleet's endpoints
 //
 // Authentication (bearer tokens, see fleet/auth) wraps this handler from outside; /healthz
 // stays open.
@@ -152,6 +153,7 @@ func Handler(devices Devices, conn Conn, metrics http.Handler, log *slog.Logger,
 	mux.HandleFunc("GET /healthz", h.health)
 	mux.HandleFunc("GET /api/v1/devices", h.list)
 	mux.HandleFunc("GET /api/v1/devices/{id}", h.get)
+	mux.HandleFunc("GET /api/v1/openapi.json", serveOpenAPI)
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
 	}
