@@ -11,7 +11,9 @@
 //
 // With credentials or client certificates the embedded broker authenticates every client and
 // applies the topic ACL (fleet/auth); with API tokens every HTTP endpoint but /healthz, the
-// dashboard's page and the model files needs a bearer token.
+// dashboard's page and the model files needs a bearer token. Without tokens the API listens
+// only on loopback, and in every case web pages cannot drive it (auth.Browser: Origin, Host,
+// JSON writes).
 //
 // Components are created in that order (broker, registry, ingest, HTTP) and closed in reverse.
 package fleet
@@ -142,6 +144,9 @@ func New(cfg Config) (_ *Core, err error) {
 		cfg.ClientID = defaultClientID()
 	}
 	cfg.ClientID = wire.FleetClientID(cfg.ClientID)
+	if err := checkOpenAPI(cfg); err != nil {
+		return nil, err
+	}
 	c := &Core{log: cfg.Logger, httpDone: make(chan struct{}), failed: make(chan error, 1)}
 	defer func() {
 		if err != nil {
@@ -297,17 +302,33 @@ func (c *Core) handler(cfg Config, apiHandler http.Handler) http.Handler {
 	mux.Handle("/", apiHandler)
 	c.otaRoutes(mux, cfg)
 	c.eventRoutes(mux, cfg)
+	// Web pages must not drive the API (CSRF, DNS rebinding): without tokens, a loopback API
+	// also checks Host (New refuses any other address without tokens).
+	guard := auth.Browser{CheckHost: cfg.APITokens == nil}
 	if cfg.APITokens == nil {
-		if host, _, err := net.SplitHostPort(cfg.HTTPListen); err == nil && !isLoopback(host) {
-			c.log.Warn("the HTTP API is open to anyone who reaches it: give it tokens", "http", cfg.HTTPListen)
-		}
-		return mux
+		return guard.Middleware(mux)
 	}
 	public := func(r *http.Request) bool {
 		return r.URL.Path == "/healthz" || web.IsPage(r) ||
 			(r.Method == http.MethodGet || r.Method == http.MethodHead) && strings.HasPrefix(r.URL.Path, "/models/")
 	}
-	return cfg.APITokens.Middleware(mux, public)
+	return guard.Middleware(cfg.APITokens.Middleware(mux, public))
+}
+
+// checkOpenAPI refuses an API without tokens on an address other machines can reach.
+func checkOpenAPI(cfg Config) error {
+	if cfg.APITokens != nil {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(cfg.HTTPListen)
+	if err != nil {
+		return fmt.Errorf("http: listen address %q: %w", cfg.HTTPListen, err)
+	}
+	if !isLoopback(host) {
+		return fmt.Errorf("http: %s is not a loopback address and the API has no tokens: anyone who reaches it could "+
+			"start rollouts; give tokens (--api-tokens, --admin-token or $VIGIL_FLEET_ADMIN_TOKEN) or listen on 127.0.0.1", cfg.HTTPListen)
+	}
+	return nil
 }
 
 func isLoopback(host string) bool {

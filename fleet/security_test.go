@@ -2,9 +2,12 @@ package fleet_test
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,5 +75,87 @@ func TestDeviceCannotTakeFleetSession(t *testing.T) {
 	}
 	if st, _ := c.MQTTAuthStats(); st.Rejected[auth.RejectClientID] != 1 {
 		t.Errorf("refused client ids: %v, want 1", st.Rejected)
+	}
+}
+
+// apiRequest sends one request to the API with the given headers; host, when set, replaces
+// the Host header. It returns the status and body.
+func apiRequest(t *testing.T, method, url, body, host string, headers ...string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body == "" {
+		req.Body, req.ContentLength = nil, 0
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	if host != "" {
+		req.Host = host
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// The API without tokens cannot be driven from a web page: a form-like text/plain POST, a
+// cross-origin request and a request through a rebound DNS name are refused before they reach
+// the rollout engine; the fleet's own clients (JSON, same origin) still get through.
+func TestAPIRefusesWebPages(t *testing.T) {
+	c := start(t, fleet.Config{MQTTListen: "127.0.0.1:0", OTA: fleet.OTAConfig{DataDir: t.TempDir()}})
+	base := "http://" + c.HTTPAddr()
+	spec := `{"model":"yolox_nano@2.0.0","devices":"all","canary":1}`
+	for _, tc := range []struct {
+		name, method, path, body, host string
+		headers                        []string
+		want                           int
+	}{
+		{"text/plain POST (a form or no-cors fetch)", "POST", "/api/v1/rollouts", spec, "", []string{"Content-Type", "text/plain"}, http.StatusUnsupportedMediaType},
+		{"form POST", "POST", "/api/v1/rollouts", "model=x", "", []string{"Content-Type", "application/x-www-form-urlencoded"}, http.StatusUnsupportedMediaType},
+		{"multipart POST", "POST", "/api/v1/rollouts", spec, "", []string{"Content-Type", "multipart/form-data; boundary=x"}, http.StatusUnsupportedMediaType},
+		{"Blob POST without content type, cross-origin", "POST", "/api/v1/rollouts", spec, "", []string{"Origin", "http://evil.example"}, http.StatusForbidden},
+		{"foreign Origin", "POST", "/api/v1/rollouts", spec, "", []string{"Content-Type", "application/json", "Origin", "http://evil.example"}, http.StatusForbidden},
+		{"foreign Origin, no body", "POST", "/api/v1/rollouts/r1/abort", "", "", []string{"Origin", "http://evil.example"}, http.StatusForbidden},
+		{"null Origin", "POST", "/api/v1/rollouts", spec, "", []string{"Content-Type", "application/json", "Origin", "null"}, http.StatusForbidden},
+		{"foreign Host (DNS rebinding)", "POST", "/api/v1/rollouts", spec, "evil.example:" + portOf(c.HTTPAddr()),
+			[]string{"Content-Type", "application/json", "Origin", "http://evil.example:" + portOf(c.HTTPAddr())}, http.StatusForbidden},
+		{"foreign Host, read", "GET", "/api/v1/devices", "", "evil.example", nil, http.StatusForbidden},
+	} {
+		code, body := apiRequest(t, tc.method, base+tc.path, tc.body, tc.host, tc.headers...)
+		if code != tc.want || !strings.Contains(body, `"error"`) {
+			t.Errorf("%s: %d %s, want %d", tc.name, code, body, tc.want)
+		}
+	}
+	var list []any
+	if code := get(t, base+"/api/v1/rollouts", &list); code != http.StatusOK || len(list) != 0 {
+		t.Errorf("rollouts after the refused requests: %d %v", code, list)
+	}
+	// The fleet's own clients: JSON from no page, or from the dashboard's own origin.
+	for _, h := range [][]string{{"Content-Type", "application/json"}, {"Content-Type", "application/json; charset=utf-8", "Origin", base}} {
+		if code, body := apiRequest(t, "POST", base+"/api/v1/rollouts", spec, "", h...); code == http.StatusForbidden || code == http.StatusUnsupportedMediaType {
+			t.Errorf("%v: refused: %d %s", h, code, body)
+		}
+	}
+	if code, _ := apiRequest(t, "GET", base+"/api/v1/devices", "", "localhost:"+portOf(c.HTTPAddr())); code != http.StatusOK {
+		t.Errorf("GET through localhost: %d", code)
+	}
+}
+
+func portOf(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
+// An API without tokens on an address other machines reach does not start.
+func TestOpenAPIOnlyOnLoopback(t *testing.T) {
+	_, err := fleet.New(fleet.Config{MQTTListen: "127.0.0.1:0", HTTPListen: "192.0.2.1:0", Logger: logger()})
+	if err == nil || !strings.Contains(err.Error(), "no tokens") || !strings.Contains(err.Error(), "192.0.2.1:0") {
+		t.Fatalf("New with a non-loopback API and no tokens: %v", err)
 	}
 }
