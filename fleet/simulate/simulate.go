@@ -124,6 +124,9 @@ type Stats struct {
 	Acked     uint64 `json:"acked"` // … and acknowledged (PUBACK)
 	Failed    uint64 `json:"failed"`
 	Commands  uint64 `json:"commands"` // commands received (each answered)
+	// AckedByKind splits Acked by message kind (detections, events, alerts, telemetry,
+	// cmd_result).
+	AckedByKind map[string]uint64 `json:"acked_by_kind"`
 }
 
 // Device is one simulated device's numbering after a run.
@@ -149,7 +152,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	cfg = cfg.withDefaults()
-	s := &sim{cfg: cfg}
+	s := &sim{cfg: cfg, byKind: map[string]uint64{}}
 	width := len(strconv.Itoa(cfg.Devices))
 	devs := make([]*device, cfg.Devices)
 	for i := range devs {
@@ -223,11 +226,27 @@ type sim struct {
 	cfg                         Config
 	connected                   atomic.Int64
 	sent, acked, failed, cmdsIn atomic.Uint64
+
+	mu     sync.Mutex
+	byKind map[string]uint64
 }
 
 func (s *sim) stats() Stats {
+	s.mu.Lock()
+	byKind := make(map[string]uint64, len(s.byKind))
+	for k, n := range s.byKind {
+		byKind[k] = n
+	}
+	s.mu.Unlock()
 	return Stats{Connected: int(s.connected.Load()), Sent: s.sent.Load(), Acked: s.acked.Load(),
-		Failed: s.failed.Load(), Commands: s.cmdsIn.Load()}
+		Failed: s.failed.Load(), Commands: s.cmdsIn.Load(), AckedByKind: byKind}
+}
+
+func (s *sim) ackedKind(kind string) {
+	s.acked.Add(1)
+	s.mu.Lock()
+	s.byKind[kind]++
+	s.mu.Unlock()
 }
 
 // device is one simulated agent.
@@ -407,7 +426,8 @@ func (d *device) publishNext(build func(wire.Header) (string, any)) {
 			d.s.failed.Add(1)
 			return
 		}
-		d.s.acked.Add(1)
+		_, kind, _, _ := wire.ParseTopic(topic)
+		d.s.ackedKind(kind)
 		d.ack(seq)
 	}()
 }
