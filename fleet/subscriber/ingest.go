@@ -105,6 +105,11 @@ type Subscriber struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
+
+	// Shared subscriptions (ShareGroup): the group's instances and adopted sessions.
+	peers     peers
+	adoptWG   sync.WaitGroup
+	adoptions atomic.Uint64
 }
 
 // New validates cfg; it does no I/O.
@@ -156,6 +161,7 @@ func (s *Subscriber) Start() error {
 	if s.client != nil {
 		return errors.New("ingest: already started")
 	}
+	s.peers = peers{state: map[string]presence{}, adopted: map[string]*adoption{}}
 	opts := mqtt.NewClientOptions().
 		AddBroker(s.cfg.BrokerURL).
 		SetClientID(s.cfg.ClientID).
@@ -184,6 +190,9 @@ func (s *Subscriber) Start() error {
 			s.setConnected(false, err)
 			s.log.Warn("mqtt connection lost; reconnecting", "broker", redact.URL(s.cfg.BrokerURL), "error", err)
 		})
+	if s.cfg.ShareGroup != "" {
+		opts.SetBinaryWill(s.presenceTopic(instanceName(s.cfg.ClientID)), presencePayload("down", s.cfg.ClientID), 1, true)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.client = mqtt.NewClient(opts)
@@ -223,6 +232,9 @@ func (s *Subscriber) subscribe(ctx context.Context) bool {
 	for _, t := range s.topics() {
 		filters[t] = 1
 	}
+	if s.cfg.ShareGroup != "" {
+		filters[s.presenceTopic("+")] = 1
+	}
 	tok := s.client.SubscribeMultiple(filters, nil)
 	select {
 	case <-ctx.Done():
@@ -243,6 +255,9 @@ func (s *Subscriber) subscribe(ctx context.Context) bool {
 		return false
 	}
 	s.subscribes.Add(1)
+	if s.cfg.ShareGroup != "" {
+		s.client.Publish(s.presenceTopic(instanceName(s.cfg.ClientID)), 1, true, presencePayload("up", s.cfg.ClientID))
+	}
 	s.setConnected(s.client.IsConnectionOpen(), nil)
 	s.log.Info("subscribed", "broker", redact.URL(s.cfg.BrokerURL), "client_id", s.cfg.ClientID, "topics", s.topics())
 	return true
@@ -283,7 +298,11 @@ func (s *Subscriber) setConnected(c bool, err error) {
 	}
 }
 
-func (s *Subscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
+func (s *Subscriber) onMessage(c mqtt.Client, m mqtt.Message) {
+	if s.cfg.ShareGroup != "" && strings.HasPrefix(m.Topic(), PresenceRoot+"/") {
+		s.onPresence(c, m)
+		return
+	}
 	s.messages.Add(1)
 	var err error
 	if ah, ok := s.h.(AsyncHandler); ok {
@@ -334,6 +353,13 @@ func (s *Subscriber) Close() error {
 		}
 		s.cancel()
 		s.wg.Wait()
+		s.closeAdoptions()
+		if s.cfg.ShareGroup != "" && s.client.IsConnectionOpen() {
+			// Peers adopt our session (and the share of traffic it keeps receiving) until we
+			// are back.
+			s.client.Publish(s.presenceTopic(instanceName(s.cfg.ClientID)), 1, true,
+				presencePayload("down", s.cfg.ClientID)).WaitTimeout(2 * time.Second)
+		}
 		s.client.Disconnect(250)
 		// paho's Disconnect returns after the quiesce time even when a connect or reconnect
 		// attempt is still sleeping; wait for it to notice.
