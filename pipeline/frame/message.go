@@ -5,21 +5,27 @@ import (
 	"time"
 )
 
-// Class is an outbound message's kind, which is also its priority when the outbox is full:
-// the lowest classes are dropped first.
+// Class is an outbound message's kind, which gives its priority when the outbox is full:
+// DropOrder lists the classes dropped first. The values are stored in outbox files: a new
+// class takes the next number.
 type Class uint8
 
-// Classes, lowest priority first.
+// Classes; by priority, lowest first: snapshot, detections, telemetry, event update, event,
+// alert.
 const (
 	ClassDetections  Class = iota // per-frame detections: dropped first
 	ClassTelemetry                // periodic telemetry
 	ClassEventUpdate              // event "update" messages
 	ClassEvent                    // event "new" and "end": dropped only past the hard cap
 	ClassAlert                    // alerts: dropped only past the hard cap, after events
+	ClassSnapshot                 // event snapshots (JPEG): dropped before anything else
 	NumClasses
 )
 
-var classNames = [NumClasses]string{"detections", "telemetry", "event_update", "event", "alert"}
+// DropOrder is the order in which the outbox drops the droppable classes at its soft cap.
+var DropOrder = [...]Class{ClassSnapshot, ClassDetections, ClassTelemetry, ClassEventUpdate}
+
+var classNames = [NumClasses]string{"detections", "telemetry", "event_update", "event", "alert", "snapshot"}
 
 func (c Class) String() string {
 	if c < NumClasses {
@@ -29,7 +35,7 @@ func (c Class) String() string {
 }
 
 // Droppable reports whether the class may be evicted at the outbox's soft cap.
-func (c Class) Droppable() bool { return c <= ClassEventUpdate }
+func (c Class) Droppable() bool { return c <= ClassEventUpdate || c == ClassSnapshot }
 
 // Outgoing is a message handed to the outbox. Build makes the payload once the message's
 // sequence number is known (the payload carries it); it must be quick.

@@ -12,8 +12,8 @@
 // Order: each message gets the next per-device sequence number (seq) inside the outbox, under
 // the same lock that queues it, so seq order is commit order and the numbers survive restarts.
 //
-// Bounds: past MaxBytes the oldest messages of the droppable classes (detections, then
-// telemetry, then event updates) are evicted; past HardMaxBytes events and then alerts too.
+// Bounds: past MaxBytes the oldest messages of the droppable classes (snapshots, then
+// detections, then telemetry, then event updates: frame.DropOrder) are evicted; past HardMaxBytes events and then alerts too.
 // Messages older than MaxAge are dropped. Every drop is counted by class and reason.
 package outbox
 
@@ -491,10 +491,7 @@ func (o *Outbox) enforce(tx *bolt.Tx, now time.Time) error {
 			}
 		}
 	}
-	for c := Class(0); c < NumClasses && st.Bytes > o.opts.MaxBytes; c++ {
-		if !c.Droppable() {
-			continue
-		}
+	for _, c := range frame.DropOrder {
 		for st.Bytes > o.opts.MaxBytes {
 			ok, err := drop(c, ReasonFull)
 			if err != nil {
@@ -505,7 +502,7 @@ func (o *Outbox) enforce(tx *bolt.Tx, now time.Time) error {
 			}
 		}
 	}
-	for c := ClassEvent; c < NumClasses && st.Bytes > o.opts.HardMaxBytes; c++ {
+	for _, c := range [...]Class{ClassEvent, ClassAlert} {
 		for st.Bytes > o.opts.HardMaxBytes {
 			ok, err := drop(c, ReasonHardCap)
 			if err != nil {

@@ -292,3 +292,36 @@ func TestBuildErrorStoresNothing(t *testing.T) {
 func metaTxID(page []byte) uint64 {
 	return binary.LittleEndian.Uint64(page[16+4+4+4+4+16+8+8:])
 }
+
+// Snapshots (the pictures of events) are the lowest priority: at the soft cap they go before
+// detections, and never cost an event or an alert.
+func TestSnapshotsDropFirst(t *testing.T) {
+	var mu sync.Mutex
+	drops := map[string]int{}
+	opts := Options{MaxBytes: 30_000, HardMaxBytes: 40_000, OnDrop: func(c Class, reason string) {
+		mu.Lock()
+		drops[c.String()+"/"+reason]++
+		mu.Unlock()
+	}}
+	o := open(t, filepath.Join(t.TempDir(), "o.db"), opts)
+	appendN(t, o, ClassEvent, 10, 500)      // 5 KB of events
+	appendN(t, o, ClassDetections, 20, 500) // 10 KB of detections
+	appendN(t, o, ClassSnapshot, 5, 2_000)  // 10 KB of pictures: fits
+	appendN(t, o, ClassAlert, 4, 500)       // 2 KB
+	appendN(t, o, ClassSnapshot, 3, 2_000)  // 6 KB more: past the cap, pictures go first
+	st := o.Stats()
+	mu.Lock()
+	defer mu.Unlock()
+	if st.Bytes > opts.MaxBytes {
+		t.Fatalf("bytes %d over MaxBytes", st.Bytes)
+	}
+	if drops["snapshot/full"] == 0 || drops["detections/full"] != 0 {
+		t.Fatalf("drops = %v, want snapshots only", drops)
+	}
+	if st.ByClass[ClassEvent] != 10 || st.ByClass[ClassAlert] != 4 || st.ByClass[ClassDetections] != 20 {
+		t.Fatalf("by class %v", st.ByClass)
+	}
+	if err := o.Check(); err != nil {
+		t.Fatal(err)
+	}
+}

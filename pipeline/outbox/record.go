@@ -13,13 +13,14 @@ import (
 // Class is frame.Class: a message's kind and priority.
 type Class = frame.Class
 
-// The classes, lowest priority first (see frame.Class).
+// The classes (see frame.Class; frame.DropOrder gives their priority).
 const (
 	ClassDetections  = frame.ClassDetections
 	ClassTelemetry   = frame.ClassTelemetry
 	ClassEventUpdate = frame.ClassEventUpdate
 	ClassEvent       = frame.ClassEvent
 	ClassAlert       = frame.ClassAlert
+	ClassSnapshot    = frame.ClassSnapshot
 	NumClasses       = frame.NumClasses
 )
 
