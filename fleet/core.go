@@ -205,6 +205,7 @@ func New(cfg Config) (_ *Core, err error) {
 	c.ingest = sub
 
 	prom := exporter.New(c.registry, c.ingest, exporter.Options{PerDevice: cfg.MetricsPerDevice})
+	prom.MustRegister(newSnapshotCollector(c.recorder))
 	ln, err := net.Listen("tcp", cfg.HTTPListen)
 	if err != nil {
 		return nil, fmt.Errorf("http: listen: %w", err)

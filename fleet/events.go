@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vigil-edge/vigil/fleet/api"
 	"github.com/vigil-edge/vigil/fleet/eventstore"
 	"github.com/vigil-edge/vigil/fleet/postgres"
@@ -69,6 +71,25 @@ func (c *Core) startEvents(cfg Config) (web.Handler, error) {
 	return c.recorder, nil
 }
 
+// snapshotCollector exports the recorder's snapshot counts.
+type snapshotCollector struct {
+	r    *eventstore.Recorder
+	desc *prometheus.Desc
+}
+
+func newSnapshotCollector(r *eventstore.Recorder) prometheus.Collector {
+	return snapshotCollector{r: r, desc: prometheus.NewDesc("vigil_fleet_snapshots_total",
+		"Event snapshots received, by result: stored, or refused (unknown_event, not_jpeg) or failed.", []string{"result"}, nil)}
+}
+
+func (s snapshotCollector) Describe(ch chan<- *prometheus.Desc) { ch <- s.desc }
+
+func (s snapshotCollector) Collect(ch chan<- prometheus.Metric) {
+	for k, v := range s.r.SnapshotStats() {
+		ch <- prometheus.MustNewConstMetric(s.desc, prometheus.CounterValue, float64(v), k)
+	}
+}
+
 // eventRoutes adds the event store's endpoints to mux.
 func (c *Core) eventRoutes(mux *http.ServeMux, cfg Config) {
 	api.RegisterEvents(mux, c.events, cfg.Logger)
@@ -89,6 +110,9 @@ func (c *Core) closeEvents() error {
 	}
 	return err
 }
+
+// SnapshotStats counts the event snapshots received, by result (see eventstore.Recorder).
+func (c *Core) SnapshotStats() map[string]uint64 { return c.recorder.SnapshotStats() }
 
 // Events is the core's event eventstore.
 func (c *Core) Events() eventstore.Store { return c.events }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vigil-edge/vigil/fleet/eventstore"
+	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
 // Limits of GET /api/v1/events.
@@ -108,6 +109,7 @@ func parseTime(v string) (time.Time, error) {
 //
 //	GET /api/v1/events         JSON array of records, newest first (limit 100 by default)
 //	GET /api/v1/events/export  NDJSON, one stored message per line, oldest first, streamed
+//	GET /api/v1/events/{id}/snapshot.jpg  the event's picture (id: the event's ULID), when s keeps them
 func RegisterEvents(mux *http.ServeMux, s eventstore.Store, log *slog.Logger) {
 	if log == nil {
 		log = slog.Default()
@@ -115,6 +117,35 @@ func RegisterEvents(mux *http.ServeMux, s eventstore.Store, log *slog.Logger) {
 	h := &eventHandlers{s: s, handlers: handlers{log: log.With("component", "api")}}
 	mux.HandleFunc("GET /api/v1/events", h.list)
 	mux.HandleFunc("GET /api/v1/events/export", h.export)
+	if snaps, ok := s.(eventstore.Snapshots); ok {
+		mux.HandleFunc("GET /api/v1/events/{id}/snapshot.jpg", func(w http.ResponseWriter, r *http.Request) {
+			h.snapshot(w, r, snaps)
+		})
+	}
+}
+
+func (h *eventHandlers) snapshot(w http.ResponseWriter, r *http.Request, s eventstore.Snapshots) {
+	id := r.PathValue("id")
+	if !wire.ValidULID(id) {
+		h.write(w, http.StatusBadRequest, Error{Error: "event id " + strconv.Quote(id) + " is not a ULID"})
+		return
+	}
+	b, err := s.Snapshot(r.Context(), id)
+	switch {
+	case errors.Is(err, eventstore.ErrNoSnapshot):
+		h.write(w, http.StatusNotFound, Error{Error: "event " + id + " has no snapshot"})
+		return
+	case err != nil:
+		h.log.Warn("snapshot", "event", id, "err", err)
+		h.write(w, http.StatusInternalServerError, Error{Error: "event store: " + err.Error()})
+		return
+	}
+	w.Header().Set("Content-Type", "image/jpeg")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	// A better frame may replace it while the event lasts.
+	w.Header().Set("Cache-Control", "private, no-cache")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(b)
 }
 
 type eventHandlers struct {

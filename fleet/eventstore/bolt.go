@@ -93,7 +93,7 @@ func Open(path string, opts Options) (*Bolt, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketRecords, bucketMeta} {
+		for _, b := range [][]byte{bucketRecords, bucketMeta, bucketEventIDs, bucketSnapshots} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -240,7 +240,13 @@ func (s *Bolt) Put(ctx context.Context, r Record) error {
 		if err := putUint(meta, keyCount, getUint(meta, keyCount)+1); err != nil {
 			return err
 		}
-		return putUint(meta, keyBytes, getUint(meta, keyBytes)+uint64(len(k)+len(v)))
+		if err := putUint(meta, keyBytes, getUint(meta, keyBytes)+uint64(len(k)+len(v))); err != nil {
+			return err
+		}
+		if r.Kind == KindEvent && r.EventID != "" {
+			return indexEvent(tx, meta, r.EventID, k)
+		}
+		return nil
 	})
 	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
 		return ErrClosed
@@ -366,6 +372,18 @@ func (s *Bolt) Sweep(ctx context.Context) (int, error) {
 				}
 				doomed = append(doomed, k)
 				count, size = count-1, size-uint64(len(k)+len(v))
+				// An event's last record takes its index entry and snapshot with it.
+				var ev struct {
+					Kind    string `json:"kind"`
+					EventID string `json:"event_id"`
+				}
+				if json.Unmarshal(v, &ev) == nil && ev.Kind == KindEvent && ev.EventID != "" {
+					freed, err := forgetEvent(tx, ev.EventID, k)
+					if err != nil {
+						return err
+					}
+					size -= freed
+				}
 			}
 			for _, k := range doomed {
 				if err := b.Delete(k); err != nil {

@@ -1,11 +1,16 @@
 package eventstore
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"image/jpeg"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
 // Accepter decides whether a message is new; the registry is one.
@@ -29,6 +34,7 @@ type Recorder struct {
 	log     *slog.Logger
 
 	stored, failed atomic.Uint64
+	snaps          snapshotCounts
 
 	// Asynchronous stores (HandleMessageAsync): at most maxInFlight at once; Wait waits for
 	// them.
@@ -40,6 +46,19 @@ type Recorder struct {
 // concurrent Puts into one transaction, few enough that a stalled store holds up ingest
 // (and, through unacknowledged messages, the broker) rather than memory.
 const maxInFlight = 256
+
+// snapshotCounts counts the snapshots received, by what became of them.
+type snapshotCounts struct {
+	stored, unknownEvent, notJPEG, failed atomic.Uint64
+}
+
+// Snapshot results, the keys of [Recorder.SnapshotStats].
+const (
+	SnapshotStored       = "stored"
+	SnapshotUnknownEvent = "unknown_event" // no record of the event is stored: refused
+	SnapshotNotJPEG      = "not_jpeg"      // the picture does not parse as a JPEG: refused
+	SnapshotFailed       = "failed"        // the store failed
+)
 
 // NewRecorder returns a Recorder that stores into s the messages next accepts as new, keeping
 // 1 in detectionsEvery detections messages per camera (DefaultDetectionsEvery when < 1).
@@ -95,6 +114,13 @@ func (r *Recorder) accept(topic string, payload []byte) (Record, bool, error) {
 	if err != nil || !isNew {
 		return Record{}, false, err
 	}
+	if _, _, eventID, err := wire.ParseSnapshotTopic(topic); err == nil {
+		// Its event was handed in before it: let the stores in flight finish first. Only
+		// this goroutine starts stores, so none starts during the wait.
+		r.inFlight.Wait()
+		r.snapshot(eventID, payload)
+		return Record{}, false, nil
+	}
 	rec, ok, err := Decode(topic, payload, r.now())
 	if err != nil {
 		r.failed.Add(1)
@@ -120,3 +146,36 @@ func (r *Recorder) put(topic string, rec Record) {
 
 // Stats returns the records stored and the messages that could not be.
 func (r *Recorder) Stats() (stored, failed uint64) { return r.stored.Load(), r.failed.Load() }
+
+// snapshot stores an accepted snapshot beside its event. The registry has checked its header
+// and size; the picture must also parse as a JPEG, and its event must be stored.
+func (r *Recorder) snapshot(eventID string, payload []byte) {
+	if _, err := jpeg.DecodeConfig(bytes.NewReader(payload)); err != nil {
+		r.snaps.notJPEG.Add(1)
+		r.log.Warn("snapshot refused: not a JPEG", "event", eventID, "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), putTimeout)
+	defer cancel()
+	s, ok := r.store.(Snapshots)
+	if !ok {
+		r.snaps.failed.Add(1)
+		return
+	}
+	switch err := s.PutSnapshot(ctx, eventID, payload); {
+	case errors.Is(err, ErrUnknownEvent):
+		r.snaps.unknownEvent.Add(1)
+		r.log.Warn("snapshot refused: unknown event", "event", eventID)
+	case err != nil:
+		r.snaps.failed.Add(1)
+		r.log.Warn("cannot store snapshot", "event", eventID, "err", err)
+	default:
+		r.snaps.stored.Add(1)
+	}
+}
+
+// SnapshotStats counts the snapshots received by result (the Snapshot constants).
+func (r *Recorder) SnapshotStats() map[string]uint64 {
+	return map[string]uint64{SnapshotStored: r.snaps.stored.Load(), SnapshotUnknownEvent: r.snaps.unknownEvent.Load(),
+		SnapshotNotJPEG: r.snaps.notJPEG.Load(), SnapshotFailed: r.snaps.failed.Load()}
+}

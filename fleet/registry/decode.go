@@ -23,18 +23,20 @@ const (
 	ReasonTooManyDevices = "too_many_devices" // the registry is full
 	ReasonTooManyCameras = "too_many_cameras" // the device has too many cameras
 	ReasonStaleEpoch     = "stale_epoch"      // from the device's previous outbox epoch, after the change
+	ReasonBadPicture     = "bad_picture"      // a snapshot or live view that is not a JPEG with its vigil header
+	ReasonTooLarge       = "too_large"        // a snapshot or live view over wire.MaxPictureBytes
 )
 
 // Reasons lists every Reason constant.
 func Reasons() []string {
 	return []string{ReasonBadTopic, ReasonUnknownKind, ReasonBadJSON, ReasonWrongSchema, ReasonBadHeader,
 		ReasonDeviceMismatch, ReasonCameraMismatch, ReasonBadState, ReasonTooManyDevices, ReasonTooManyCameras,
-		ReasonStaleEpoch}
+		ReasonStaleEpoch, ReasonBadPicture, ReasonTooLarge}
 }
 
 // Kinds lists the message kinds the registry accepts.
 func Kinds() []string {
-	return []string{wire.KindStatus, wire.KindDetections, KindEvents, KindAlerts, KindTelemetry}
+	return []string{wire.KindStatus, wire.KindDetections, KindEvents, KindAlerts, KindTelemetry, wire.KindSnapshots, wire.KindLive}
 }
 
 // Kinds that share the device's seq. The registry tracks their seqs (so that they are not taken
@@ -81,6 +83,9 @@ type message struct {
 
 // decode parses and checks one MQTT message. Errors are *RejectError.
 func decode(topic string, payload []byte) (message, error) {
+	if strings.HasPrefix(topic, wire.Root+"/") && strings.Count(topic, "/") == 5 {
+		return decodeSnapshot(topic, payload)
+	}
 	device, kind, camera, err := wire.ParseTopic(topic)
 	if err != nil {
 		return message{}, &RejectError{Reason: ReasonBadTopic, Err: err}
@@ -142,6 +147,15 @@ func decode(topic string, payload []byte) (message, error) {
 			}
 			m.telemetry = &tm
 		}
+	case wire.KindLive:
+		if !wire.ValidID(camera) {
+			return message{}, reject(ReasonBadTopic, "topic %q: invalid camera id", topic)
+		}
+		p, err := decodePicture(payload, wire.SchemaLiveView, device, camera)
+		if err != nil {
+			return message{}, err
+		}
+		m.header = p.Header
 	default:
 		return message{}, reject(ReasonUnknownKind, "kind %q", kind)
 	}
@@ -198,4 +212,42 @@ func checkHeader(h wire.Header, schema, device string) error {
 		return reject(ReasonBadHeader, "msg_id is %d bytes, more than %d", len(h.MsgID), maxMsgIDLen)
 	}
 	return nil
+}
+
+// decodeSnapshot reads a snapshot: vigil/v1/<device>/snapshots/<camera>/<event id>.
+func decodeSnapshot(topic string, payload []byte) (message, error) {
+	device, camera, eventID, err := wire.ParseSnapshotTopic(topic)
+	if err != nil {
+		return message{}, &RejectError{Reason: ReasonBadTopic, Err: err}
+	}
+	p, err := decodePicture(payload, wire.SchemaSnapshot, device, camera)
+	if err != nil {
+		return message{}, err
+	}
+	if p.EventID != eventID {
+		return message{}, reject(ReasonBadHeader, "event_id %q on topic event %q", p.EventID, eventID)
+	}
+	m := message{device: device, kind: wire.KindSnapshots, camera: camera, header: p.Header}
+	if m.epoch, err = parseMsgID(m.header, device); err != nil {
+		return message{}, err
+	}
+	return m, nil
+}
+
+// decodePicture checks a picture's payload and header.
+func decodePicture(payload []byte, schema, device, camera string) (wire.Picture, error) {
+	p, err := wire.DecodePicture(payload, wire.MaxPictureBytes)
+	switch {
+	case errors.Is(err, wire.ErrPictureSize):
+		return p, &RejectError{Reason: ReasonTooLarge, Err: err}
+	case err != nil:
+		return p, &RejectError{Reason: ReasonBadPicture, Err: err}
+	}
+	if err := checkHeader(p.Header, schema, device); err != nil {
+		return p, err
+	}
+	if p.Camera != camera {
+		return p, reject(ReasonCameraMismatch, "camera %q on topic camera %q", p.Camera, camera)
+	}
+	return p, nil
 }

@@ -33,6 +33,8 @@ var Topics = []string{
 	wire.Root + "/+/" + registry.KindEvents + "/+",
 	wire.Root + "/+/" + registry.KindAlerts + "/+",
 	wire.Root + "/+/" + registry.KindTelemetry,
+	wire.Root + "/+/" + wire.KindSnapshots + "/+/+",
+	wire.Root + "/+/" + wire.KindLive + "/+",
 }
 
 // Handler receives the messages.

@@ -40,6 +40,9 @@ const CmdLiveView = "live_view"
 // MaxPictureHeader bounds a picture's header text.
 const MaxPictureHeader = 4096
 
+// MaxPictureBytes bounds a picture message: the fleet refuses larger ones.
+const MaxPictureBytes = 1 << 20
+
 // Picture is the header of a snapshot or live-view JPEG.
 type Picture struct {
 	Header
