@@ -33,3 +33,11 @@ BENCHTIME="${BENCHTIME:-200x}"
 	echo "## tiling on the aerial image (inferences per frame and time)"
 	go test -run '^$' -bench 'Aerial' -benchtime 5x ./models/tile/ | grep -E '^Benchmark'
 } | tee -a "$OUT/latest.txt"
+{
+	echo "## city scale: simulated devices → Mosquitto (shared subscription) → 2 fleet instances → PostgreSQL"
+	echo "## (fleet/postgres TestScaleLoad and TestEventQueryLatency; SCALE_RATES, SCALE_SECONDS, SCALE_EVENTS to change)"
+	VIGIL_SCALE_LOAD=1 VIGIL_SCALE_RATES="${SCALE_RATES:-5000,7500,10000}" VIGIL_SCALE_SECONDS="${SCALE_SECONDS:-60}" \
+		VIGIL_SCALE_EVENTS="${SCALE_EVENTS:-10000000}" \
+		go test -count=1 -timeout 60m -run 'TestScaleLoad$|TestEventQueryLatency$' -v ./fleet/postgres/ |
+		grep -vE '^(=== RUN|--- PASS|PASS$|ok )|level='
+} | tee -a "$OUT/latest.txt"

@@ -426,3 +426,6 @@ func (e *Events) Close() error {
 	}
 	return nil
 }
+
+// Pool is the store's connection pool (for tools and tests that load or inspect data).
+func (e *Events) Pool() *pgxpool.Pool { return e.pool }

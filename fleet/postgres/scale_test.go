@@ -27,6 +27,7 @@ const instanceEnv = "VIGIL_TEST_FLEET_INSTANCE"
 
 type instanceConfig struct {
 	Broker, Store, ClientID, Share, HTTP string
+	DetectionsEvery                      int // 1 when zero: every detections message stored
 }
 
 func TestMain(m *testing.M) {
@@ -43,8 +44,11 @@ func runInstance(v string) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if c.DetectionsEvery > 1 { // load test: keep the instance's log short
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	core, err := fleet.New(fleet.Config{Broker: c.Broker, HTTPListen: c.HTTP, ClientID: c.ClientID, ShareGroup: c.Share,
-		Logger: log, Events: fleet.EventsConfig{Postgres: c.Store, DetectionsEvery: 1}})
+		Logger: log, Events: fleet.EventsConfig{Postgres: c.Store, DetectionsEvery: max(c.DetectionsEvery, 1)}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
