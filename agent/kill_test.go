@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +23,9 @@ import (
 func TestMain(m *testing.M) {
 	if cfg := os.Getenv("EDGE_TEST_AGENT_CONFIG"); cfg != "" {
 		os.Exit(agent.Main([]string{"run", "--config", cfg}, os.Stdout, os.Stderr))
+	}
+	if args := os.Getenv("EDGE_TEST_AGENT_ARGS"); args != "" { // any command, e.g. doctor
+		os.Exit(agent.Main(strings.Fields(args), os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }
