@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -30,6 +31,9 @@ type EventsOptions struct {
 	BatchWait time.Duration
 	// SweepEvery is how often retention runs.
 	SweepEvery time.Duration
+	// SnapshotWait bounds how long PutSnapshot waits for its event to be stored (3 s when
+	// zero): with a share group an event and its picture may reach two instances at once.
+	SnapshotWait time.Duration
 	Now        func() time.Time
 	Logger     *slog.Logger
 }
@@ -46,6 +50,9 @@ func (o EventsOptions) withDefaults() EventsOptions {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.SnapshotWait <= 0 {
+		o.SnapshotWait = 3 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -392,7 +399,14 @@ func (e *Events) Sweep(ctx context.Context) (dropped []string, err error) {
 			if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+p.name); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, "DELETE FROM vigil_msg_seen WHERE received_ms < $1", (p.day+1)*dayMS)
+			if _, err := tx.Exec(ctx, "DELETE FROM vigil_msg_seen WHERE received_ms < $1", (p.day+1)*dayMS); err != nil {
+				return err
+			}
+			// Pictures go with their event's last record.
+			// (A picture is stored only when its event has a record, so an orphan is one whose
+			// records were all dropped.)
+			_, err := tx.Exec(ctx, `DELETE FROM vigil_snapshots s
+				WHERE NOT EXISTS (SELECT 1 FROM vigil_events e WHERE e.event_id = s.event_id)`)
 			return err
 		})
 		if err != nil {
@@ -429,3 +443,43 @@ func (e *Events) Close() error {
 
 // Pool is the store's connection pool (for tools and tests that load or inspect data).
 func (e *Events) Pool() *pgxpool.Pool { return e.pool }
+
+var _ eventstore.Snapshots = (*Events)(nil)
+
+// PutSnapshot implements eventstore.Snapshots.
+func (e *Events) PutSnapshot(ctx context.Context, eventID string, jpeg []byte) error {
+	deadline := time.Now().Add(e.opts.SnapshotWait)
+	for {
+		tag, err := e.pool.Exec(ctx, `INSERT INTO vigil_snapshots (event_id, received_ms, jpeg)
+			SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM vigil_events WHERE event_id = $1)
+			ON CONFLICT (event_id) DO UPDATE SET received_ms = excluded.received_ms, jpeg = excluded.jpeg`,
+			eventID, e.opts.Now().UnixMilli(), jpeg)
+		if err != nil {
+			return e.queryErr(err)
+		}
+		if tag.RowsAffected() > 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return eventstore.ErrUnknownEvent
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Snapshot implements eventstore.Snapshots.
+func (e *Events) Snapshot(ctx context.Context, eventID string) ([]byte, error) {
+	var jpeg []byte
+	err := e.pool.QueryRow(ctx, "SELECT jpeg FROM vigil_snapshots WHERE event_id = $1", eventID).Scan(&jpeg)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, eventstore.ErrNoSnapshot
+	}
+	if err != nil {
+		return nil, e.queryErr(err)
+	}
+	return jpeg, nil
+}

@@ -170,3 +170,48 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+func TestSnapshotsBesideEvents(t *testing.T) {
+	pg := harness.StartPostgres(t)
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	s, err := postgres.OpenEvents(ctx, pg.DSN, postgres.EventsOptions{MaxAge: 24 * time.Hour, SweepEvery: time.Hour,
+		SnapshotWait: 200 * time.Millisecond, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.PutSnapshot(ctx, "01JEVENTUNKNOWN0000000000", []byte{0xff, 0xd8}); !errors.Is(err, eventstore.ErrUnknownEvent) {
+		t.Fatalf("snapshot of an unknown event: %v", err)
+	}
+	old := record("d1", 1, now.Add(-72*time.Hour))
+	old.EventID = "01JOLDEVENT00000000000000"
+	fresh := record("d1", 2, now)
+	fresh.EventID = "01JNEWEVENT00000000000000"
+	for _, r := range []eventstore.Record{old, fresh} {
+		if err := s.Put(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutSnapshot(ctx, r.EventID, []byte("jpeg of "+r.EventID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.PutSnapshot(ctx, fresh.EventID, []byte("newer")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := s.Snapshot(ctx, fresh.EventID); err != nil || string(b) != "newer" {
+		t.Fatalf("snapshot: %q %v, want the newest", b, err)
+	}
+	if _, err := s.Snapshot(ctx, "01JNOSNAP0000000000000000"); !errors.Is(err, eventstore.ErrNoSnapshot) {
+		t.Fatalf("missing snapshot: %v", err)
+	}
+	// The old event's day is dropped: its picture goes with it, the fresh one stays.
+	if dropped, err := s.Sweep(ctx); err != nil || len(dropped) != 1 {
+		t.Fatalf("sweep: %v %v", dropped, err)
+	}
+	if _, err := s.Snapshot(ctx, old.EventID); !errors.Is(err, eventstore.ErrNoSnapshot) {
+		t.Errorf("the dropped event's picture is still there: %v", err)
+	}
+	if b, err := s.Snapshot(ctx, fresh.EventID); err != nil || string(b) != "newer" {
+		t.Errorf("the kept event's picture: %q %v", b, err)
+	}
+}
