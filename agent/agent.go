@@ -227,9 +227,15 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	a.mu.Lock()
 	a.ob, a.pub, a.snaps = ob, pub, snaps
 	a.mu.Unlock()
+	if snaps != nil {
+		snaps.SetEncoding(snapshot.Encoding{MaxWidth: a.cfg.Snapshots.MaxWidth, Quality: a.cfg.Snapshots.Quality})
+	}
 	for _, cam := range a.cams {
 		cam.emit = a.emitter(cam.cfg.ID)
 		cam.snaps = snaps
+		cam.device = a.cfg.DeviceID
+		cam.pics = newPictures(a.pictureSender(), snaps != nil && a.cfg.Snapshots.Send, a.cfg.Snapshots.MaxSendBytes,
+			snapshot.Encoding{MaxWidth: a.cfg.Snapshots.MaxWidth, Quality: a.cfg.Snapshots.Quality})
 		if cam.cfg.Optics != nil {
 			cam.locate = a.sensors.geoReference
 		}

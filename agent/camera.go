@@ -76,6 +76,8 @@ type camera struct {
 	emit   emitFunc                                      // nil: events and alerts are only counted
 	snaps  *snapshot.Store                               // nil: no snapshots
 	locate func(d *frame.Detections)                     // nil: no geo (drone mode sets it)
+	pics   *pictures                                     // snapshots and live views for the fleet (pictures.go); nil: none
+	device string                                        // the agent's device id
 
 	det          *swappable // set when the camera starts; its model can be replaced
 	tracker      *track.Tracker
@@ -153,6 +155,7 @@ func (c *camera) analyse(ctx context.Context, d frame.Detections) {
 	c.snapshot(d)
 	c.frameW, c.frameH = d.Width, d.Height
 	c.emitEvents(ctx, changes)
+	c.answerLive(ctx, d, tracks.Tracks)
 	for _, a := range alerts {
 		c.m.Alerts.WithLabelValues(c.cfg.ID, a.RuleType).Inc()
 		if a.RuleType == rules.TypeLine {
@@ -196,16 +199,20 @@ func (c *camera) snapshot(d frame.Detections) {
 	}
 	redact := func(img models.Image) error { return mask.Apply(img, c.cfg.PrivacyMasks) }
 	for _, b := range c.events.BestFrames() {
-		if err := c.snaps.Save(b.EventID, d.Image, b.Box, redact); err != nil {
+		jpeg, err := c.snaps.SaveJPEG(b.EventID, d.Image, b.Box, redact)
+		if err != nil {
 			c.events.NoSnapshot(b.EventID)
 			c.log.Warn("save snapshot", "event", b.EventID, "err", err)
+			continue
 		}
+		c.savedSnapshot(b.EventID, jpeg)
 	}
 }
 
 // emitEvents stores event changes: new and end as events, updates as event updates (the
 // class the outbox drops first when full).
 func (c *camera) emitEvents(ctx context.Context, changes []events.Change) {
+	defer c.sendSnapshots(ctx, changes) // after their events: the fleet files them beside
 	if c.emit == nil {
 		return
 	}

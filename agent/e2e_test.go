@@ -127,7 +127,10 @@ func subscribe(t *testing.T, brokerURL string) *collector {
 	tok := col.c.Subscribe(wire.Root+"/#", 1, func(_ mqtt.Client, m mqtt.Message) {
 		_, kind, _, err := wire.ParseTopic(m.Topic())
 		if err != nil {
-			return
+			if _, _, _, err := wire.ParseSnapshotTopic(m.Topic()); err != nil {
+				return
+			}
+			kind = wire.KindSnapshots
 		}
 		col.mu.Lock()
 		col.msgs[kind] = append(col.msgs[kind], append([]byte(nil), m.Payload()...))

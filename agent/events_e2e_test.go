@@ -110,9 +110,32 @@ func TestEventsAlertsAndRedactedSnapshotsOnPETS(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/jpeg" {
 		t.Fatalf("GET %s: %d %s", snapshotPath, resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
+	checkMaskedCorner(t, "agent snapshot", body)
+
+	// The snapshots also went to the broker, on their own topic, each naming a sent event,
+	// masked the same way.
+	waitFor(t, 20*time.Second, "snapshots over MQTT", func() bool { return len(col.get(wire.KindSnapshots)) > 0 })
+	for i, b := range col.get(wire.KindSnapshots) {
+		p, err := wire.DecodePicture(b, wire.MaxPictureBytes)
+		if err != nil {
+			t.Fatalf("snapshot message %d: %v", i, err)
+		}
+		if p.Schema != wire.SchemaSnapshot || p.DeviceID != "test-edge" || p.Camera != "pets" || !ids[p.EventID] || p.Width == 0 {
+			t.Errorf("snapshot header %+v", p)
+		}
+		if i == 0 {
+			checkMaskedCorner(t, "snapshot over MQTT", b)
+		}
+	}
+}
+
+// checkMaskedCorner decodes a snapshot and checks that its top-left fifth (the test's privacy
+// mask) is black and that the scene shows elsewhere.
+func checkMaskedCorner(t *testing.T, what string, body []byte) {
+	t.Helper()
 	img, err := gocv.IMDecode(body, gocv.IMReadColor)
 	if err != nil || img.Empty() {
-		t.Fatalf("snapshot is not a JPEG: %v", err)
+		t.Fatalf("%s is not a JPEG: %v", what, err)
 	}
 	defer img.Close()
 	w, h := img.Cols(), img.Rows()
@@ -127,7 +150,7 @@ func TestEventsAlertsAndRedactedSnapshotsOnPETS(t *testing.T) {
 		}
 	}
 	if dark*100 < total*95 {
-		t.Errorf("masked corner: only %d of %d pixels are black", dark, total)
+		t.Errorf("%s: masked corner: only %d of %d pixels are black", what, dark, total)
 	}
 	// Outside the mask the scene is there.
 	bright := 0
@@ -140,6 +163,6 @@ func TestEventsAlertsAndRedactedSnapshotsOnPETS(t *testing.T) {
 		}
 	}
 	if bright == 0 {
-		t.Error("the unmasked part of the snapshot is black too")
+		t.Errorf("%s: the unmasked part is black too", what)
 	}
 }

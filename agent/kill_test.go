@@ -136,6 +136,11 @@ cameras:
 				}
 			}
 		}
+		for _, b := range col.get(wire.KindSnapshots) { // JPEGs with their header inside
+			if p, err := wire.DecodePicture(b, 0); err == nil {
+				got[p.Seq]++
+			}
+		}
 		for s := uint64(1); s <= last; s++ {
 			if got[s] == 0 {
 				return false

@@ -90,6 +90,13 @@ func (a *Agent) startOTA(ctx context.Context) (active *models.Manifest, stop fun
 
 // handleCommand is the MQTT handler of vigil/v1/<device>/cmd/+; it must not block.
 func (a *Agent) handleCommand(topic string, payload []byte) {
+	if isLiveView(topic) {
+		if reason, err := a.handleLiveView(payload); err != nil {
+			a.m.CommandsRejected.WithLabelValues(reason).Inc()
+			a.log.Warn("live view ignored", "err", err)
+		}
+		return
+	}
 	a.mu.Lock()
 	h := a.ota
 	a.mu.Unlock()

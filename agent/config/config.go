@@ -131,6 +131,13 @@ func (o OTA) PublicKey() (ed25519.PublicKey, error) {
 type Snapshots struct {
 	Dir      string `yaml:"dir"`       // empty disables snapshots
 	MaxBytes int64  `yaml:"max_bytes"` // the oldest are removed past it
+	Quality  int    `yaml:"quality"`   // JPEG quality, 1-100
+	MaxWidth int    `yaml:"max_width"` // wider frames are downscaled, 160-7680 pixels
+	// Send sends each event's snapshot to the fleet (through the outbox, the class dropped
+	// first), on vigil/v1/<device>/snapshots/<camera>/<event id>.
+	Send bool `yaml:"send"`
+	// MaxSendBytes bounds a snapshot sent to the fleet; a larger one is not sent (counted).
+	MaxSendBytes int `yaml:"max_send_bytes"`
 }
 
 // DefaultLabels are the labels kept when a camera names none.
@@ -145,7 +152,8 @@ func Default() Config {
 		MQTT:     MQTT{URL: "tcp://127.0.0.1:1883", KeepAlive: 30 * time.Second, MaxInflight: 64},
 		Outbox: Outbox{Path: "/var/lib/vigil/outbox.db", MaxBytes: 256 << 20, HardMaxBytes: 320 << 20,
 			MaxAge: 7 * 24 * time.Hour, ReplayRate: 500},
-		Snapshots: Snapshots{Dir: "/var/lib/vigil/snapshots", MaxBytes: 256 << 20},
+		Snapshots: Snapshots{Dir: "/var/lib/vigil/snapshots", MaxBytes: 256 << 20, Quality: 85, MaxWidth: 1280,
+			Send: true, MaxSendBytes: 512 << 10},
 		OTA:       OTA{StoreDir: "/var/lib/vigil/models"},
 		Model:     Model{Manifest: "models/yolox_nano_coco_416.json", Threads: 1},
 		Drone:     DefaultDrone(),
@@ -263,6 +271,15 @@ func (c Config) Validate() error {
 	}
 	if (c.MQTT.TLS.CertFile == "") != (c.MQTT.TLS.KeyFile == "") {
 		bad("mqtt.tls", "cert_file and key_file must be given together")
+	}
+	if c.Snapshots.Quality < 1 || c.Snapshots.Quality > 100 {
+		bad("snapshots.quality", "must be 1-100 (got %d)", c.Snapshots.Quality)
+	}
+	if c.Snapshots.MaxWidth < 160 || c.Snapshots.MaxWidth > 7680 {
+		bad("snapshots.max_width", "must be 160-7680 pixels (got %d)", c.Snapshots.MaxWidth)
+	}
+	if c.Snapshots.MaxSendBytes < 16<<10 || c.Snapshots.MaxSendBytes > wire.MaxPictureBytes {
+		bad("snapshots.max_send_bytes", "must be 16384-%d: the fleet refuses larger pictures (got %d)", wire.MaxPictureBytes, c.Snapshots.MaxSendBytes)
 	}
 	if c.Snapshots.Dir != "" && c.Snapshots.MaxBytes < 1<<20 {
 		bad("snapshots.max_bytes", "must be >= 1048576 (1 MiB)")

@@ -34,6 +34,8 @@ type Metrics struct {
 	Alerts           *prometheus.CounterVec // camera, rule_type
 	TracksActive     *prometheus.GaugeVec   // camera
 	CommandsRejected *prometheus.CounterVec // reason
+	PicturesSent     *prometheus.CounterVec // camera, kind (snapshot, live)
+	PicturesSkipped  *prometheus.CounterVec // camera, kind, reason
 	MQTTConnected    prometheus.Gauge
 	MQTTAttempts     prometheus.Counter
 	BuildInfo        *prometheus.GaugeVec // version, goversion
@@ -75,6 +77,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		TracksActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "tracks_active",
 			Help: "Confirmed tracks on the camera's last detected frame."}, []string{"camera"}),
 		CommandsRejected: cv("commands_rejected_total", "Fleet commands ignored: unsigned or wrongly signed, expired, not for this device, or updates turned off.", "reason"),
+		PicturesSent:     cv("pictures_stored_total", "Pictures stored in the outbox for the fleet: event snapshots and live views.", "camera", "kind"),
+		PicturesSkipped: cv("pictures_skipped_total", "Pictures not sent to the fleet, by reason (too_large: over snapshots.max_send_bytes; error: encoding or storing failed; rate_limited: a live view asked for too soon).",
+			"camera", "kind", "reason"),
 		MQTTAttempts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "mqtt_connect_attempts_total",
 			Help: "Attempts to connect to the MQTT broker, first connection and reconnections."}),
 		MQTTConnected: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "mqtt_connected",
@@ -84,7 +89,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.PacketsReceived, m.FramesDecoded, m.FramesDropped, m.FramesDetected, m.FramesSkipped, m.DecodeErrors,
 		m.SourceErrors, m.Reconnects, m.SourceUp, m.Inference, m.DetectErrors, m.Detections, m.Publishes,
-		m.PublishFailures, m.Replayed, m.OutboxDropped, m.OutboxErrors, m.LineCrossings, m.Alerts, m.TracksActive, m.CommandsRejected, m.MQTTConnected, m.MQTTAttempts, m.BuildInfo,
+		m.PublishFailures, m.Replayed, m.OutboxDropped, m.OutboxErrors, m.LineCrossings, m.Alerts, m.TracksActive, m.CommandsRejected, m.PicturesSent, m.PicturesSkipped, m.MQTTConnected, m.MQTTAttempts, m.BuildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.BuildInfo.WithLabelValues(Version, runtime.Version()).Set(1)
 	return m

@@ -33,11 +33,27 @@ import (
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
-// MaxWidth is the widest snapshot kept; wider frames are downscaled.
+// MaxWidth is the widest snapshot kept by default; wider frames are downscaled.
 const MaxWidth = 1280
 
-// Quality is the JPEG quality of snapshots (0-100).
+// Quality is the default JPEG quality of snapshots (1-100).
 const Quality = 85
+
+// Encoding is how pictures are encoded; zero fields take MaxWidth and Quality.
+type Encoding struct {
+	MaxWidth int // wider frames are downscaled (aspect kept)
+	Quality  int // JPEG quality, 1-100
+}
+
+func (e Encoding) orDefaults() Encoding {
+	return Encoding{MaxWidth: cmp.Or(e.MaxWidth, MaxWidth), Quality: min(max(cmp.Or(e.Quality, Quality), 1), 100)}
+}
+
+// Box is a box to draw, in the source image's pixels, with an optional caption above it.
+type Box struct {
+	models.Box
+	Text string
+}
 
 const (
 	ext        = ".jpg"
@@ -62,6 +78,7 @@ type Redact func(img models.Image) error
 type Store struct {
 	dir      string
 	maxBytes int64
+	enc      Encoding // set before use (SetEncoding), read-only afterwards
 
 	mu    sync.Mutex
 	files map[string]entry // by event id
@@ -145,21 +162,33 @@ func (s *Store) Bytes() int64 {
 // img's pixels) drawn, encoded as JPEG. img is only read. Older snapshots are then evicted
 // past the byte budget; the one just saved is always kept.
 func (s *Store) Save(eventID string, img models.Image, box models.Box, redact Redact) error {
-	if !wire.ValidULID(eventID) {
-		return fmt.Errorf("save snapshot %q: %w", eventID, ErrBadID)
-	}
-	jpeg, err := encode(img, box, redact)
-	if err != nil {
-		return fmt.Errorf("save snapshot %s: %w", eventID, err)
-	}
-	if err := s.write(eventID, jpeg); err != nil {
-		return fmt.Errorf("save snapshot %s: %w", eventID, err)
-	}
-	return nil
+	_, err := s.SaveJPEG(eventID, img, box, redact)
+	return err
 }
 
-// encode makes the snapshot's JPEG bytes.
-func encode(img models.Image, box models.Box, redact Redact) ([]byte, error) {
+// SetEncoding sets the size and quality of the snapshots saved from now on. Call it before
+// the store is shared.
+func (s *Store) SetEncoding(e Encoding) { s.enc = e }
+
+// SaveJPEG is Save that also returns the JPEG it stored.
+func (s *Store) SaveJPEG(eventID string, img models.Image, box models.Box, redact Redact) ([]byte, error) {
+	if !wire.ValidULID(eventID) {
+		return nil, fmt.Errorf("save snapshot %q: %w", eventID, ErrBadID)
+	}
+	jpeg, err := Encode(img, []Box{{Box: box}}, redact, s.enc)
+	if err != nil {
+		return nil, fmt.Errorf("save snapshot %s: %w", eventID, err)
+	}
+	if err := s.write(eventID, jpeg); err != nil {
+		return nil, fmt.Errorf("save snapshot %s: %w", eventID, err)
+	}
+	return jpeg, nil
+}
+
+// Encode makes a JPEG of img (BGR, only read): downscaled to enc.MaxWidth, redacted by redact
+// (when not nil) on its own copy, then boxes drawn with their captions, at enc.Quality.
+func Encode(img models.Image, boxes []Box, redact Redact, enc Encoding) ([]byte, error) {
+	enc = enc.orDefaults()
 	if !img.Valid() {
 		return nil, fmt.Errorf("%w: %dx%d, stride %d, %d bytes", models.ErrBadImage, img.Width, img.Height, img.Stride, len(img.Pix))
 	}
@@ -182,9 +211,9 @@ func encode(img models.Image, box models.Box, redact Redact) ([]byte, error) {
 	// Our own copy, downscaled where needed.
 	w, h := img.Width, img.Height
 	var own gocv.Mat
-	if w > MaxWidth {
-		h = max(1, (h*MaxWidth+w/2)/w)
-		w = MaxWidth
+	if w > enc.MaxWidth {
+		h = max(1, (h*enc.MaxWidth+w/2)/w)
+		w = enc.MaxWidth
 		own = gocv.NewMat()
 		gocv.Resize(src, &own, image.Pt(w, h), 0, 0, gocv.InterpolationArea)
 	} else {
@@ -203,12 +232,20 @@ func encode(img models.Image, box models.Box, redact Redact) ([]byte, error) {
 			return nil, fmt.Errorf("redact: %w", err)
 		}
 	}
-	if box.Area() > 0 {
-		sx, sy := float32(w)/float32(img.Width), float32(h)/float32(img.Height)
-		r := image.Rect(int(box.X1*sx), int(box.Y1*sy), int(box.X2*sx), int(box.Y2*sy))
-		gocv.Rectangle(&own, r.Intersect(image.Rect(0, 0, w, h)), color.RGBA{G: 255, A: 255}, max(2, w/640))
+	sx, sy := float32(w)/float32(img.Width), float32(h)/float32(img.Height)
+	green := color.RGBA{G: 255, A: 255}
+	for _, b := range boxes {
+		if b.Area() <= 0 {
+			continue
+		}
+		r := image.Rect(int(b.X1*sx), int(b.Y1*sy), int(b.X2*sx), int(b.Y2*sy)).Intersect(image.Rect(0, 0, w, h))
+		gocv.Rectangle(&own, r, green, max(2, w/640))
+		if b.Text != "" {
+			scale := max(0.4, float64(w)/1600)
+			gocv.PutText(&own, b.Text, image.Pt(r.Min.X, max(r.Min.Y-4, 12)), gocv.FontHersheySimplex, scale, green, max(1, w/800))
+		}
 	}
-	buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, own, []int{gocv.IMWriteJpegQuality, Quality})
+	buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, own, []int{gocv.IMWriteJpegQuality, enc.Quality})
 	if err != nil {
 		return nil, fmt.Errorf("encode JPEG: %w", err)
 	}

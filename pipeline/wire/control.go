@@ -46,7 +46,7 @@ type Command struct {
 	Schema    string `json:"schema"` // SchemaCommand
 	ID        string `json:"id"`     // unique; a repeated id is ignored
 	DeviceID  string `json:"device_id"`
-	Name      string `json:"name"`       // CmdModelUpdate, CmdModelRollback
+	Name      string `json:"name"`       // CmdModelUpdate, CmdModelRollback, CmdLiveView
 	IssuedAt  int64  `json:"issued_at"`  // UTC ms
 	ExpiresAt int64  `json:"expires_at"` // UTC ms; later the command is ignored
 	// Model is the model to install (model_update) or the version to go back to (model_rollback,
@@ -54,6 +54,8 @@ type Command struct {
 	Model *ModelRef `json:"model,omitempty"`
 	// RolloutID ties progress reports to a rollout.
 	RolloutID string `json:"rollout_id,omitempty"`
+	// Camera is the camera a live_view asks for.
+	Camera string `json:"camera,omitempty"`
 }
 
 // ModelRef points at a model artifact and its signed manifest on the fleet's HTTP server.
