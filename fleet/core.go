@@ -90,6 +90,13 @@ type Config struct {
 	// MQTTTLS adds a TLS listener to the embedded broker; with a client CA, clients must
 	// present certificates.
 	MQTTTLS *broker.TLS
+	// MQTTLimits bound what clients can make the embedded broker hold (packet size, time to
+	// CONNECT, open connections, connect rate per address); zero fields take the defaults.
+	MQTTLimits broker.Limits
+	// MQTTHashIterations is the PBKDF2 strength that weaker password hashes of the credentials
+	// file are re-hashed to at login, and what a login with an unknown user name costs
+	// (auth.DefaultIterations when zero).
+	MQTTHashIterations int
 	// MQTTCredentials is the embedded broker's credentials file (see fleet/auth). With it, or
 	// with a client CA in MQTTTLS, every client must authenticate and the topic ACL applies.
 	MQTTCredentials string
@@ -160,7 +167,7 @@ func New(cfg Config) (_ *Core, err error) {
 			return nil, err
 		}
 	} else {
-		bcfg := broker.Config{Addr: cfg.MQTTListen, Logger: cfg.Logger, TLS: cfg.MQTTTLS}
+		bcfg := broker.Config{Addr: cfg.MQTTListen, Logger: cfg.Logger, TLS: cfg.MQTTTLS, Limits: cfg.MQTTLimits}
 		if cfg.MQTTCredentials != "" || cfg.MQTTTLS != nil && cfg.MQTTTLS.ClientCAFile != "" {
 			if err := c.newMQTTAuth(cfg); err != nil {
 				return nil, err
@@ -274,6 +281,11 @@ func (c *Core) newMQTTAuth(cfg Config) error {
 			return err
 		}
 	}
+	if cfg.MQTTHashIterations != 0 {
+		if err := creds.SetIterations(cfg.MQTTHashIterations); err != nil {
+			return err
+		}
+	}
 	var secret [32]byte
 	_, _ = rand.Read(secret[:])
 	c.mqttUser, c.mqttPassword = cmp.Or(cfg.FleetUser, DefaultFleetUser), hex.EncodeToString(secret[:])
@@ -285,10 +297,14 @@ func (c *Core) newMQTTAuth(cfg Config) error {
 }
 
 func (c *Core) apiOptions() []api.Option {
-	if c.mqttAuth == nil {
-		return nil
+	var opts []api.Option
+	if c.mqttAuth != nil {
+		opts = append(opts, api.WithMQTTAuth(c.mqttAuth.Stats))
 	}
-	return []api.Option{api.WithMQTTAuth(c.mqttAuth.Stats)}
+	if c.broker != nil {
+		opts = append(opts, api.WithBrokerStats(c.broker.Stats))
+	}
+	return opts
 }
 
 // handler puts the dashboard and its stream beside the API and, with tokens, guards them

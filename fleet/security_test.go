@@ -52,7 +52,7 @@ func mqttConnect(brokerURL, clientID, user, password string) (paho.Client, error
 // refuses that prefix to devices.
 func TestDeviceCannotTakeFleetSession(t *testing.T) {
 	creds := credentialsFile(t, map[string]string{"shared": "pw-shared", "edge-01": "pw-edge"})
-	c := start(t, fleet.Config{MQTTListen: "127.0.0.1:0", ClientID: "shared", MQTTCredentials: creds})
+	c := start(t, fleet.Config{MQTTListen: "127.0.0.1:0", ClientID: "shared", MQTTCredentials: creds, MQTTHashIterations: 1000})
 	base := "http://" + c.HTTPAddr()
 	h := waitHealth(t, base, http.StatusOK)
 	if !wire.IsFleetClientID(h.MQTT.ClientID) || wire.ValidID(h.MQTT.ClientID) {

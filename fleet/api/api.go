@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/vigil-edge/vigil/fleet/auth"
+	"github.com/vigil-edge/vigil/fleet/broker"
 	"github.com/vigil-edge/vigil/fleet/registry"
 	"github.com/vigil-edge/vigil/fleet/subscriber"
 	"github.com/vigil-edge/vigil/internal/redact"
@@ -101,6 +102,9 @@ type Health struct {
 	// MQTTAuth counts the embedded broker's refused connects and ACL denials, when it
 	// authenticates clients.
 	MQTTAuth *auth.MQTTStats `json:"mqtt_auth,omitempty"`
+	// Broker counts the embedded broker's open connections and those it refused before their
+	// CONNECT (over the cap, the connect rate, the CONNECT size or deadline).
+	Broker *broker.Stats `json:"broker,omitempty"`
 }
 
 // MQTT describes the subscriber's connection.
@@ -164,10 +168,16 @@ func Handler(devices Devices, conn Conn, metrics http.Handler, log *slog.Logger,
 }
 
 type handlers struct {
-	devices  Devices
-	conn     Conn
-	log      *slog.Logger
-	mqttAuth func() auth.MQTTStats // nil without broker auth
+	devices     Devices
+	conn        Conn
+	log         *slog.Logger
+	mqttAuth    func() auth.MQTTStats // nil without broker auth
+	brokerStats func() broker.Stats   // nil with an external broker
+}
+
+// WithBrokerStats shows the embedded broker's connection counters in /healthz.
+func WithBrokerStats(stats func() broker.Stats) Option {
+	return func(h *handlers) { h.brokerStats = stats }
 }
 
 func (h *handlers) health(w http.ResponseWriter, _ *http.Request) {
@@ -182,6 +192,10 @@ func (h *handlers) health(w http.ResponseWriter, _ *http.Request) {
 	if h.mqttAuth != nil {
 		st := h.mqttAuth()
 		body.MQTTAuth = &st
+	}
+	if h.brokerStats != nil {
+		st := h.brokerStats()
+		body.Broker = &st
 	}
 	code := http.StatusOK
 	if !st.Connected {

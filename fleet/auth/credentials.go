@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
+	"runtime"
 	"sort"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 
@@ -18,16 +22,44 @@ import (
 //
 //	# device id → password hash (vigil-fleet hash-password)
 //	devices:
-//	  edge-01: pbkdf2-sha256$100000$<salt>$<key>
+//	  edge-01: pbkdf2-sha256$600000$<salt>$<key>
 //	# other identities with the fleet's rights (another vigil-fleet, an operator's tool)
 //	fleet:
-//	  ops-tool: pbkdf2-sha256$100000$<salt>$<key>
+//	  ops-tool: pbkdf2-sha256$600000$<salt>$<key>
 //
-// A Credentials is read-only once built, except for [Credentials.SetFleet] which must be
-// called before it is used; its methods may then be called concurrently.
+// A PBKDF2 hash with fewer iterations than the credentials' target (DefaultIterations unless
+// [Credentials.SetIterations] says otherwise) is replaced by a new one at the identity's next
+// successful login, in memory and, for credentials read with LoadCredentials, in the file (the
+// rest of the file, comments included, is kept).
+//
+// [Credentials.SetFleet] must be called before the credentials are used; the methods may then
+// be called concurrently.
 type Credentials struct {
+	mu      sync.RWMutex
 	devices map[string]hash
 	fleet   map[string]hash
+	path    string       // the file to re-hash into; "" when not read from a file
+	fileMu  sync.Mutex   // serialises rewrites of path
+	log     *slog.Logger // re-hash outcomes; slog.Default() when nil
+	iter    int          // re-hash target and cost of an unknown user; DefaultIterations when 0
+}
+
+// SetIterations sets the PBKDF2 iterations that weaker hashes are re-hashed to at login and
+// that an unknown user's attempt costs (DefaultIterations by default; at least 1000). Call it
+// before the credentials are used.
+func (c *Credentials) SetIterations(n int) error {
+	if n < minIter || n > maxIter {
+		return fmt.Errorf("credentials: iterations %d: want %d to %d", n, minIter, maxIter)
+	}
+	c.iter = n
+	return nil
+}
+
+func (c *Credentials) iterations() int {
+	if c.iter == 0 {
+		return DefaultIterations
+	}
+	return c.iter
 }
 
 type credentialsFile struct {
@@ -56,6 +88,7 @@ func LoadCredentials(path string) (*Credentials, error) {
 	if err != nil {
 		return nil, fmt.Errorf("credentials %s: %w", path, err)
 	}
+	c.path = path
 	return c, nil
 }
 
@@ -106,6 +139,8 @@ func (c *Credentials) SetFleet(name, secret string) error {
 	if name == "" || secret == "" {
 		return errors.New("credentials: fleet name and secret must not be empty")
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if _, ok := c.devices[name]; ok {
 		return fmt.Errorf("credentials: fleet name %q is also a device", name)
 	}
@@ -130,7 +165,10 @@ const (
 // Role tells an identity's role by name alone (for certificate identities, whose names are
 // vouched for by the CA): RoleFleet for a fleet name, RoleDevice for any valid device id.
 func (c *Credentials) Role(name string) Role {
-	if _, ok := c.fleet[name]; ok {
+	c.mu.RLock()
+	_, fleet := c.fleet[name]
+	c.mu.RUnlock()
+	if fleet {
 		return RoleFleet
 	}
 	if wire.ValidID(name) {
@@ -139,31 +177,141 @@ func (c *Credentials) Role(name string) Role {
 	return RoleNone
 }
 
-// dummy is verified against when a user is unknown, so that an unknown user costs as much as a
-// wrong password.
-var dummy, _ = parseHash("pbkdf2-sha256$100000$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+// hashing bounds the password verifications that run at once to half the cores (at least
+// one): a flood of connects from many addresses, each costing a full PBKDF2, queues here
+// instead of taking every core from ingest and the API.
+var hashing = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))
 
 // Check verifies a user name and password and returns the identity's role: RoleNone when the
-// user is unknown or the password wrong.
+// user is unknown or the password wrong. An unknown user costs a verification too. A correct
+// password whose hash is weaker than DefaultIterations is re-hashed (see [Credentials]).
 func (c *Credentials) Check(user, password string) Role {
-	if h, ok := c.fleet[user]; ok {
-		if h.verify(password) {
-			return RoleFleet
-		}
+	c.mu.RLock()
+	// An unknown user is verified against a dummy hash of the target strength: it costs as
+	// much as a known one.
+	role, h := RoleNone, hash{scheme: SchemePBKDF2, iter: c.iterations(), salt: make([]byte, saltLen), sum: make([]byte, keyLen)}
+	if fh, ok := c.fleet[user]; ok {
+		role, h = RoleFleet, fh
+	} else if dh, ok := c.devices[user]; ok {
+		role, h = RoleDevice, dh
+	}
+	c.mu.RUnlock()
+	hashing <- struct{}{}
+	ok := h.verify(password)
+	<-hashing
+	if !ok || role == RoleNone {
 		return RoleNone
 	}
-	if h, ok := c.devices[user]; ok {
-		if h.verify(password) {
-			return RoleDevice
-		}
-		return RoleNone
+	if h.needsRehash(c.iterations()) {
+		c.rehash(role, user, password)
 	}
-	dummy.verify(password)
-	return RoleNone
+	return role
+}
+
+// rehash stores a DefaultIterations hash of user's password, in memory and in the file.
+func (c *Credentials) rehash(role Role, user, password string) {
+	log := c.log
+	if log == nil {
+		log = slog.Default()
+	}
+	hashing <- struct{}{}
+	s, err := HashPasswordIterations(password, c.iterations())
+	<-hashing
+	if err != nil {
+		log.Warn("credentials: re-hash failed", "user", user, "err", err)
+		return
+	}
+	h, _ := parseHash(s)
+	section := "devices"
+	c.mu.Lock()
+	if role == RoleFleet {
+		section, c.fleet[user] = "fleet", h
+	} else {
+		c.devices[user] = h
+	}
+	c.mu.Unlock()
+	if c.path == "" {
+		return
+	}
+	if err := c.rewrite(section, user, s); err != nil {
+		log.Warn("credentials: re-hashed password not saved; it is re-hashed again at the next login", "user", user, "file", c.path, "err", err)
+		return
+	}
+	log.Info("credentials: password re-hashed", "user", user, "iterations", c.iterations(), "file", c.path)
+}
+
+// rewrite replaces the hash of name in section of the credentials file, keeping the rest of
+// it, and writes the file atomically with its mode.
+func (c *Credentials) rewrite(section, name, newHash string) error {
+	c.fileMu.Lock()
+	defer c.fileMu.Unlock()
+	data, err := os.ReadFile(c.path)
+	if err != nil {
+		return err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return err
+	}
+	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+		return errors.New("not a mapping")
+	}
+	var entry *yaml.Node
+	top := doc.Content[0].Content
+	for i := 0; i+1 < len(top); i += 2 {
+		if top[i].Value != section || top[i+1].Kind != yaml.MappingNode {
+			continue
+		}
+		m := top[i+1].Content
+		for j := 0; j+1 < len(m); j += 2 {
+			if m[j].Value == name {
+				entry = m[j+1]
+			}
+		}
+	}
+	if entry == nil {
+		return fmt.Errorf("'%s.%s' is no longer in the file", section, name)
+	}
+	entry.Value, entry.Style = newHash, 0
+	var out bytes.Buffer
+	enc := yaml.NewEncoder(&out)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return err
+	}
+	st, err := os.Stat(c.path)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(c.path), ".credentials-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(out.Bytes()); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(st.Mode().Perm()); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), c.path)
 }
 
 // Devices is the number of device identities.
-func (c *Credentials) Devices() int { return len(c.devices) }
+func (c *Credentials) Devices() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.devices)
+}
 
 func sortedKeys(m map[string]string) []string {
 	keys := make([]string, 0, len(m))

@@ -68,6 +68,7 @@ func NewMQTT(creds *Credentials, log *slog.Logger) *MQTT {
 	if log == nil {
 		log = slog.Default()
 	}
+	creds.log = log.With("component", "mqtt-auth")
 	return &MQTT{creds: creds, log: log.With("component", "mqtt-auth"), rejected: map[string]uint64{}}
 }
 
@@ -81,7 +82,9 @@ func (h *MQTT) Provides(b byte) bool {
 
 // certName returns the verified client certificate's CN, or "" without one.
 func certName(cl *mqtt.Client) string {
-	tc, ok := cl.Net.Conn.(*tls.Conn)
+	// The broker's connections wrap *tls.Conn (fleet/broker checks their first packet) and
+	// pass its state on.
+	tc, ok := cl.Net.Conn.(interface{ ConnectionState() tls.ConnectionState })
 	if !ok {
 		return ""
 	}
@@ -167,6 +170,8 @@ func (h *MQTT) role(cl *mqtt.Client, name string) Role {
 	if certName(cl) != "" {
 		return h.creds.Role(name)
 	}
+	h.creds.mu.RLock()
+	defer h.creds.mu.RUnlock()
 	if _, ok := h.creds.fleet[name]; ok {
 		return RoleFleet
 	}

@@ -25,7 +25,7 @@ func TestHashAndVerify(t *testing.T) {
 		t.Error("two hashes of one password are equal: no salt")
 	}
 	def, err := HashPassword("x")
-	if err != nil || !strings.HasPrefix(def, "pbkdf2-sha256$100000$") {
+	if err != nil || !strings.HasPrefix(def, "pbkdf2-sha256$600000$") {
 		t.Errorf("default hash %q, %v", def, err)
 	}
 
@@ -35,9 +35,6 @@ func TestHashAndVerify(t *testing.T) {
 	}
 	if ok, _ := VerifyPassword(s, "random-secreT"); ok {
 		t.Error("sha256: wrong secret accepted")
-	}
-	if dummy.scheme != SchemePBKDF2 || dummy.verify("") {
-		t.Error("the dummy hash does not parse")
 	}
 }
 

@@ -51,14 +51,18 @@ type Config struct {
 	Auth mqtt.Hook
 	// TLS, when set, adds a TLS listener.
 	TLS *TLS
+	// Limits bound packet sizes, the time to CONNECT, open connections and the connect rate
+	// per address, so that clients cannot exhaust the broker before they authenticate.
+	Limits Limits
 }
 
 // Broker is a running embedded MQTT broker. Start it once; Close it once.
 type Broker struct {
 	cfg    Config
 	srv    *mqtt.Server
-	tcp    *listeners.TCP
-	tls    *listeners.TCP // nil without Config.TLS
+	tcp    *listeners.Net
+	tls    *listeners.Net // nil without Config.TLS
+	guard  *guard
 	closed sync.Once
 }
 
@@ -93,25 +97,42 @@ func (b *Broker) Start() error {
 		return errors.New("broker already started")
 	}
 	log := slog.New(warnOnly{b.cfg.Logger.With("component", "broker").Handler()})
-	srv := mqtt.New(&mqtt.Options{InlineClient: false, Logger: log})
+	g := newGuard(b.cfg.Limits)
+	caps := mqtt.NewDefaultServerCapabilities()
+	if g.lim.MaxPacketSize > 0 {
+		caps.MaximumPacketSize = uint32(g.lim.MaxPacketSize)
+	}
+	srv := mqtt.New(&mqtt.Options{InlineClient: false, Logger: log, Capabilities: caps})
 	if err := srv.AddHook(b.cfg.Auth, nil); err != nil {
 		_ = srv.Close()
 		return fmt.Errorf("broker: add auth hook: %w", err)
 	}
-	tcp := listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "tcp", Address: b.cfg.Addr})
-	if err := srv.AddListener(tcp); err != nil {
+	raw, err := net.Listen("tcp", b.cfg.Addr)
+	if err != nil {
 		_ = srv.Close()
 		return fmt.Errorf("broker: listen on %s: %w", b.cfg.Addr, err)
 	}
-	var tl *listeners.TCP
+	tcp := listeners.NewNet("tcp", connectListener{limitListener{raw, g}, g})
+	if err := srv.AddListener(tcp); err != nil {
+		_ = raw.Close()
+		_ = srv.Close()
+		return fmt.Errorf("broker: listen on %s: %w", b.cfg.Addr, err)
+	}
+	var tl *listeners.Net
 	if t := b.cfg.TLS; t != nil {
 		conf, err := serverTLS(t)
 		if err != nil {
 			_ = srv.Close()
 			return err
 		}
-		tl = listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "tls", Address: t.Addr, TLSConfig: conf})
+		rawTLS, err := net.Listen("tcp", t.Addr)
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("broker: tls: listen on %s: %w", t.Addr, err)
+		}
+		tl = listeners.NewNet("tls", connectListener{tls.NewListener(limitListener{rawTLS, g}, conf), g})
 		if err := srv.AddListener(tl); err != nil {
+			_ = rawTLS.Close()
 			_ = srv.Close()
 			return fmt.Errorf("broker: tls: listen on %s: %w", t.Addr, err)
 		}
@@ -120,7 +141,7 @@ func (b *Broker) Start() error {
 		_ = srv.Close()
 		return fmt.Errorf("broker: serve: %w", err)
 	}
-	b.srv, b.tcp, b.tls = srv, tcp, tl
+	b.srv, b.tcp, b.tls, b.guard = srv, tcp, tl, g
 	b.cfg.Logger.Info("mqtt broker listening", "component", "broker", "addr", tcp.Address())
 	if tl != nil {
 		b.cfg.Logger.Info("mqtt broker listening with tls", "component", "broker", "addr", tl.Address(),
@@ -170,6 +191,15 @@ func (b *Broker) TLSAddr() string {
 		return b.cfg.TLS.Addr
 	}
 	return ""
+}
+
+// Stats returns the connections the broker refused before their CONNECT was read, by reason,
+// and how many are open; zero before Start.
+func (b *Broker) Stats() Stats {
+	if b.guard == nil {
+		return Stats{Refused: map[string]uint64{}}
+	}
+	return b.guard.stats()
 }
 
 // Close disconnects every client, stops listening and waits for the client goroutines to end.

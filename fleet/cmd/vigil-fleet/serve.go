@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/vigil-edge/vigil/fleet"
+	"github.com/vigil-edge/vigil/fleet/auth"
 	"github.com/vigil-edge/vigil/fleet/broker"
 	"github.com/vigil-edge/vigil/fleet/catalog"
 	"github.com/vigil-edge/vigil/fleet/eventstore"
@@ -23,6 +24,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	mqttListen := fs.String("mqtt-listen", broker.DefaultAddr, "embedded MQTT broker's listen address")
+	maxPacket := fs.Int("mqtt-max-packet", broker.DefaultMaxPacketSize, "embedded broker: largest MQTT packet in bytes (a CONNECT may have at most 64 KiB)")
+	connectTimeout := fs.Duration("mqtt-connect-timeout", broker.DefaultConnectTimeout, "embedded broker: time a new connection has to send its CONNECT")
+	maxConns := fs.Int("mqtt-max-connections", broker.DefaultMaxConnections, "embedded broker: open connections at most")
+	connectRate := fs.Float64("mqtt-connect-rate", broker.DefaultConnectRate, "embedded broker: new connections per second per remote address, after a burst of --mqtt-connect-burst")
+	connectBurst := fs.Int("mqtt-connect-burst", broker.DefaultConnectBurst, "embedded broker: burst of new connections per remote address")
+	hashIter := fs.Int("mqtt-hash-iterations", auth.DefaultIterations, "embedded broker: PBKDF2 iterations that weaker password hashes of --mqtt-credentials are re-hashed to (in the file) at the next login; also the cost of a login with an unknown user")
 	brokerURL := fs.String("broker", "", "external MQTT broker URL (tcp://host:port); disables the embedded broker. Credentials: --broker-username with --broker-password-file or $"+envBrokerPassword+" (user:password@ in the URL works too, but shows in the process list)")
 	brokerUser := fs.String("broker-username", "", "user name of the fleet's MQTT clients on the external broker")
 	brokerPWFile := fs.String("broker-password-file", "", "file whose first line is the external broker's password (or $"+envBrokerPassword+")")
@@ -45,6 +52,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if *eventsMaxAge <= 0 || *eventsMaxBytes <= 0 || *detectionsEvery < 1 {
 		return usageError{fmt.Errorf("serve: --events-max-age, --events-max-bytes and --detections-every must be > 0")}
+	}
+	if *maxPacket < 1024 || *connectTimeout <= 0 || *maxConns < 1 || *connectRate <= 0 || *connectBurst < 1 {
+		return usageError{fmt.Errorf("serve: --mqtt-max-packet must be >= 1024, and --mqtt-connect-timeout, --mqtt-max-connections, --mqtt-connect-rate and --mqtt-connect-burst > 0")}
 	}
 	if *gapTimeout <= 0 {
 		return usageError{fmt.Errorf("serve: --gap-timeout %v: want > 0", *gapTimeout)}
@@ -74,21 +84,24 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return usageError{fmt.Errorf("serve: --share-group needs --broker: the instances must share an external broker")}
 	}
 	core, err := fleet.New(fleet.Config{
-		MQTTListen:       *mqttListen,
-		Broker:           *brokerURL,
-		BrokerUsername:   *brokerUser,
-		BrokerPassword:   brokerPW,
-		HTTPListen:       *httpListen,
-		ClientID:         *clientID,
-		ShareGroup:       *shareGroup,
-		Registry:         registry.Options{GapTimeout: *gapTimeout},
-		RegistryFile:     registryFile(*dataDir),
-		MetricsPerDevice: *perDevice,
-		Logger:           log,
-		MQTTTLS:          tlsCfg,
-		MQTTCredentials:  *sec.credentials,
-		APITokens:        tokens,
-		OTA:              ota,
+		MQTTListen: *mqttListen,
+		MQTTLimits: broker.Limits{MaxPacketSize: *maxPacket, ConnectTimeout: *connectTimeout, MaxConnections: *maxConns,
+			ConnectRate: *connectRate, ConnectBurst: *connectBurst},
+		Broker:             *brokerURL,
+		BrokerUsername:     *brokerUser,
+		BrokerPassword:     brokerPW,
+		HTTPListen:         *httpListen,
+		ClientID:           *clientID,
+		ShareGroup:         *shareGroup,
+		Registry:           registry.Options{GapTimeout: *gapTimeout},
+		RegistryFile:       registryFile(*dataDir),
+		MetricsPerDevice:   *perDevice,
+		Logger:             log,
+		MQTTTLS:            tlsCfg,
+		MQTTCredentials:    *sec.credentials,
+		MQTTHashIterations: *hashIter,
+		APITokens:          tokens,
+		OTA:                ota,
 		Events: fleet.EventsConfig{DataDir: *dataDir, DetectionsEvery: *detectionsEvery,
 			Retention: eventstore.Options{MaxAge: *eventsMaxAge, MaxBytes: *eventsMaxBytes}, Postgres: *store},
 	})
