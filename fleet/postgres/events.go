@@ -34,8 +34,8 @@ type EventsOptions struct {
 	// SnapshotWait bounds how long PutSnapshot waits for its event to be stored (3 s when
 	// zero): with a share group an event and its picture may reach two instances at once.
 	SnapshotWait time.Duration
-	Now        func() time.Time
-	Logger     *slog.Logger
+	Now          func() time.Time
+	Logger       *slog.Logger
 }
 
 func (o EventsOptions) withDefaults() EventsOptions {
