@@ -29,6 +29,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
+	"github.com/vigil-edge/vigil/internal/redact"
 	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/metrics"
 	"github.com/vigil-edge/vigil/pipeline/wire"
@@ -80,11 +81,13 @@ type Config struct {
 
 // Publisher sends the outbox's messages to one broker.
 type Publisher struct {
-	cfg    Config
-	q      Queue
-	client mqtt.Client
-	m      *metrics.Metrics
-	log    *slog.Logger
+	cfg     Config
+	broker  string   // cfg.URL for logs and errors, password redacted
+	secrets []string // the password in its forms, scrubbed from error texts
+	q       Queue
+	client  mqtt.Client
+	m       *metrics.Metrics
+	log     *slog.Logger
 
 	conn    chan session  // a new connection's session; buffered 1
 	lost    chan struct{} // the connection was lost; buffered 1
@@ -134,7 +137,8 @@ func New(cfg Config, q Queue, m *metrics.Metrics, log *slog.Logger) (*Publisher,
 	if log == nil {
 		log = slog.Default()
 	}
-	p := &Publisher{cfg: cfg, q: q, m: m, log: log.With("component", "mqtt"),
+	p := &Publisher{cfg: cfg, broker: redact.URL(cfg.URL), secrets: append(redact.Secrets(cfg.URL), cfg.Password),
+		q: q, m: m, log: log.With("component", "mqtt"),
 		conn: make(chan session, 1), lost: make(chan struct{}, 1), freed: make(chan struct{}, 1), slots: make(chan struct{}, cfg.MaxInflight),
 		acks: make(chan inflight, cfg.MaxInflight), closing: make(chan struct{})}
 
@@ -162,7 +166,7 @@ func New(cfg Config, q Queue, m *metrics.Metrics, log *slog.Logger) (*Publisher,
 			p.gen.Add(1) // ends the drain's session
 			m.MQTTConnected.Set(0)
 			p.setErr(err)
-			p.log.Warn("connection to broker lost", "broker", cfg.URL, "err", err)
+			p.log.Warn("connection to broker lost", "broker", p.broker, "err", p.scrub(err))
 			select {
 			case p.lost <- struct{}{}:
 			default:
@@ -205,8 +209,16 @@ func TLSConfig(t TLS) (*tls.Config, error) {
 
 func (p *Publisher) setErr(err error) {
 	if err != nil {
-		p.lastErr.Store(err.Error())
+		p.lastErr.Store(p.scrub(err))
 	}
+}
+
+// scrub is err's text without the broker password.
+func (p *Publisher) scrub(err error) string {
+	if err == nil {
+		return ""
+	}
+	return redact.Scrub(err.Error(), p.secrets...)
 }
 
 // LastError is the last connection or publish error, or "".
@@ -235,7 +247,7 @@ func (p *Publisher) status(state string) wire.Status {
 
 func (p *Publisher) onConnect(c mqtt.Client) {
 	p.m.MQTTConnected.Set(1)
-	p.log.Info("connected to broker", "broker", p.cfg.URL)
+	p.log.Info("connected to broker", "broker", p.broker)
 	b, _ := json.Marshal(p.status(wire.StateOnline))
 	// Not waited for here: paho calls this on its own goroutine and the PUBACK needs it.
 	c.Publish(wire.Topic(p.cfg.DeviceID, wire.KindStatus, ""), 1, true, b)
@@ -289,7 +301,7 @@ func (p *Publisher) connectLoop() {
 			p.setErr(err)
 			wait := retryDelay(failures)
 			if failures == 0 || wait >= maxRetry*8/10 {
-				p.log.Error("connect to broker failed; retrying", "broker", p.cfg.URL, "err", err, "retry_in", wait.Round(time.Millisecond))
+				p.log.Error("connect to broker failed; retrying", "broker", p.broker, "err", p.scrub(err), "retry_in", wait.Round(time.Millisecond))
 			}
 			failures++
 			t := time.NewTimer(wait)

@@ -31,6 +31,7 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
 	"github.com/pion/rtp"
 
+	"github.com/vigil-edge/vigil/internal/redact"
 	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/ingest"
 )
@@ -121,10 +122,7 @@ func New(cfg Config) (*Source, error) {
 		return nil, fmt.Errorf("rtsp source: invalid URL: %s", scrubURLError(cfg.URL, err))
 	}
 	std := (*url.URL)(u)
-	s := &Source{cfg: cfg, u: u, redacted: std.Redacted()}
-	if pass, ok := std.User.Password(); ok && pass != "" {
-		s.secrets = []string{pass, url.QueryEscape(pass), url.PathEscape(pass)}
-	}
+	s := &Source{cfg: cfg, u: u, redacted: redact.URL(std.String()), secrets: redact.Secrets(std.String())}
 	if u.Scheme != "rtsp" && u.Scheme != "rtsps" {
 		return nil, fmt.Errorf("rtsp source %s: scheme must be rtsp or rtsps", s.redacted)
 	}

@@ -392,7 +392,7 @@ func TestNewErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := src.URL(); got != "rtsps://u:xxxxx@cam:322/x" {
+	if got := src.URL(); got != "rtsps://u:REDACTED@cam:322/x" {
 		t.Errorf("URL() = %q", got)
 	}
 }
