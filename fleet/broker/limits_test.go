@@ -11,6 +11,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
 func startBroker(t *testing.T, lim Limits) *Broker {
@@ -140,5 +142,13 @@ func TestConnectionCapRateAndPacketSize(t *testing.T) {
 	}
 	if st := r.Stats(); st.Refused[RefuseRate] != 2 {
 		t.Errorf("rate refusals %v, want 2", st.Refused)
+	}
+}
+
+// The default maximum packet holds the largest real message, a picture (event snapshot), with
+// its topic and MQTT header.
+func TestDefaultMaxPacketHoldsPictures(t *testing.T) {
+	if DefaultMaxPacketSize < wire.MaxPictureBytes+64<<10 {
+		t.Errorf("DefaultMaxPacketSize %d is too small for a %d-byte picture", DefaultMaxPacketSize, wire.MaxPictureBytes)
 	}
 }
