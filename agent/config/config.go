@@ -102,6 +102,8 @@ type Camera struct {
 	// its detector over tiles of each frame (see hal.go). Both optional.
 	Optics *Optics `yaml:"optics"`
 	Tiling *Tiling `yaml:"tiling"`
+	// Motion runs the detector only where and when something moves (see motion.go).
+	Motion *Motion `yaml:"motion"`
 	// PrivacyMasks are redacted (blurred or blacked out) in every snapshot; Exclude areas are
 	// where detections are ignored. Points are normalised (0-1).
 	PrivacyMasks []mask.Mask    `yaml:"privacy_masks"`
@@ -370,6 +372,7 @@ func (c Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateHAL()...)
+	errs = append(errs, c.validateMotion()...)
 	return errors.Join(errs...)
 }
 

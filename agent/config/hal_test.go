@@ -84,3 +84,32 @@ func TestHALConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestMotionConfig(t *testing.T) {
+	cfg, err := Load("../agent.example.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := cfg.Cameras[0].Motion
+	if m == nil || !m.Enabled || m.AnalysisWidth != 320 || m.Threshold != 30 || m.MinArea != 20 || len(m.Masks) != 1 ||
+		m.Masks[0][2] != [2]float64{0.15, 0.6} || m.FullFrameInterval() != 10*time.Second || m.Coverage != 0.6 {
+		t.Errorf("example motion = %+v", m)
+	}
+	if cfg.Cameras[1].Motion != nil {
+		t.Errorf("second camera has motion %+v", cfg.Cameras[1].Motion)
+	}
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"mask outside", minimal + "    motion:\n      masks:\n        - [[0, 0], [0.5, 0], [1.2, 0.5]]\n",
+			"'cameras[0].motion.masks[0]' point 2 (1.2, 0.5) is outside the frame (0-1)"},
+		{"threshold", minimal + "    motion: {enabled: true, threshold: 255}\n", "'cameras[0].motion.threshold' must be in 1-254, got 255"},
+		{"analysis width", minimal + "    motion: {analysis_width: 8}\n", "'cameras[0].motion.analysis_width' must be in 16-4096, got 8"},
+		{"full frame every", minimal + "    motion: {full_frame_every: 10ms}\n", "'cameras[0].motion.full_frame_every' must be >= 100ms"},
+		{"coverage", minimal + "    motion: {coverage: 1.5}\n", "'cameras[0].motion.coverage' must be in [0,1]"},
+		{"unknown key", minimal + "    motion: {enable: true}\n", "enable"},
+	} {
+		_, err := Load(write(t, tc.yaml), nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
