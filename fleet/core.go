@@ -37,6 +37,7 @@ import (
 	"github.com/vigil-edge/vigil/fleet/broker"
 	"github.com/vigil-edge/vigil/fleet/catalog"
 	"github.com/vigil-edge/vigil/fleet/eventstore"
+	"github.com/vigil-edge/vigil/fleet/liveview"
 	"github.com/vigil-edge/vigil/fleet/exporter"
 	"github.com/vigil-edge/vigil/fleet/registry"
 	"github.com/vigil-edge/vigil/fleet/rollout"
@@ -135,6 +136,7 @@ type Core struct {
 
 	events    eventstore.Store // bbolt (default) or PostgreSQL (Events.Postgres)
 	recorder  *eventstore.Recorder
+	live      *liveview.Views // current view of cameras (signed live_view commands)
 	eventsTmp string // the event store's temporary folder, without Events.DataDir
 }
 
@@ -202,7 +204,7 @@ func New(cfg Config) (_ *Core, err error) {
 	}
 	c.hub = web.NewHub(web.HubOptions{Logger: cfg.Logger})
 	sub, err := subscriber.New(subscriber.Config{BrokerURL: brokerURL, ClientID: cfg.ClientID, Logger: cfg.Logger,
-		Username: c.mqttUser, Password: c.mqttPassword, ShareGroup: cfg.ShareGroup}, c.hub.Wrap(recorder))
+		Username: c.mqttUser, Password: c.mqttPassword, ShareGroup: cfg.ShareGroup}, c.hub.Wrap(c.newLive(cfg).Wrap(recorder)))
 	if err != nil {
 		return nil, err
 	}
@@ -319,6 +321,7 @@ func (c *Core) handler(cfg Config, apiHandler http.Handler) http.Handler {
 	mux.Handle("/", apiHandler)
 	c.otaRoutes(mux, cfg)
 	c.eventRoutes(mux, cfg)
+	api.RegisterLive(mux, c.live, c.registry, cfg.Logger)
 	// Web pages must not drive the API (CSRF, DNS rebinding): without tokens, a loopback API
 	// also checks Host (New refuses any other address without tokens).
 	guard := auth.Browser{CheckHost: cfg.APITokens == nil}
@@ -427,4 +430,13 @@ func (c *Core) Close() error {
 	}
 	c.log.Info("fleet controller stopped")
 	return errors.Join(errs...)
+}
+
+// newLive makes the live view: commands signed with the OTA key, sent on the subscriber's
+// connection (made after it).
+func (c *Core) newLive(cfg Config) *liveview.Views {
+	c.live = liveview.New(liveview.Config{Key: cfg.OTA.SigningKey, Publish: func(topic string, payload []byte) error {
+		return c.ingest.Publish(topic, payload, 5*time.Second)
+	}})
+	return c.live
 }

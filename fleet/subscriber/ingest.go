@@ -320,6 +320,22 @@ func (s *Subscriber) onMessage(c mqtt.Client, m mqtt.Message) {
 	}
 }
 
+// Publish sends payload to topic at QoS 1 (not retained) on the subscriber's connection and
+// waits up to timeout for the broker's acknowledgement. It fails at once when not connected.
+func (s *Subscriber) Publish(topic string, payload []byte, timeout time.Duration) error {
+	if s.client == nil || !s.client.IsConnectionOpen() {
+		return errors.New("mqtt: not connected")
+	}
+	tok := s.client.Publish(topic, 1, false, payload)
+	if !tok.WaitTimeout(timeout) {
+		return fmt.Errorf("mqtt: publish %s: no acknowledgement within %s", topic, timeout)
+	}
+	if err := tok.Error(); err != nil {
+		return fmt.Errorf("mqtt: publish %s: %w", topic, err)
+	}
+	return nil
+}
+
 // Connected reports whether the subscriber is connected and subscribed.
 func (s *Subscriber) Connected() bool {
 	s.mu.Lock()

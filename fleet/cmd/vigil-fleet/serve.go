@@ -40,7 +40,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	sec := securityFlags(fs)
 	dataDir := fs.String("data", "", "data folder for the device registry (registry.db), the model registry and rollouts (without it devices are kept in memory only and OTA is off)")
-	keyFile := fs.String("key", "", "fleet private key that signs model commands (vigil-fleet keygen)")
+	keyFile := fs.String("key", "", "fleet private key that signs model and live-view commands (vigil-fleet keygen)")
 	publicURL := fs.String("public-url", "", "base URL agents fetch models from (default http://<--http address>)")
 	eventsMaxAge := fs.Duration("events-max-age", eventstore.DefaultMaxAge, "how long the event store keeps events, alerts and sampled detections (DATA/events.db; a temporary file without --data)")
 	eventsMaxBytes := fs.Int64("events-max-bytes", eventstore.DefaultMaxBytes, "bound of the event store's records in bytes; the oldest go first")
