@@ -37,8 +37,8 @@ import (
 	"github.com/vigil-edge/vigil/fleet/broker"
 	"github.com/vigil-edge/vigil/fleet/catalog"
 	"github.com/vigil-edge/vigil/fleet/eventstore"
-	"github.com/vigil-edge/vigil/fleet/liveview"
 	"github.com/vigil-edge/vigil/fleet/exporter"
+	"github.com/vigil-edge/vigil/fleet/liveview"
 	"github.com/vigil-edge/vigil/fleet/registry"
 	"github.com/vigil-edge/vigil/fleet/rollout"
 	"github.com/vigil-edge/vigil/fleet/subscriber"
@@ -137,7 +137,7 @@ type Core struct {
 	events    eventstore.Store // bbolt (default) or PostgreSQL (Events.Postgres)
 	recorder  *eventstore.Recorder
 	live      *liveview.Views // current view of cameras (signed live_view commands)
-	eventsTmp string // the event store's temporary folder, without Events.DataDir
+	eventsTmp string          // the event store's temporary folder, without Events.DataDir
 }
 
 // New starts a fleet controller: the embedded broker (unless cfg.Broker names an external one),
