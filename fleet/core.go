@@ -104,6 +104,9 @@ type Config struct {
 	// FleetUser is the identity of the Core's own MQTT clients (DefaultFleetUser when empty);
 	// their password is a random secret made at every start, known to no one else.
 	FleetUser string
+	// MapTiles is a map tile URL template ({z}/{x}/{y}) the dashboard draws drone detections
+	// on; empty: a scaled plane.
+	MapTiles string
 	// APITokens guards the HTTP API (see fleet/auth); nil leaves it open.
 	APITokens *auth.Tokens
 
@@ -314,7 +317,7 @@ func (c *Core) apiOptions() []api.Option {
 // them and verify their signatures; they hold no API token).
 func (c *Core) handler(cfg Config, apiHandler http.Handler) http.Handler {
 	mux := http.NewServeMux()
-	page := web.Page()
+	page := web.PageWith(web.PageOptions{TileURL: cfg.MapTiles})
 	mux.Handle("GET /{$}", page)
 	mux.Handle("GET /static/", page)
 	mux.Handle("GET /api/v1/stream", c.hub)

@@ -38,12 +38,13 @@ var streamKinds = map[string]bool{
 	wire.KindEvents:    true,
 	wire.KindAlerts:    true,
 	wire.KindTelemetry: true,
+	wire.KindSnapshots: true, // {"event_id": …}: that event's picture arrived
 }
 
 // Message is one item of the stream: a message the subscriber received, with its topic
 // parts. It is the data of an SSE event named after Kind.
 type Message struct {
-	Kind       string          `json:"kind"` // status, events, alerts, telemetry
+	Kind       string          `json:"kind"` // status, events, alerts, telemetry, snapshots
 	Device     string          `json:"device"`
 	Camera     string          `json:"camera,omitempty"`
 	Topic      string          `json:"topic"`
@@ -173,6 +174,11 @@ func (t tee) HandleMessage(topic string, payload []byte) error {
 // with a bad topic, too large or not JSON are ignored; a repeated event or alert (same
 // msg_id) too. After Close it does nothing.
 func (h *Hub) Publish(topic string, payload []byte) {
+	if device, camera, id, err := wire.ParseSnapshotTopic(topic); err == nil {
+		// A picture: the page is told which event has one (it fetches it from the API).
+		note, _ := json.Marshal(map[string]string{"event_id": id})
+		topic, payload = wire.Root+"/"+device+"/"+wire.KindSnapshots+"/"+camera, note
+	}
 	device, kind, camera, err := wire.ParseTopic(topic)
 	if err != nil || !streamKinds[kind] || len(payload) > h.opts.MaxPayload || !json.Valid(payload) {
 		return

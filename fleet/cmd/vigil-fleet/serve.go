@@ -46,6 +46,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	eventsMaxBytes := fs.Int64("events-max-bytes", eventstore.DefaultMaxBytes, "bound of the event store's records in bytes; the oldest go first")
 	shareGroup := fs.String("share-group", "", "split device traffic with other instances through the MQTT shared subscription $share/GROUP/… of an external broker (with --store postgres://…)")
 	store := fs.String("store", os.Getenv("VIGIL_FLEET_STORE"), "keep events in PostgreSQL (postgres://user@host/db; password from $PGPASSWORD or ~/.pgpass) instead of DATA/events.db, so several instances can share them (default $VIGIL_FLEET_STORE)")
+	mapTiles := fs.String("map-tiles", "", "map tile URL template (https://tiles.example/{z}/{x}/{y}.png) the dashboard draws drone detections on; default: a scaled plane")
 	detectionsEvery := fs.Int("detections-every", eventstore.DefaultDetectionsEvery, "keep 1 in N detections messages per camera in the event store")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -96,6 +97,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Registry:           registry.Options{GapTimeout: *gapTimeout},
 		RegistryFile:       registryFile(*dataDir),
 		MetricsPerDevice:   *perDevice,
+		MapTiles:           *mapTiles,
 		Logger:             log,
 		MQTTTLS:            tlsCfg,
 		MQTTCredentials:    *sec.credentials,
