@@ -8,6 +8,7 @@ import (
 
 	"github.com/vigil-edge/vigil/models"
 	"github.com/vigil-edge/vigil/models/tile"
+	"github.com/vigil-edge/vigil/pipeline/frame"
 )
 
 // Plan defaults, used where a PlanInput field is zero.
@@ -266,4 +267,28 @@ func MapBack(width, height int, regions []image.Rectangle, dets [][]models.Detec
 		return models.NMS(all, iou) // one crop: nothing to fuse
 	}
 	return tile.Merge(all, from, image.Rect(0, 0, width, height), iou, tile.DefaultMergeIoS)
+}
+
+// MinActiveSpeed is the least speed, in box heights per second, at which a confirmed track
+// counts as active (a walking person moves about one height a second).
+const MinActiveSpeed = 0.25
+
+// ActiveTracks returns the normalised boxes of the tracks that Plan should look at on the
+// next frame: lost tracks (to find them again) and confirmed tracks that move at
+// MinActiveSpeed or more. Stationary objects are left to the periodic full-frame pass, and the
+// tracker holds them meanwhile (track.Tracker.UpdateSeen). width and height are the frame's.
+func ActiveTracks(ts []frame.Track, width, height int) []Box {
+	if width <= 0 || height <= 0 {
+		return nil
+	}
+	var out []Box
+	for _, t := range ts {
+		h := float64(t.Box.Y2 - t.Box.Y1)
+		moving := math.Hypot(float64(t.VX), float64(t.VY)) >= MinActiveSpeed*h
+		if t.State == frame.Lost || t.State == frame.Confirmed && moving {
+			w, hh := float64(width), float64(height)
+			out = append(out, Box{float64(t.Box.X1) / w, float64(t.Box.Y1) / hh, float64(t.Box.X2) / w, float64(t.Box.Y2) / hh})
+		}
+	}
+	return out
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vigil-edge/vigil/models"
+	"github.com/vigil-edge/vigil/pipeline/frame"
 )
 
 // px is a normalised box for pixel corners in a w x h frame.
@@ -254,5 +255,24 @@ func TestMapBack(t *testing.T) {
 	}
 	if one := MapBack(1280, 720, []image.Rectangle{a}, [][]models.Detection{{det(0, 0.5, 0, 0, 10, 10)}}, 0.45); len(one) != 1 || one[0].Box != (models.Box{X1: 100, Y1: 50, X2: 110, Y2: 60}) {
 		t.Errorf("one region: %+v", one)
+	}
+}
+
+func TestActiveTracks(t *testing.T) {
+	box := models.Box{X1: 100, Y1: 100, X2: 140, Y2: 200} // 100 px tall
+	ts := []frame.Track{
+		{ID: 1, State: frame.Confirmed, Box: box, VX: 30, VY: 0},   // 0.3 heights/s: active
+		{ID: 2, State: frame.Confirmed, Box: box, VX: 5, VY: 5},    // parked: not
+		{ID: 3, State: frame.Lost, Box: box},                       // lost: look for it
+		{ID: 4, State: frame.Removed, Box: box, VX: 100},           // gone
+		{ID: 5, State: frame.Confirmed, Box: box, VX: -20, VY: 20}, // 0.28 heights/s
+	}
+	got := ActiveTracks(ts, 1000, 500)
+	want := Box{0.1, 0.2, 0.14, 0.4}
+	if len(got) != 3 || got[0] != want {
+		t.Fatalf("active: %+v", got)
+	}
+	if ActiveTracks(ts, 0, 0) != nil {
+		t.Error("no frame size: want nil")
 	}
 }

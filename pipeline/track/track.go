@@ -30,6 +30,7 @@ package track
 import (
 	"cmp"
 	"fmt"
+	"image"
 	"slices"
 	"time"
 
@@ -177,6 +178,19 @@ func (t *Tracker) Config() Config { return t.cfg }
 // sorted by id. Tentative tracks are never returned. The result does not alias the
 // tracker's memory.
 func (t *Tracker) Update(d frame.Detections) frame.Tracks {
+	return t.update(d, false, nil)
+}
+
+// UpdateSeen is Update for a frame on which the detector looked only at the rectangles seen
+// (source-frame pixels; none: it did not run), as with motion-driven detection: a track whose
+// predicted box centre lies outside all of them was not looked for, so it is held as it was
+// (not lost, not aged, not dropped while tentative) instead of counting as missed. Held
+// tracks are returned unmatched, in their state.
+func (t *Tracker) UpdateSeen(d frame.Detections, seen []image.Rectangle) frame.Tracks {
+	return t.update(d, true, seen)
+}
+
+func (t *Tracker) update(d frame.Detections, partial bool, seen []image.Rectangle) frame.Tracks {
 	dt := t.advance(d.CapturedAt)
 	for _, tr := range t.tracks {
 		if tr.state != frame.Confirmed {
@@ -233,6 +247,8 @@ func (t *Tracker) Update(d frame.Detections) frame.Tracks {
 			} else if tr.state == frame.Lost {
 				tr.state = frame.Confirmed
 			}
+		case partial && !looked(tr.kf.box(), seen):
+			tr.lastClock = t.clock // held: not looked for, so not missed
 		case tr.state == frame.Tentative:
 			continue // dropped unseen
 		case t.clock-tr.lastClock > t.cfg.MaxLost:
@@ -268,6 +284,17 @@ func (t *Tracker) Update(d frame.Detections) frame.Tracks {
 	}
 	slices.SortFunc(out.Tracks, func(a, b frame.Track) int { return cmp.Compare(a.ID, b.ID) })
 	return out
+}
+
+// looked reports whether the centre of b lies in one of seen.
+func looked(b models.Box, seen []image.Rectangle) bool {
+	cx, cy := (b.X1+b.X2)/2, (b.Y1+b.Y2)/2
+	for _, r := range seen {
+		if cx >= float32(r.Min.X) && cx < float32(r.Max.X) && cy >= float32(r.Min.Y) && cy < float32(r.Max.Y) {
+			return true
+		}
+	}
+	return false
 }
 
 // advance moves the tracker's clock to at and returns the step in seconds.

@@ -1,8 +1,10 @@
 package track
 
 import (
+	"image"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -493,5 +495,56 @@ func BenchmarkUpdate20(b *testing.B) {
 		d.CapturedAt = t0.Add(time.Duration(i) * 40 * time.Millisecond)
 		tr.Update(d)
 		i++
+	}
+}
+
+// TestUpdateSeenHoldsTracksNotLookedAt: with motion-driven detection a parked car outside the
+// crops is not missed (it keeps its id for far longer than MaxLost), while a person inside a
+// crop who is not detected is lost and removed as usual; a full-frame pass that misses the
+// car then ages it normally.
+func TestUpdateSeenHoldsTracksNotLookedAt(t *testing.T) {
+	car := obj{x: 100, y: 500, w: 120, h: 60, label: "car", score: always(0.9)}
+	person := obj{x: 900, y: 300, w: 40, h: 100, vx: 20, score: always(0.9)}
+	tr := New(Default())
+	dt := 200 * time.Millisecond
+	seq := sequence(80, dt, car, person)
+	var out frame.Tracks
+	for i := range 5 { // full frames: both confirmed
+		out = tr.Update(seq[i])
+	}
+	if len(out.Tracks) != 2 {
+		t.Fatalf("after 5 full frames: %+v", out.Tracks)
+	}
+	crop := []image.Rectangle{image.Rect(700, 100, 1200, 600)} // around the person only
+	for i := 5; i < 40; i++ { // 7 s of crops: the car is not looked at, the person vanishes at frame 20
+		d := seq[i]
+		d.Objects = slices.DeleteFunc(slices.Clone(d.Objects), func(o models.Detection) bool {
+			return o.Label == "car" || i >= 20
+		})
+		out = tr.UpdateSeen(d, crop)
+	}
+	var carTrack *frame.Track
+	for i := range out.Tracks {
+		switch out.Tracks[i].Label {
+		case "car":
+			carTrack = &out.Tracks[i]
+		case "person":
+			t.Errorf("the person, not detected inside the crop for 4 s, is still %v", out.Tracks[i].State)
+		}
+	}
+	if carTrack == nil || carTrack.State != frame.Confirmed || carTrack.ID != 1 || carTrack.Matched {
+		t.Fatalf("the car outside the crops: %+v", carTrack)
+	}
+	out = tr.UpdateSeen(seq[40], nil) // no inference at all: the car is held too
+	if len(out.Tracks) != 1 || out.Tracks[0].State != frame.Confirmed {
+		t.Fatalf("no inference: %+v", out.Tracks)
+	}
+	for i := 41; i < 51; i++ { // 2 s of full frames without the car: lost, then removed
+		d := seq[i]
+		d.Objects = nil
+		out = tr.Update(d)
+	}
+	if len(out.Tracks) != 0 {
+		t.Errorf("the car, missed by full-frame passes for 2 s, is still %+v", out.Tracks)
 	}
 }
