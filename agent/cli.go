@@ -32,6 +32,7 @@ Usage:
   vigil-agent check-config --config FILE   validate a configuration (exit 1 and one line per problem)
   vigil-agent detect [flags] FILE...       detect objects in images or video files, one JSON line each
   vigil-agent doctor --config FILE [--json] check the device: model, cameras, broker, outbox, clock, drone link
+  vigil-agent discover (--multicast | --probe-addr HOST:PORT) [--user U]  print camera entries for ONVIF cameras
   vigil-agent version
 
 Settings can be overridden with VIGIL_ environment variables: VIGIL_DEVICE_ID,
@@ -53,6 +54,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return cmdDetect(args[1:], stdout, stderr)
 	case "doctor":
 		return cmdDoctor(args[1:], stdout, stderr)
+	case "discover":
+		return cmdDiscover(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "vigil-agent", metrics.Version)
 		return 0
