@@ -85,7 +85,9 @@ func Start(cfg Config) (*Camera, error) {
 func (c *Camera) ProbeAddr() string { return c.udp.LocalAddr().String() }
 
 // DeviceURL is the device service's address, as its ProbeMatch gives it.
-func (c *Camera) DeviceURL() string { return "http://" + c.ln.Addr().String() + "/onvif/device_service" }
+func (c *Camera) DeviceURL() string {
+	return "http://" + c.ln.Addr().String() + "/onvif/device_service"
+}
 
 // Probes counts the Probes answered; AuthFailures the requests refused for their credentials.
 func (c *Camera) Probes() int64       { return c.probes.Load() }
@@ -124,7 +126,9 @@ func (c *Camera) discovery() {
 	}
 }
 
-func scopeEscape(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "%", "%25"), " ", "%20") }
+func scopeEscape(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "%", "%25"), " ", "%20")
+}
 
 type usernameToken struct {
 	Username string `xml:"Username"`
