@@ -38,8 +38,9 @@ type Agent struct {
 	m    *metrics.Metrics
 	cams []*camera
 
-	sensors *sensors   // MAVLink, GNSS, board (drone.go)
-	tele    *telemetry // periodic health report (telemetry.go)
+	sensors *sensors    // MAVLink, GNSS, board (drone.go)
+	tele    *telemetry  // periodic health report (telemetry.go)
+	health  healthState // what /healthz needs besides the parts' own state (health.go)
 
 	mu       sync.Mutex
 	httpAddr string
@@ -92,9 +93,11 @@ func (a *Agent) append(ctx context.Context, ob *outbox.Outbox, what string, msg 
 	if _, err := ob.Append(ctx, msg); err != nil {
 		if !errors.Is(err, context.Canceled) {
 			a.m.OutboxErrors.Inc()
+			a.health.appended(err)
 		}
 		return fmt.Errorf("store %s: %w", what, err)
 	}
+	a.health.appended(nil)
 	return nil
 }
 
@@ -390,10 +393,7 @@ func (a *Agent) Handler() http.Handler {
 		}
 		snaps.ServeHTTP(w, r)
 	})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
-	})
+	mux.HandleFunc("GET /healthz", a.serveHealth) // health.go
 	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)

@@ -47,6 +47,9 @@ type Config struct {
 // HTTP is the agent's own HTTP server: /metrics, /healthz, /api/v1/status.
 type HTTP struct {
 	Listen string `yaml:"listen"` // empty disables it
+	// HealthMaxBacklog is how old the outbox's oldest message may grow while the broker is
+	// away before /healthz says the agent is unhealthy.
+	HealthMaxBacklog time.Duration `yaml:"health_max_backlog"`
 }
 
 // MQTT is the broker the agent publishes to.
@@ -150,7 +153,7 @@ func Default() Config {
 	return Config{
 		DeviceID: hostnameID(),
 		LogLevel: "info",
-		HTTP:     HTTP{Listen: "127.0.0.1:9090"},
+		HTTP:     HTTP{Listen: "127.0.0.1:9090", HealthMaxBacklog: 5 * time.Minute},
 		MQTT:     MQTT{URL: "tcp://127.0.0.1:1883", KeepAlive: 30 * time.Second, MaxInflight: 64},
 		Outbox: Outbox{Path: "/var/lib/vigil/outbox.db", MaxBytes: 256 << 20, HardMaxBytes: 320 << 20,
 			MaxAge: 7 * 24 * time.Hour, ReplayRate: 500},
@@ -250,6 +253,9 @@ func (c Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log_level", "must be debug, info, warn or error (got %q)", c.LogLevel)
+	}
+	if c.HTTP.HealthMaxBacklog < time.Second {
+		bad("http.health_max_backlog", "must be >= 1s")
 	}
 	if c.MQTT.URL == "" {
 		bad("mqtt.url", "is required")

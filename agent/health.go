@@ -1,0 +1,98 @@
+package agent
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// healthState remembers the outbox's last append outcome, for Health.
+type healthState struct {
+	mu        sync.Mutex
+	lastErr   error
+	lastErrAt time.Time
+	lastOKAt  time.Time
+}
+
+// appended records one append's outcome (a cancelled append is not recorded).
+func (h *healthState) appended(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err != nil {
+		h.lastErr, h.lastErrAt = err, time.Now()
+	} else {
+		h.lastOKAt = time.Now()
+	}
+}
+
+// failing returns the last append error when no append has succeeded since.
+func (h *healthState) failing() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.lastErr != nil && !h.lastOKAt.After(h.lastErrAt) {
+		return h.lastErr
+	}
+	return nil
+}
+
+// Health returns what is wrong with the agent now, one line per problem; none means healthy:
+//   - every enabled camera is streaming (a file source played to its end counts as done);
+//   - the outbox is writable: the last append succeeded (or none failed);
+//   - the broker is connected, or the backlog it left is within bounds: its oldest message is
+//     younger than http.health_max_backlog and it is under outbox.max_bytes.
+//
+// It is what /healthz answers (503 with these lines) and is safe for concurrent use.
+func (a *Agent) Health() []string {
+	var probs []string
+	a.mu.Lock()
+	pub, ob := a.pub, a.ob
+	a.mu.Unlock()
+	if ob == nil || pub == nil {
+		return []string{"agent: starting"}
+	}
+	for _, c := range a.cams {
+		st := c.Status()
+		if st.State == StateStreaming || st.State == StateEnded {
+			continue
+		}
+		p := fmt.Sprintf("camera %s: %s", st.ID, st.State)
+		if st.LastError != "" {
+			p += ": " + st.LastError
+		}
+		probs = append(probs, p)
+	}
+	if err := a.health.failing(); err != nil {
+		probs = append(probs, "outbox: not writable: "+err.Error())
+	}
+	if !pub.Connected() {
+		st := ob.Stats()
+		age := time.Duration(0)
+		if st.Messages > 0 && !st.OldestAt.IsZero() {
+			age = time.Since(st.OldestAt)
+		}
+		if age > a.cfg.HTTP.HealthMaxBacklog || st.Bytes > a.cfg.Outbox.MaxBytes {
+			p := fmt.Sprintf("broker: not connected and the backlog is beyond bounds (%d messages, %d bytes, oldest %s, bound %s)",
+				st.Messages, st.Bytes, age.Round(time.Second), a.cfg.HTTP.HealthMaxBacklog)
+			if e := pub.LastError(); e != "" {
+				p += ": " + e
+			}
+			probs = append(probs, p)
+		}
+	}
+	return probs
+}
+
+// serveHealth answers /healthz: 200 "ok", or 503 with one line per problem.
+func (a *Agent) serveHealth(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	probs := a.Health()
+	if len(probs) == 0 {
+		_, _ = w.Write([]byte("ok\n"))
+		return
+	}
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write([]byte(strings.Join(probs, "\n") + "\n"))
+}
