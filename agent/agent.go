@@ -84,28 +84,28 @@ func (a *Agent) store(ctx context.Context, d frame.Detections) error {
 		return nil
 	}
 	a.sensors.geoReference(&d)
-	return a.append(ctx, a.ob, "detections", publish.DetectionsMessage(a.cfg.DeviceID, a.ob.Epoch(), d))
+	return a.append(ctx, a.ob, wire.NewDetections(d))
 }
 
 // append stores one message in the outbox ob; a failure (not a cancelled context) is counted
-// in vigil_outbox_append_errors_total and returned naming what was stored.
-func (a *Agent) append(ctx context.Context, ob *outbox.Outbox, what string, msg frame.Outgoing) error {
-	if _, err := ob.Append(ctx, msg); err != nil {
+// in vigil_outbox_append_errors_total and returned naming the message's kind.
+func (a *Agent) append(ctx context.Context, ob *outbox.Outbox, m wire.Message) error {
+	if _, err := ob.Append(ctx, wire.Device{ID: a.cfg.DeviceID, Epoch: ob.Epoch()}.Outgoing(m)); err != nil {
 		if !errors.Is(err, context.Canceled) {
 			a.m.OutboxErrors.Inc()
 			a.health.appended(err)
 		}
-		return fmt.Errorf("store %s: %w", what, err)
+		return fmt.Errorf("store %s: %w", m.Kind(), err)
 	}
 	a.health.appended(nil)
 	return nil
 }
 
-// emitter stores a camera's events and alerts in the outbox.
-func (a *Agent) emitter(camera string) emitFunc {
-	return func(ctx context.Context, class frame.Class, schema, kind string, at time.Time, build func(wire.Header) any) error {
-		return a.append(ctx, a.ob, kind, publish.Message(a.cfg.DeviceID, a.ob.Epoch(), class, schema, kind, camera, at, build))
-	}
+// outboxStore is the agent's outbox as the cameras' message store.
+type outboxStore struct{ a *Agent }
+
+func (s outboxStore) Store(ctx context.Context, m wire.Message) error {
+	return s.a.append(ctx, s.a.ob, m)
 }
 
 // openOutbox opens the outbox file, creating its folder, with metrics wired in.
@@ -234,7 +234,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		snaps.SetEncoding(snapshot.Encoding{MaxWidth: a.cfg.Snapshots.MaxWidth, Quality: a.cfg.Snapshots.Quality})
 	}
 	for _, cam := range a.cams {
-		cam.emit = a.emitter(cam.cfg.ID)
+		cam.out = outboxStore{a}
 		cam.snaps = snaps
 		cam.device = a.cfg.DeviceID
 		cam.pics = newPictures(a.pictureSender(), snaps != nil && a.cfg.Snapshots.Send, a.cfg.Snapshots.MaxSendBytes,

@@ -73,7 +73,7 @@ type camera struct {
 	m      *metrics.Metrics
 	log    *slog.Logger
 	sink   func(context.Context, frame.Detections) error // detections of interest, per frame
-	emit   emitFunc                                      // nil: events and alerts are only counted
+	out    messageStore                                  // nil: events and alerts are only counted
 	snaps  *snapshot.Store                               // nil: no snapshots
 	locate func(d *frame.Detections)                     // nil: no geo (drone mode sets it)
 	pics   *pictures                                     // snapshots and live views for the fleet (pictures.go); nil: none
@@ -117,9 +117,13 @@ func newCamera(cfg config.Camera, m *metrics.Metrics, log *slog.Logger, sink fun
 // tracker's second association stage. Detections messages use the camera's own threshold.
 func TrackerScore() float32 { return track.Default().LowScore }
 
-// emitFunc stores one message of the camera in the outbox: build makes the wire message once
-// its header is known. It returns once the message is durable.
-type emitFunc func(ctx context.Context, class frame.Class, schema, kind string, at time.Time, build func(wire.Header) any) error
+// messageStore stores a camera's events and alerts.
+//
+// Call contract: Store returns once m is durable, or with the reason it is not; it is called
+// from the camera's detect goroutine.
+type messageStore interface {
+	Store(ctx context.Context, m wire.Message) error
+}
 
 // analyse is the per-frame work after detection, on the detect goroutine: drop detections in
 // exclusion areas, store the detections of interest, track, run the rules, follow the events
@@ -161,12 +165,10 @@ func (c *camera) analyse(ctx context.Context, d frame.Detections) {
 		if a.RuleType == rules.TypeLine {
 			c.m.LineCrossings.WithLabelValues(c.cfg.ID, a.RuleID, a.Kind, a.Label).Inc()
 		}
-		if c.emit == nil {
+		if c.out == nil {
 			continue
 		}
-		err := c.emit(ctx, frame.ClassAlert, wire.SchemaAlert, wire.KindAlerts, a.At,
-			func(h wire.Header) any { return c.events.Alert(h, a) })
-		if err != nil {
+		if err := c.out.Store(ctx, wire.NewAlert(c.events.Identify(a))); err != nil {
 			c.log.Error("store alert", "rule", a.RuleID, "err", err)
 		}
 	}
@@ -174,7 +176,7 @@ func (c *camera) analyse(ctx context.Context, d frame.Detections) {
 
 // geoEvent puts the ground point of the event's object (drone mode) on its state: the same
 // geo-referencing as detections, for the bottom centre of the event's box at its time.
-func (c *camera) geoEvent(st *wire.EventState, ch events.Change) {
+func (c *camera) geoEvent(ch *events.Change) {
 	if c.locate == nil {
 		return
 	}
@@ -182,9 +184,9 @@ func (c *camera) geoEvent(st *wire.EventState, ch events.Change) {
 		Objects: []models.Detection{{Label: ch.After.Label, Box: ch.After.Box}}}
 	c.locate(&d)
 	if len(d.Geo) == 1 && d.Geo[0].OK {
-		st.Geo = &wire.ObjectGeo{Lat: d.Geo[0].Lat, Lon: d.Geo[0].Lon, ErrM: d.Geo[0].ErrM}
+		ch.After.Geo = d.Geo[0]
 	} else {
-		st.GeoStatus = d.GeoStatus
+		ch.After.GeoStatus = d.GeoStatus
 	}
 }
 
@@ -213,20 +215,12 @@ func (c *camera) snapshot(d frame.Detections) {
 // class the outbox drops first when full).
 func (c *camera) emitEvents(ctx context.Context, changes []events.Change) {
 	defer c.sendSnapshots(ctx, changes) // after their events: the fleet files them beside
-	if c.emit == nil {
+	if c.out == nil {
 		return
 	}
 	for _, ch := range changes {
-		class := frame.ClassEvent
-		if ch.Type == wire.EventUpdate {
-			class = frame.ClassEventUpdate
-		}
-		if err := c.emit(ctx, class, wire.SchemaEvent, wire.KindEvents, ch.At,
-			func(h wire.Header) any {
-				ev := ch.Event(h)
-				c.geoEvent(&ev.After, ch)
-				return ev
-			}); err != nil {
+		c.geoEvent(&ch)
+		if err := c.out.Store(ctx, wire.NewEvent(ch)); err != nil {
 			c.log.Error("store event", "type", ch.Type, "err", err)
 		}
 	}

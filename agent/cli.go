@@ -21,7 +21,6 @@ import (
 	"github.com/vigil-edge/vigil/models"
 	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/metrics"
-	"github.com/vigil-edge/vigil/pipeline/publish"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
@@ -179,7 +178,7 @@ func detectFile(det models.Detector, path string, maxFrames, every int, enc *jso
 	m := det.Manifest()
 	info := frame.ModelInfo{Name: m.Name, Version: m.Version, SHA256: m.SHA256}
 	emit := func(d frame.Detections) error {
-		msg := publish.Encode(wire.Header{}, d)
+		msg := wire.EncodeDetections(wire.Header{}, d)
 		line := DetectLine{Source: path, FrameSeq: d.FrameSeq, PTSMS: float64(d.PTS.Microseconds()) / 1000,
 			FrameWidth: d.Width, FrameHeight: d.Height, Model: msg.Model, InferenceMS: msg.InferenceMS, Objects: msg.Objects}
 		return enc.Encode(line)

@@ -11,8 +11,6 @@ import (
 	"github.com/vigil-edge/vigil/models/modelstore"
 	"github.com/vigil-edge/vigil/models/onnx"
 	"github.com/vigil-edge/vigil/models/ota"
-	"github.com/vigil-edge/vigil/pipeline/frame"
-	"github.com/vigil-edge/vigil/pipeline/publish"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
@@ -149,9 +147,7 @@ func (a *Agent) reportCommand(r wire.CmdResult) {
 	if ob == nil {
 		return
 	}
-	msg := publish.Message(a.cfg.DeviceID, ob.Epoch(), frame.ClassEvent, wire.SchemaCmdResult, wire.KindCmdResult, r.Name,
-		time.Now(), func(h wire.Header) any { r.Header = h; return r })
-	if err := a.append(context.Background(), ob, "command result", msg); err != nil {
+	if err := a.append(context.Background(), ob, wire.NewCmdResult(time.Now(), r)); err != nil {
 		a.log.Error("store command result", "err", err)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/vigil-edge/vigil/pipeline/events"
 	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/mask"
-	"github.com/vigil-edge/vigil/pipeline/publish"
 	"github.com/vigil-edge/vigil/pipeline/snapshot"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
@@ -181,23 +180,13 @@ func (c *camera) answerLive(ctx context.Context, d frame.Detections, tracks []fr
 	c.sendPicture(ctx, pictureLive, wire.Topic(c.device, wire.KindLive, c.cfg.ID), wire.Picture{CmdID: id}, d.CapturedAt, b)
 }
 
-// pictureSender stores pictures in the outbox ob.
+// pictureSender stores pictures in the outbox ob (the topic is the picture's: see wire.NewPicture).
 func (a *Agent) pictureSender() pictureFunc {
-	return func(ctx context.Context, topic string, p wire.Picture, at time.Time, b []byte) error {
+	return func(ctx context.Context, _ string, p wire.Picture, at time.Time, b []byte) error {
 		a.mu.Lock()
 		ob := a.ob
 		a.mu.Unlock()
-		schema := wire.SchemaSnapshot
-		if p.EventID == "" {
-			schema = wire.SchemaLiveView
-		}
-		dev, epoch := a.cfg.DeviceID, ob.Epoch()
-		return a.append(ctx, ob, "picture", frame.Outgoing{Class: frame.ClassSnapshot, Topic: topic, CapturedAt: at,
-			Build: func(seq uint64) ([]byte, error) {
-				p.Header = wire.Header{Schema: schema, DeviceID: dev, Seq: seq, MsgID: publish.MessageID(dev, epoch, seq),
-					CapturedAt: at.UTC().UnixMilli()}
-				return wire.EncodePicture(p, b)
-			}})
+		return a.append(ctx, ob, wire.NewPicture(at, p, b))
 	}
 }
 

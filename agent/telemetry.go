@@ -12,9 +12,7 @@ import (
 
 	"github.com/vigil-edge/vigil/hal/board"
 	"github.com/vigil-edge/vigil/models"
-	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/outbox"
-	"github.com/vigil-edge/vigil/pipeline/publish"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
@@ -63,7 +61,7 @@ func (a *Agent) runTelemetry(ctx context.Context, ob *outbox.Outbox) {
 			return
 		case now := <-tick.C:
 			msg := a.telemetryReport(now, ob.Stats())
-			if err := a.append(ctx, ob, "telemetry", telemetryMessage(a.cfg.DeviceID, ob.Epoch(), msg)); err != nil {
+			if err := a.append(ctx, ob, wire.NewTelemetry(time.Now(), msg)); err != nil {
 				if errors.Is(err, context.Canceled) {
 					return
 				}
@@ -128,15 +126,6 @@ func boardHealth(h board.Health) *wire.BoardHealth {
 		b.CPUUsage = &u
 	}
 	return b
-}
-
-// telemetryMessage is the outbox message for a telemetry report made now.
-func telemetryMessage(deviceID, epoch string, msg wire.Telemetry) frame.Outgoing {
-	return publish.Message(deviceID, epoch, frame.ClassTelemetry, wire.SchemaTelemetry, wire.KindTelemetry, "", time.Now(),
-		func(h wire.Header) any {
-			msg.Header = h
-			return msg
-		})
 }
 
 func round(v float64, digits int) float64 {

@@ -130,34 +130,10 @@ func pxSpeed(t frame.Track) (float64, string) {
 }
 
 // State is an event as it stands after one frame.
-type State struct {
-	ID       string // ULID, stable for the event
-	TrackID  uint64
-	Label    string
-	TopScore float32   // best detection score over the event
-	Score    float32   // this frame's score; 0 when the track was not matched on it
-	Start    time.Time // first sighting
-	LastSeen time.Time // last sighting
-	End      time.Time // set on "end" only (the last sighting)
-	Box      models.Box
-	// FrameWidth, FrameHeight are the source frame's size, for normalised boxes.
-	FrameWidth, FrameHeight int
-	// Zones the object is in now; EnteredZones every zone it has been in, in order of entry.
-	Zones, EnteredZones []string
-	Stationary          bool
-	Speed               float64
-	SpeedUnit           string
-	HasSnapshot         bool // a best frame was reported in BestFrames (see NoSnapshot)
-}
+type State = frame.EventState
 
-// Change is one message's worth of an event's life.
-type Change struct {
-	Camera string
-	Type   string    // wire.EventNew, wire.EventUpdate or wire.EventEnd
-	At     time.Time // capture time of the frame that made the change
-	Before *State    // the state last sent; nil for "new"
-	After  State
-}
+// Change is one message's worth of an event's life; pipeline/wire encodes it (wire.NewEvent).
+type Change = frame.EventChange
 
 // BestFrame says that the current frame is the best one yet of an event: save a snapshot of
 // it. Box is the object's box on this frame.
@@ -371,7 +347,7 @@ func (m *Manager) significant(ev *event, clock time.Time) bool {
 
 // send records ev's state as sent and returns the change.
 func (m *Manager) send(ev *event, typ string, clock time.Time) Change {
-	c := Change{Camera: m.camera, Type: typ, At: clock, After: ev.st.clone()}
+	c := Change{Camera: m.camera, Type: typ, At: clock, After: clone(ev.st)}
 	if typ != wire.EventNew {
 		before := ev.sent
 		c.Before = &before
@@ -447,99 +423,35 @@ func (m *Manager) hasSnapshot(trackID uint64) bool {
 	return m.ended[trackID].hasSnapshot
 }
 
-// Alert encodes a rule's alert for the wire, with a new alert id and the ids of its tracks'
-// events (see EventID); h is the message's header (Schema and CapturedAt are filled in when
-// empty).
-func (m *Manager) Alert(h wire.Header, a frame.Alert) wire.Alert {
-	if h.Schema == "" {
-		h.Schema = wire.SchemaAlert
+// Identify gives a rule's alert its id (a new ULID) and the ids of its tracks' events (see
+// EventID), and names the first of those events that has a snapshot; it fills in the camera and
+// the time when they are empty. pipeline/wire encodes the result (wire.NewAlert).
+func (m *Manager) Identify(a frame.Alert) frame.Alert {
+	if a.At.IsZero() {
+		a.At = m.cfg.Now()
 	}
-	at := a.At
-	if at.IsZero() {
-		at = m.cfg.Now()
+	if a.Camera == "" {
+		a.Camera = m.camera
 	}
-	if h.CapturedAt == 0 {
-		h.CapturedAt = at.UnixMilli()
-	}
-	w := wire.Alert{Header: h, Camera: a.Camera, AlertID: m.ids.next(at), RuleID: a.RuleID,
-		RuleType: a.RuleType, Kind: a.Kind, TrackIDs: slices.Clone(a.TrackIDs), Label: a.Label,
-		Time: at.UnixMilli(), Value: finite(a.Value), Unit: a.Unit, EventIDs: []string{}}
-	if w.Camera == "" {
-		w.Camera = m.camera
-	}
+	a.ID = m.ids.next(a.At)
+	a.TrackIDs = slices.Clone(a.TrackIDs)
+	a.EventIDs, a.SnapshotOf = []string{}, ""
 	for _, tid := range a.TrackIDs {
 		if id, ok := m.EventID(tid); ok {
-			w.EventIDs = append(w.EventIDs, id)
-			if w.Snapshot == "" && m.hasSnapshot(tid) {
-				w.Snapshot = wire.SnapshotPath(id)
+			a.EventIDs = append(a.EventIDs, id)
+			if a.SnapshotOf == "" && m.hasSnapshot(tid) {
+				a.SnapshotOf = id
 			}
 		}
 	}
-	return w
-}
-
-// Event encodes the change for the wire; h is the message's header (Schema and CapturedAt are
-// filled in when empty).
-func (c Change) Event(h wire.Header) wire.Event {
-	if h.Schema == "" {
-		h.Schema = wire.SchemaEvent
-	}
-	if h.CapturedAt == 0 {
-		h.CapturedAt = c.At.UnixMilli()
-	}
-	e := wire.Event{Header: h, Camera: c.Camera, Type: c.Type, After: c.After.wire()}
-	if c.Before != nil {
-		b := c.Before.wire()
-		e.Before = &b
-	}
-	return e
-}
-
-// wire encodes one state.
-func (s State) wire() wire.EventState {
-	w := wire.EventState{ID: s.ID, TrackID: s.TrackID, Label: s.Label, TopScore: score(s.TopScore),
-		Score: score(s.Score), StartTime: s.Start.UnixMilli(), Zones: slices.Clone(s.Zones),
-		EnteredZones: slices.Clone(s.EnteredZones), Stationary: s.Stationary,
-		Speed: math.Round(finite(s.Speed)*100) / 100, SpeedUnit: s.SpeedUnit, HasSnapshot: s.HasSnapshot}
-	if w.SpeedUnit == "" {
-		w.SpeedUnit = wire.UnitPxPerS
-	}
-	if !s.End.IsZero() {
-		end := s.End.UnixMilli()
-		w.EndTime = &end
-	}
-	if s.HasSnapshot {
-		w.Snapshot = wire.SnapshotPath(s.ID)
-	}
-	b := [4]float32{s.Box.X1, s.Box.Y1, s.Box.X2, s.Box.Y2}
-	size := [4]int{s.FrameWidth, s.FrameHeight, s.FrameWidth, s.FrameHeight}
-	for i, v := range b {
-		v := max(finite(float64(v)), 0)
-		if size[i] > 0 {
-			v = min(v, float64(size[i]))
-			w.BoxNorm[i] = math.Round(v/float64(size[i])*1e4) / 1e4
-		}
-		w.BoxPx[i] = int(math.Round(v))
-	}
-	return w
+	return a
 }
 
 // clone copies s so that it shares no slices with the Manager.
-func (s State) clone() State {
+func clone(s State) State {
 	s.Zones = slices.Clone(s.Zones)
 	s.EnteredZones = slices.Clone(s.EnteredZones)
 	return s
-}
-
-func score(v float32) float64 {
-	return math.Round(min(max(finite(float64(v)), 0), 1)*1000) / 1000
-}
-
-func finite(v float64) float64 {
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return 0
-	}
-	return v
 }
 
 func finiteBox(b models.Box) bool {

@@ -257,7 +257,7 @@ func TestMessagesMatchSchemas(t *testing.T) {
 	}
 	for i, c := range all {
 		h := wire.Header{DeviceID: "edge-01", Seq: uint64(i + 1), MsgID: "edge-01-x-1"}
-		ev := c.Event(h)
+		ev := wire.EncodeEvent(h, c)
 		if ev.Schema != wire.SchemaEvent || ev.CapturedAt != c.At.UnixMilli() {
 			t.Errorf("header not filled: %+v", ev.Header)
 		}
@@ -274,9 +274,9 @@ func TestMessagesMatchSchemas(t *testing.T) {
 		harness.MustValidateJSON(t, "event", b)
 	}
 	// An alert raised on the frame where the track was removed still names its event.
-	a := m.Alert(wire.Header{DeviceID: "edge-01", Seq: 9, MsgID: "edge-01-x-9"}, frame.Alert{Camera: "gate",
+	a := wire.EncodeAlert(wire.Header{DeviceID: "edge-01", Seq: 9, MsgID: "edge-01-x-9"}, m.Identify(frame.Alert{Camera: "gate",
 		RuleID: "door", RuleType: "zone", Kind: "left", TrackIDs: []uint64{1, 42}, Label: "person",
-		At: t0.Add(time.Second), Value: 1, Unit: "s"})
+		At: t0.Add(time.Second), Value: 1, Unit: "s"}))
 	if !slices.Equal(a.EventIDs, []string{all[0].After.ID}) || a.Snapshot != wire.SnapshotPath(all[0].After.ID) ||
 		!wire.ValidULID(a.AlertID) || a.AlertID == all[0].After.ID || a.Time != t0.Add(time.Second).UnixMilli() {
 		t.Fatalf("alert: %+v", a)

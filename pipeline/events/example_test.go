@@ -23,7 +23,7 @@ func Example() {
 	}
 	show := func(cs []events.Change) {
 		for _, c := range cs {
-			ev := c.Event(wire.Header{DeviceID: "edge-01", Seq: 1, MsgID: "edge-01-x-1"})
+			ev := wire.EncodeEvent(wire.Header{DeviceID: "edge-01", Seq: 1, MsgID: "edge-01-x-1"}, c)
 			fmt.Printf("%s track %d zones %v snapshot %v\n", ev.Type, ev.After.TrackID, ev.After.Zones, ev.After.HasSnapshot)
 		}
 	}

@@ -81,4 +81,42 @@ type Alert struct {
 	// still, number of objects, speed (m/s if calibrated, else px/s), angle off the allowed direction.
 	Value float64
 	Unit  string // "s", "objects", "m/s", "px/s", "deg"
+	// Set by the events stage (events.Manager.Identify) before the alert is sent:
+	ID         string   // the alert's ULID
+	EventIDs   []string // the events of TrackIDs' tracks, where known
+	SnapshotOf string   // the first of EventIDs that has a snapshot, else ""
+}
+
+// EventState is a tracked object's event as it stands after one frame (pipeline/events).
+type EventState struct {
+	ID       string // ULID, stable for the event
+	TrackID  uint64
+	Label    string
+	TopScore float32   // best detection score over the event
+	Score    float32   // this frame's score; 0 when the track was not matched on it
+	Start    time.Time // first sighting
+	LastSeen time.Time // last sighting
+	End      time.Time // set on "end" only (the last sighting)
+	Box      models.Box
+	// FrameWidth, FrameHeight are the source frame's size, for normalised boxes.
+	FrameWidth, FrameHeight int
+	// Zones the object is in now; EnteredZones every zone it has been in, in order of entry.
+	Zones, EnteredZones []string
+	Stationary          bool
+	Speed               float64
+	SpeedUnit           string
+	HasSnapshot         bool // a best frame was reported (see events.Manager.NoSnapshot)
+	// Geo is where the object stands on the ground (drone mode, set by the agent); when it is
+	// not OK on a camera with optics, GeoStatus says why.
+	Geo       Geo
+	GeoStatus string
+}
+
+// EventChange is one message's worth of an event's life.
+type EventChange struct {
+	Camera string
+	Type   string      // "new", "update" or "end" (pipeline/wire's EventNew, EventUpdate, EventEnd)
+	At     time.Time   // capture time of the frame that made the change
+	Before *EventState // the state last sent; nil for "new"
+	After  EventState
 }

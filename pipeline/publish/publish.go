@@ -230,18 +230,13 @@ func (p *Publisher) LastError() string {
 // Connected reports whether the client is connected now.
 func (p *Publisher) Connected() bool { return p.client.IsConnectionOpen() }
 
-// MessageID is the id of message seq of a device's outbox epoch.
-func MessageID(deviceID, epoch string, seq uint64) string {
-	return fmt.Sprintf("%s-%s-%d", deviceID, epoch, seq)
-}
-
 // status builds a status message. Status is not part of the outbox's seq sequence: its seq is
 // the last one the device had assigned (0 before any).
 func (p *Publisher) status(state string) wire.Status {
 	last := p.q.NextSeq() - 1
 	now := time.Now().UTC()
 	return wire.Status{Header: wire.Header{Schema: wire.SchemaStatus, DeviceID: p.cfg.DeviceID, Seq: last,
-		MsgID:      fmt.Sprintf("%s-%s-status-%d", p.cfg.DeviceID, p.cfg.Epoch, now.UnixNano()),
+		MsgID:      wire.StatusMessageID(p.cfg.DeviceID, p.cfg.Epoch, now),
 		CapturedAt: now.UnixMilli()}, State: state, Version: p.cfg.Version, Cameras: p.cfg.Cameras}
 }
 
@@ -564,56 +559,3 @@ func (p *Publisher) Close(timeout time.Duration) {
 		p.wg.Wait()
 	})
 }
-
-// Message is an outbox message of one kind: build makes the wire message once the header (with
-// the seq and message id the outbox assigns) is known; it is encoded as JSON.
-func Message(deviceID, epoch string, class frame.Class, schema, kind, camera string, at time.Time, build func(h wire.Header) any) frame.Outgoing {
-	return frame.Outgoing{
-		Class: class, Topic: wire.Topic(deviceID, kind, camera), CapturedAt: at,
-		Build: func(seq uint64) ([]byte, error) {
-			h := wire.Header{Schema: schema, DeviceID: deviceID, Seq: seq,
-				MsgID: MessageID(deviceID, epoch, seq), CapturedAt: at.UTC().UnixMilli()}
-			return json.Marshal(build(h))
-		},
-	}
-}
-
-// DetectionsMessage is the outbox message for d: detections of one frame.
-func DetectionsMessage(deviceID, epoch string, d frame.Detections) frame.Outgoing {
-	return Message(deviceID, epoch, frame.ClassDetections, wire.SchemaDetections, wire.KindDetections, d.Camera, d.CapturedAt,
-		func(h wire.Header) any { return Encode(h, d) })
-}
-
-// Encode builds the wire message for d under header h.
-func Encode(h wire.Header, d frame.Detections) wire.Detections {
-	msg := wire.Detections{
-		Header: h, Camera: d.Camera, FrameSeq: d.FrameSeq, FrameWidth: d.Width, FrameHeight: d.Height,
-		Model:       wire.Model{Name: d.Model.Name, Version: d.Model.Version, SHA256: d.Model.SHA256},
-		InferenceMS: round(float64(d.Inference)/float64(time.Millisecond), 2),
-		Objects:     make([]wire.Object, 0, len(d.Objects)),
-		GeoStatus:   d.GeoStatus,
-	}
-	w, hgt := float64(max(d.Width, 1)), float64(max(d.Height, 1))
-	for i, o := range d.Objects {
-		b := o.Box
-		obj := wire.Object{
-			Label: o.Label, ClassID: o.ClassID, Score: round(float64(o.Score), 3),
-			BoxPx: [4]int{int(math.Round(float64(b.X1))), int(math.Round(float64(b.Y1))), int(math.Round(float64(b.X2))), int(math.Round(float64(b.Y2)))},
-			BoxNorm: [4]float64{clamp01(round(float64(b.X1)/w, 4)), clamp01(round(float64(b.Y1)/hgt, 4)),
-				clamp01(round(float64(b.X2)/w, 4)), clamp01(round(float64(b.Y2)/hgt, 4))},
-		}
-		if i < len(d.Geo) && d.Geo[i].OK {
-			g := d.Geo[i]
-			obj.Geo = &wire.ObjectGeo{Lat: round(g.Lat, 7), Lon: round(g.Lon, 7), ErrM: round(g.ErrM, 2)}
-		}
-		msg.Objects = append(msg.Objects, obj)
-	}
-	return msg
-}
-
-func round(v float64, digits int) float64 {
-	p := math.Pow(10, float64(digits))
-	return math.Round(v*p) / p
-}
-
-func clamp01(v float64) float64 { return min(max(v, 0), 1) }

@@ -262,7 +262,7 @@ func TestBrokerDownFor30sLosesNothing(t *testing.T) {
 	m := metrics.NewUnregistered()
 	pub := startPublisher(t, ob, m, publish.Config{URL: broker.URL, ReplayRate: 200})
 	prod := produce(t, ob, 50*time.Millisecond, func(i int) frame.Outgoing {
-		return publish.DetectionsMessage(device, ob.Epoch(), detections("gate", i))
+		return wire.Device{ID: device, Epoch: ob.Epoch()}.Outgoing(wire.NewDetections(detections("gate", i)))
 	})
 
 	time.Sleep(3 * time.Second)
@@ -342,7 +342,7 @@ func TestLongOutageDropsOnlyLowPriorityAndStaysFlat(t *testing.T) {
 	ctx := context.Background()
 	const rounds = 1200
 	for i := 1; i <= rounds; i++ {
-		if _, err := ob.Append(ctx, publish.DetectionsMessage(device, ob.Epoch(), detections("gate", i))); err != nil {
+		if _, err := ob.Append(ctx, wire.Device{ID: device, Epoch: ob.Epoch()}.Outgoing(wire.NewDetections(detections("gate", i)))); err != nil {
 			t.Fatal(err)
 		}
 		if i%30 == 0 {
@@ -414,7 +414,7 @@ func TestRefusedCredentialsAndTLSMismatchLoseNothing(t *testing.T) {
 			ob := openOutbox(t, filepath.Join(t.TempDir(), "outbox.db"), outbox.Options{})
 			m := metrics.NewUnregistered()
 			for i := 0; i < 20; i++ {
-				if _, err := ob.Append(context.Background(), publish.DetectionsMessage(device, ob.Epoch(), detections("gate", i))); err != nil {
+				if _, err := ob.Append(context.Background(), wire.Device{ID: device, Epoch: ob.Epoch()}.Outgoing(wire.NewDetections(detections("gate", i)))); err != nil {
 					t.Fatal(err)
 				}
 			}

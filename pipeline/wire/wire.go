@@ -1,6 +1,10 @@
-// Package wire is Vigil's MQTT contract: topic names and the JSON messages on them. The agent's
-// publish stage writes these and the fleet controller reads them; the JSON Schemas in
-// docs/schemas describe the same messages for other consumers. It imports nothing of Vigil's.
+// Package wire is Vigil's MQTT contract, the one place where agent and fleet meet: topic names,
+// the JSON messages on them and one table (kinds.go) that maps each message kind to its schema,
+// its outbox class and its topic's shape. The agent encodes its messages here (NewDetections,
+// NewEvent, NewAlert, NewTelemetry, NewCmdResult; Device.Outgoing makes the outbox entry and the
+// message id); the fleet reads every device message with Decode, which checks it against its
+// JSON Schema (docs/schemas, embedded). Of Vigil's packages it imports only pipeline/frame (the
+// data it encodes) and docs (the schemas).
 //
 // Topics live under vigil/v1/<device_id>/. Every message carries schema, device_id, seq,
 // msg_id and captured_at (UTC milliseconds since the Unix epoch).
