@@ -314,6 +314,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	stack = append(stack, wg.Wait) // cameras finish their queued frames and hand on every result
 	a.log.Info("agent running", "device_id", a.cfg.DeviceID, "cameras", len(a.cams))
+	stack = append(stack, a.notifySystemd(ctx)) // READY=1 now; STOPPING=1 first thing on the way out
 
 	var resume sync.WaitGroup
 	if a.ota != nil {
