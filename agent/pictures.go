@@ -166,9 +166,10 @@ func (c *camera) answerLive(ctx context.Context, d frame.Detections, tracks []fr
 	}
 	var boxes []snapshot.Box
 	for _, t := range tracks {
-		if t.State == frame.Confirmed {
-			boxes = append(boxes, snapshot.Box{Box: t.Box, Text: fmt.Sprintf("#%d %s", t.ID, t.Label)})
+		if t.State != frame.Confirmed || inMask(c.cfg.PrivacyMasks, t, d.Width, d.Height) {
+			continue // an object behind a privacy mask stays hidden: no box, no id
 		}
+		boxes = append(boxes, snapshot.Box{Box: t.Box, Text: fmt.Sprintf("#%d %s", t.ID, t.Label)})
 	}
 	redact := func(img models.Image) error { return mask.Apply(img, c.cfg.PrivacyMasks) }
 	b, err := snapshot.Encode(d.Image, boxes, redact, p.enc)
@@ -228,4 +229,18 @@ func (a *Agent) handleLiveView(payload []byte) (reason string, err error) {
 		}
 	}
 	return "rejected", fmt.Errorf("live view: no camera %q", cmd.Camera)
+}
+
+// inMask reports whether the centre of t's box lies in one of the masks (normalised points).
+func inMask(masks []mask.Mask, t frame.Track, w, h int) bool {
+	if w <= 0 || h <= 0 {
+		return false
+	}
+	x, y := float64(t.Box.X1+t.Box.X2)/2/float64(w), float64(t.Box.Y1+t.Box.Y2)/2/float64(h)
+	for _, m := range masks {
+		if m.Points.Contains(x, y) {
+			return true
+		}
+	}
+	return false
 }

@@ -146,7 +146,7 @@
     if (num(b.cpu_usage) !== undefined) parts.push('cpu ' + Math.round(b.cpu_usage * 100) + '%');
     if (b.throttled === true) parts.push('throttled');
     if (isObj(tel.outbox) && num(tel.outbox.messages) !== undefined) parts.push('outbox ' + tel.outbox.messages);
-    const down = objs(tel.cameras).filter((c) => str(c.state) && c.state !== 'running' && c.state !== 'ok');
+    const down = objs(tel.cameras).filter((c) => str(c.state) && !['running', 'ok', 'streaming'].includes(c.state));
     if (down.length) parts.push(down.length + ' camera(s) ' + down.map((c) => str(c.state)).join(','));
     return parts.length ? parts.join(' · ') : 'ok';
   }
@@ -679,6 +679,16 @@
   function summary(p) {
     if (!p || typeof p !== 'object') return '';
     const parts = [];
+    if (isObj(p.after)) {
+      // An event: its type and its object.
+      const a = p.after;
+      return [str(p.type), str(a.label), num(a.track_id) !== undefined ? '#' + a.track_id : '',
+        Array.isArray(a.zones) && a.zones.length ? 'in ' + a.zones.map(str).join(', ') : ''].filter(Boolean).join(' ');
+    }
+    if (str(p.rule_id)) {
+      // An alert: the rule that fired.
+      return [str(p.rule_type), str(p.rule_id), str(p.kind), str(p.label)].filter(Boolean).join(' ');
+    }
     for (const k of ['type', 'event', 'rule', 'name', 'label', 'state', 'zone', 'message']) {
       const v = p[k];
       if (typeof v === 'string' || typeof v === 'number') parts.push(String(v));
