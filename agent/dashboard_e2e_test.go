@@ -27,7 +27,7 @@ import (
 // the scene masked black.
 func petsCamera(url string) config.Camera {
 	return config.Camera{ID: "pets", URL: url, DetectFPS: 10,
-		Rules: []rules.Rule{{ID: "centre-line", Type: rules.TypeLine, A: &rules.Point{X: 0.5, Y: 0.2}, B: &rules.Point{X: 0.5, Y: 0.98}}},
+		Rules:        []rules.Rule{{ID: "centre-line", Type: rules.TypeLine, A: &rules.Point{X: 0.5, Y: 0.2}, B: &rules.Point{X: 0.5, Y: 0.98}}},
 		PrivacyMasks: []mask.Mask{{ID: "corner", Mode: mask.ModeBlack, Points: mask.Polygon{{0, 0}, {0.2, 0}, {0.2, 0.2}, {0, 0.2}}}},
 	}
 }
