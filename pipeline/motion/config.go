@@ -11,7 +11,7 @@ const (
 	DefaultAnalysisWidth = 320
 	DefaultThreshold     = 30
 	DefaultMinArea       = 20
-	DefaultAlpha         = 0.02
+	DefaultAlpha         = 0.2
 	DefaultLearnFrames   = 10
 	DefaultRelearn       = 0.5
 )
@@ -54,8 +54,11 @@ type Config struct {
 	// that is reported (a lone noisy pixel dilates to 9). 0 means DefaultMinArea.
 	MinArea int
 	// Alpha is the background's learning rate per Update (the weight of the new frame):
-	// something that stops moving fades into the background in about 1/Alpha updates.
-	// 0 means DefaultAlpha.
+	// something that stops moving fades into the background in about 1/Alpha updates (the
+	// default: about 1 s at detect_fps 5). Fast enough to follow light that drifts over
+	// seconds (clouds, auto-exposure with vignetting, which a global fit cannot explain);
+	// objects that stop are then left to the tracker (motion.ActiveTracks) and the periodic
+	// full-frame pass. 0 means DefaultAlpha.
 	Alpha float64
 	// LearnFrames is how many updates after a start, a resolution change or a relearn the
 	// background is learnt as the running mean of the frames seen (faster than Alpha), so

@@ -1,12 +1,12 @@
 // Package motion finds what moves in a camera's picture, cheaply, so that the detector runs
 // only where (and when) something happens, as Frigate does.
 //
-//	luma plane ──▶ box-average down to ≤ AnalysisWidth ──▶ 3x3 blur ──▶ fit gain+offset to the
-//	background ──▶ |frame − fitted background| > Threshold ──▶ masks ──▶ 3x3 dilate ──▶
-//	connected components ≥ MinArea ──▶ Result{Boxes, Fraction}; background += Alpha·(frame − background)
+//	luma plane ──▶ box-average down to ≤ AnalysisWidth ──▶ 3x3 blur ──▶ fit a tone curve from
+//	the background (gain, offset, median correction per grey range) ──▶ |frame − fitted
+//	background| > Threshold ──▶ masks ──▶ 3x3 dilate ──▶ connected components ≥ MinArea ──▶ Result{Boxes, Fraction}; background += Alpha·(frame − background)
 //
 // Brightness and contrast changes of the whole picture (clouds, lights, the camera's
-// auto-exposure) are absorbed by the gain/offset fit; a change over more than Relearn of the
+// auto-exposure) are absorbed by the tone curve fit; a change over more than Relearn of the
 // frame that the fit cannot explain makes the detector learn its background again instead of
 // reporting motion everywhere. A change of resolution starts it afresh.
 //
@@ -36,7 +36,8 @@ func (b Box) Area() float64 {
 
 // Result is what one Update found.
 type Result struct {
-	// Boxes bound the moving blobs, in normalised frame coordinates.
+	// Boxes bound the moving blobs, in normalised frame coordinates. A fast mover's box
+	// includes a short fading trail behind it (where the background still shows it).
 	Boxes []Box
 	// Fraction is the share of the frame covered by the reported blobs (dilated), 0-1.
 	Fraction float64
@@ -76,6 +77,8 @@ type Detector struct {
 	label            []int32
 	stack            []int32
 	boxes            []Box
+	tone             [256]float32          // fitted: background grey → expected grey now
+	resid            [toneBins][256]uint32 // fit: residual histograms
 }
 
 // New returns a detector for cfg, which must pass Validate.
@@ -112,8 +115,8 @@ func (d *Detector) Update(y []byte, width, height, stride int) Result {
 		d.learned = 1
 		return Result{Learning: true}
 	}
-	gain, off := d.fit()
-	changed, r0, r1 := d.compare(gain, off)
+	d.fit()
+	changed, r0, r1 := d.compare()
 	if changed == 0 {
 		return Result{}
 	}
@@ -128,7 +131,8 @@ func (d *Detector) Update(y []byte, width, height, stride int) Result {
 // compare marks in moving the unmasked pixels that differ from the fitted background by more
 // than the threshold, and moves the background towards the current frame (one pass). It
 // returns how many pixels it marked and the first and last analysis rows holding one.
-func (d *Detector) compare(gain, off float32) (changed, r0, r1 int) {
+func (d *Detector) compare() (changed, r0, r1 int) {
+	tone := &d.tone
 	a := float32(d.cfg.Alpha)
 	if d.learned < d.cfg.LearnFrames {
 		a = max(a, 1/float32(d.learned+1))
@@ -145,7 +149,7 @@ func (d *Detector) compare(gain, off float32) (changed, r0, r1 int) {
 		n := 0
 		for x, c := range cur {
 			b := bg[x]
-			diff := c - (gain*b + off)
+			diff := c - tone[uint8(b)]
 			bg[x] = b + a*(c-b)
 			var m uint8
 			if (diff > thr || diff < -thr) && !mask[x] {
@@ -335,12 +339,98 @@ func (d *Detector) blur() {
 	}
 }
 
-// fit returns the gain and offset that best map the background onto the current frame (least
-// squares over the unmasked pixels, then again over those the first fit explains within the
-// threshold), so that a global change of brightness or contrast is not taken for motion.
-func (d *Detector) fit() (gain, off float32) {
-	gain, off = lsq(d.bg, d.cur, d.mask, d.aw, 1, 0, -1)
-	return lsq(d.bg, d.cur, d.mask, d.aw, gain, off, float32(d.cfg.Threshold))
+// toneBins is how many ranges of background grey the tone curve is fitted in.
+const toneBins = 16
+
+// minToneSamples is the least number of pixels a range needs to get its own correction.
+const minToneSamples = 24
+
+// fit sets tone, the curve that best maps a background grey level onto the current frame's:
+// a gain and offset (least squares over the unmasked pixels, then again over those the first
+// fit explains within the threshold), corrected per range of background grey by the median
+// of what is left, so that a global change of brightness or contrast — even a non-linear
+// one, such as bright markings saturating when the camera's exposure changes — is not taken
+// for motion. Medians ignore whatever moves over less than half of a range's pixels.
+func (d *Detector) fit() {
+	gain, off := lsq(d.bg, d.cur, d.mask, d.aw, 1, 0, -1)
+	gain, off = lsq(d.bg, d.cur, d.mask, d.aw, gain, off, float32(d.cfg.Threshold))
+	// per range: a histogram of the residuals (clipped to ±127), for their median
+	hist := &d.resid
+	clear(hist[:])
+	var count [toneBins]int
+	step := 1
+	if len(d.bg) >= 4096 {
+		step = 2
+	}
+	w := d.aw
+	for row := 0; row+w <= len(d.bg); row += step * w {
+		for i := row; i < row+w; i += step {
+			if d.mask[i] {
+				continue
+			}
+			b := d.bg[i]
+			r := int(d.cur[i]-(gain*b+off)) + 128
+			r = min(max(r, 0), 255)
+			bin := int(b) * toneBins / 256
+			hist[bin][r]++
+			count[bin]++
+		}
+	}
+	var corr [toneBins]float32
+	var have [toneBins]bool
+	for bin := range toneBins {
+		if count[bin] < minToneSamples {
+			continue
+		}
+		half, acc := (count[bin]+1)/2, 0
+		for r, n := range hist[bin] {
+			if acc += int(n); acc >= half {
+				corr[bin] = float32(r - 128)
+				have[bin] = true
+				break
+			}
+		}
+	}
+	// the curve: linear between range centres; ranges without enough pixels take the
+	// nearest fitted neighbours' corrections (none: the plain gain and offset)
+	const width = 256 / toneBins
+	for v := range 256 {
+		x := float32(v)/width - 0.5 // position in range units, centres at integers
+		lo := int(x)
+		if x < 0 {
+			lo = -1
+		}
+		c := interp(corr[:], have[:], lo, x-float32(lo))
+		d.tone[v] = gain*float32(v) + off + c
+	}
+}
+
+// interp is the correction at lo+f (0 <= f < 1) between range centres lo and lo+1, skipping
+// ranges without a fit (the nearest fitted range on each side stands in).
+func interp(corr []float32, have []bool, lo int, f float32) float32 {
+	left, right := -1, -1
+	for i := min(lo, len(corr)-1); i >= 0; i-- {
+		if have[i] {
+			left = i
+			break
+		}
+	}
+	for i := max(lo+1, 0); i < len(corr); i++ {
+		if have[i] {
+			right = i
+			break
+		}
+	}
+	switch {
+	case left < 0 && right < 0:
+		return 0
+	case left < 0:
+		return corr[right]
+	case right < 0:
+		return corr[left]
+	}
+	t := (float32(lo) + f - float32(left)) / float32(right-left)
+	return corr[left] + t*(corr[right]-corr[left])
 }
 
 // lsq fits c ≈ g·b + o over the unmasked pixels whose residual under (g0, o0) is within tol

@@ -25,7 +25,7 @@ func BenchmarkUpdateStages(b *testing.B) {
 	})
 	b.Run("compare", func(b *testing.B) {
 		for range b.N {
-			d.compare(1, 0)
+			d.compare()
 		}
 	})
 	b.Run("dilate", func(b *testing.B) {
