@@ -38,9 +38,10 @@ type Agent struct {
 	m    *metrics.Metrics
 	cams []*camera
 
-	sensors *sensors    // MAVLink, GNSS, board (drone.go)
-	tele    *telemetry  // periodic health report (telemetry.go)
-	health  healthState // what /healthz needs besides the parts' own state (health.go)
+	sensors *sensors        // MAVLink, GNSS, board (drone.go)
+	tele    *telemetry      // periodic health report (telemetry.go)
+	health  healthState     // what /healthz needs besides the parts' own state (health.go)
+	obc     *outboxCounters // outbox corruption counters (health.go)
 
 	mu       sync.Mutex
 	httpAddr string
@@ -59,7 +60,7 @@ func New(cfg config.Config, log *slog.Logger) (*Agent, error) {
 		log = slog.Default()
 	}
 	reg := prometheus.NewRegistry()
-	a := &Agent{cfg: cfg, log: log, reg: reg, m: metrics.New(reg)}
+	a := &Agent{cfg: cfg, log: log, reg: reg, m: metrics.New(reg), obc: newOutboxCounters(reg)}
 	s, err := newSensors(cfg, reg, log)
 	if err != nil {
 		return nil, err
@@ -115,10 +116,12 @@ func (a *Agent) openOutbox() (*outbox.Outbox, error) {
 		return nil, fmt.Errorf("outbox folder for %s: %w", oc.Path, err)
 	}
 	ob, err := outbox.Open(oc.Path, outbox.Options{MaxBytes: oc.MaxBytes, HardMaxBytes: oc.HardMaxBytes, MaxAge: oc.MaxAge,
-		OnDrop: func(c frame.Class, reason string) { a.m.OutboxDropped.WithLabelValues(c.String(), reason).Inc() }})
+		OnDrop:           func(c frame.Class, reason string) { a.m.OutboxDropped.WithLabelValues(c.String(), reason).Inc() },
+		MoveAsideCorrupt: true, OnCorrupt: a.outboxCorrupt})
 	if err != nil {
 		return nil, err
 	}
+	a.outboxRecovered(ob.Recovered()) // health.go
 	metrics.WatchOutbox(a.reg, func() metrics.OutboxStats {
 		st := ob.Stats()
 		return metrics.OutboxStats{Messages: st.Messages, Bytes: st.Bytes, Oldest: st.OldestAt}
@@ -216,7 +219,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		DeviceID: a.cfg.DeviceID, Epoch: ob.Epoch(), URL: a.cfg.MQTT.URL, ClientID: a.cfg.MQTT.ClientID,
 		Username: a.cfg.MQTT.Username, Password: a.cfg.MQTT.Password, TLS: a.cfg.MQTT.TLS,
 		KeepAlive: a.cfg.MQTT.KeepAlive, MaxInflight: a.cfg.MQTT.MaxInflight, ReplayRate: a.cfg.Outbox.ReplayRate,
-		Version: metrics.Version, Cameras: ids, OnCommand: a.handleCommand,
+		Version: metrics.Version, Cameras: ids, OnCommand: a.handleCommand, OutboxLost: outboxLost(ob.Recovered()),
 	}, ob, a.m, a.log)
 	if err != nil {
 		return err
@@ -352,6 +355,10 @@ type OutboxStatus struct {
 	Messages int64  `json:"messages"`
 	Bytes    int64  `json:"bytes"`
 	NextSeq  uint64 `json:"next_seq"`
+	// Corrupt counts records skipped since the start because they failed their checksum.
+	Corrupt uint64 `json:"corrupt_records,omitempty"`
+	// Recovered is set when the file was found corrupt at start, moved aside and replaced.
+	Recovered *outbox.Recovery `json:"recovered,omitempty"`
 }
 
 // MQTTStatus is the broker connection's state.
@@ -372,7 +379,8 @@ func (a *Agent) Status() Status {
 	}
 	if ob != nil {
 		st := ob.Stats()
-		s.Outbox = &OutboxStatus{Path: ob.Path(), Messages: st.Messages, Bytes: st.Bytes, NextSeq: st.NextSeq}
+		s.Outbox = &OutboxStatus{Path: ob.Path(), Messages: st.Messages, Bytes: st.Bytes, NextSeq: st.NextSeq,
+			Corrupt: st.Corrupt, Recovered: ob.Recovered()}
 	}
 	for _, c := range a.cams {
 		s.Cameras = append(s.Cameras, c.Status())

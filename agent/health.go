@@ -3,9 +3,15 @@ package agent
 import (
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vigil-edge/vigil/pipeline/outbox"
+	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
 // healthState remembers the outbox's last append outcome, for Health.
@@ -95,4 +101,45 @@ func (a *Agent) serveHealth(w http.ResponseWriter, _ *http.Request) {
 	}
 	w.WriteHeader(http.StatusServiceUnavailable)
 	_, _ = w.Write([]byte(strings.Join(probs, "\n") + "\n"))
+}
+
+// outboxCorrupt counts and logs a stored record skipped because it failed its checksum.
+func (a *Agent) outboxCorrupt(seq uint64, err error) {
+	a.obc.corrupt.Inc()
+	a.log.Error("outbox record is corrupt; skipped and deleted", "seq", seq, "err", err)
+}
+
+// outboxRecovered reports an outbox file found corrupt at start and replaced (nil: none): in
+// the log, in vigil_outbox_recovered_total, in the status (Status.Outbox.Recovered) and, via
+// the publisher, in every status message of this run (outbox_lost), so the fleet counts it.
+func (a *Agent) outboxRecovered(r *outbox.Recovery) {
+	if r == nil {
+		return
+	}
+	a.obc.recovered.Inc()
+	a.log.Error("outbox file was corrupt: moved aside and a new one started; what it held is lost",
+		"moved_to", r.MovedTo, "reason", r.Reason)
+}
+
+// outboxCounters count the outbox's corruption (vigil_outbox_corrupt_records_total,
+// vigil_outbox_recovered_total).
+type outboxCounters struct{ corrupt, recovered prometheus.Counter }
+
+func newOutboxCounters(reg prometheus.Registerer) *outboxCounters {
+	c := &outboxCounters{
+		corrupt: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "vigil", Name: "outbox_corrupt_records_total",
+			Help: "Stored outbox records skipped and deleted because they failed their checksum."}),
+		recovered: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "vigil", Name: "outbox_recovered_total",
+			Help: "Outbox files found corrupt at start, moved aside and replaced by a new one (their messages are lost)."}),
+	}
+	reg.MustRegister(c.corrupt, c.recovered)
+	return c
+}
+
+// outboxLost is r for the status message.
+func outboxLost(r *outbox.Recovery) *wire.OutboxLost {
+	if r == nil {
+		return nil
+	}
+	return &wire.OutboxLost{At: r.At.UnixMilli(), Reason: r.Reason, MovedTo: filepath.Base(r.MovedTo)}
 }

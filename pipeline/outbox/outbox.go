@@ -60,6 +60,12 @@ type Options struct {
 	OnDrop func(c Class, reason string)
 	// OnCommit is called after each commit with the outbox's state (for metrics).
 	OnCommit func(Stats)
+	// MoveAsideCorrupt makes Open move a corrupt file aside (kept, see Recovery) and start a
+	// new one instead of failing.
+	MoveAsideCorrupt bool
+	// OnCorrupt is called (from a reader's goroutine) for each stored record that fails its
+	// checksum or does not decode: it is skipped, counted in Stats.Corrupt and deleted.
+	OnCorrupt func(seq uint64, err error)
 	Now      func() time.Time
 }
 
@@ -89,6 +95,7 @@ type Stats struct {
 	OldestAt  time.Time         // stored_at of the oldest message; zero when empty
 	NextSeq   uint64
 	Committed uint64 // transactions committed since Open
+	Corrupt   uint64 // records skipped since Open because they failed their checksum or did not decode
 }
 
 // ErrClosed is returned after Close.
@@ -106,7 +113,9 @@ type Outbox struct {
 	next    uint64
 	pending []*pending
 	acks    []uint64
+	bad     map[uint64]bool // corrupt records seen by Read, deleted with the next commit
 	closed  bool
+	recov   *Recovery
 	stats   Stats
 	kick    chan struct{} // wakes the committer
 	notify  chan struct{} // tells a reader that messages were committed
@@ -123,11 +132,22 @@ type pending struct {
 // Open opens (or creates) the outbox at path and starts its committer.
 func Open(path string, opts Options) (*Outbox, error) {
 	opts.defaults()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	db, err := openChecked(path)
+	var recov *Recovery
+	if errors.Is(err, ErrCorrupt) && opts.MoveAsideCorrupt {
+		now := opts.Now()
+		to, mvErr := moveAside(path, now)
+		if mvErr != nil {
+			return nil, fmt.Errorf("open outbox %s: %w (%v)", path, err, mvErr)
+		}
+		recov = &Recovery{MovedTo: to, Reason: err.Error(), At: now}
+		db, err = openChecked(path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open outbox %s: %w", path, err)
 	}
-	o := &Outbox{db: db, opts: opts, path: path, kick: make(chan struct{}, 1), notify: make(chan struct{}, 1), done: make(chan struct{})}
+	o := &Outbox{db: db, opts: opts, path: path, recov: recov, bad: map[uint64]bool{},
+		kick: make(chan struct{}, 1), notify: make(chan struct{}, 1), done: make(chan struct{})}
 	if err := db.Update(o.load); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open outbox %s: %w", path, err)
@@ -202,6 +222,9 @@ func decodeIndex(v []byte) (size int64, storedAtMS int64) {
 // Epoch identifies this outbox file: it changes only when the file is created anew, which is
 // also when seq starts again from 1. Message ids carry it so they stay unique.
 func (o *Outbox) Epoch() string { return o.epoch }
+
+// Recovered is non-nil when Open found the file corrupt and started a new one.
+func (o *Outbox) Recovered() *Recovery { return o.recov }
 
 // Path is the outbox file.
 func (o *Outbox) Path() string { return o.path }
@@ -302,13 +325,32 @@ func (o *Outbox) Read(after, before uint64, max int) ([]frame.Stored, error) {
 			}
 			r, err := DecodeRecord(v)
 			if err != nil {
-				return fmt.Errorf("outbox: seq %d: %w", seq, err)
+				o.skipCorrupt(seq, err)
+				continue
 			}
 			out = append(out, frame.Stored{Seq: seq, Class: r.Class, Topic: r.Topic, Payload: r.Payload, CapturedAt: r.CapturedAt, StoredAt: r.StoredAt})
 		}
 		return nil
 	})
 	return out, err
+}
+
+// skipCorrupt counts a record that does not decode (once) and has it deleted with the next
+// commit, so that it never blocks delivery of the others.
+func (o *Outbox) skipCorrupt(seq uint64, err error) {
+	o.mu.Lock()
+	first := !o.bad[seq]
+	if first {
+		o.bad[seq] = true
+		o.stats.Corrupt++
+	}
+	o.mu.Unlock()
+	if first {
+		if o.opts.OnCorrupt != nil {
+			o.opts.OnCorrupt(seq, err)
+		}
+		o.wake()
+	}
 }
 
 // commitLoop writes pending messages and acknowledgements, one transaction per round, until
@@ -327,9 +369,21 @@ func (o *Outbox) commitLoop() {
 		o.mu.Lock()
 		batch, acks, closed := o.pending, o.acks, o.closed
 		o.pending, o.acks = nil, nil
+		var bad []uint64
+		for seq := range o.bad {
+			bad = append(bad, seq) // deleted like a delivered message
+		}
+		acks = append(acks, bad...)
 		o.mu.Unlock()
 		if len(batch) > 0 || len(acks) > 0 || expiring {
 			o.commit(batch, acks)
+		}
+		if len(bad) > 0 {
+			o.mu.Lock()
+			for _, seq := range bad {
+				delete(o.bad, seq) // gone now (or retried with the next commit if that failed: counted once more)
+			}
+			o.mu.Unlock()
 		}
 		if closed {
 			return
@@ -436,17 +490,30 @@ func (o *Outbox) recount() {
 func (o *Outbox) remove(tx *bolt.Tx, st *Stats, seq uint64) error {
 	k := seqKey(seq)
 	v := tx.Bucket(bucketMsgs).Get(k)
-	if v == nil || len(v) < 2 {
+	if v == nil {
 		return nil // already gone (evicted, or acknowledged twice)
 	}
-	c := Class(v[1])
-	if c >= NumClasses {
-		c = ClassDetections
+	c := ClassDetections
+	if len(v) >= 2 {
+		c = Class(v[1])
+	}
+	if c >= NumClasses || tx.Bucket(classBucket(c)).Get(k) == nil {
+		// A corrupt record: its class byte cannot be trusted; find the index that names it.
+		for cc := Class(0); cc < NumClasses; cc++ {
+			if tx.Bucket(classBucket(cc)).Get(k) != nil {
+				c = cc
+				break
+			}
+		}
 	}
 	idx := tx.Bucket(classBucket(c))
-	size, _ := decodeIndex(idx.Get(k))
+	iv := idx.Get(k)
+	size, _ := decodeIndex(iv)
 	if err := tx.Bucket(bucketMsgs).Delete(k); err != nil {
 		return err
+	}
+	if iv == nil {
+		return nil // indexed nowhere: never counted
 	}
 	if err := idx.Delete(k); err != nil {
 		return err

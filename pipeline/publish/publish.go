@@ -72,8 +72,9 @@ type Config struct {
 	MaxInflight int     // messages awaiting PUBACK; default 64
 	ReplayRate  float64 // backlog messages per second after a reconnect; 0 = no limit
 	AckTimeout  time.Duration
-	Version     string   // agent version, in the status message
-	Cameras     []string // in the status message
+	Version     string           // agent version, in the status message
+	Cameras     []string         // in the status message
+	OutboxLost  *wire.OutboxLost // in the status message: the outbox was found corrupt at start
 	// OnCommand, if set, receives the messages on vigil/v1/<device>/cmd/+ (subscribed with
 	// QoS 1 on every connect). It is called on paho's goroutine and must not block.
 	OnCommand func(topic string, payload []byte)
@@ -237,7 +238,7 @@ func (p *Publisher) status(state string) wire.Status {
 	now := time.Now().UTC()
 	return wire.Status{Header: wire.Header{Schema: wire.SchemaStatus, DeviceID: p.cfg.DeviceID, Seq: last,
 		MsgID:      wire.StatusMessageID(p.cfg.DeviceID, p.cfg.Epoch, now),
-		CapturedAt: now.UnixMilli()}, State: state, Version: p.cfg.Version, Cameras: p.cfg.Cameras}
+		CapturedAt: now.UnixMilli()}, State: state, Version: p.cfg.Version, Cameras: p.cfg.Cameras, OutboxLost: p.cfg.OutboxLost}
 }
 
 func (p *Publisher) onConnect(c mqtt.Client) {

@@ -149,6 +149,16 @@ type Status struct {
 	State   string   `json:"state"`
 	Version string   `json:"version,omitempty"`
 	Cameras []string `json:"cameras,omitempty"`
+	// OutboxLost is set, on every status of the run, when the agent found its outbox file
+	// corrupt at start and began a new one (a new epoch): what the old file held is lost.
+	OutboxLost *OutboxLost `json:"outbox_lost,omitempty"`
+}
+
+// OutboxLost tells that the device's outbox file was corrupt and replaced.
+type OutboxLost struct {
+	At      int64  `json:"at"`       // UTC ms
+	Reason  string `json:"reason"`   // what was wrong with the file
+	MovedTo string `json:"moved_to"` // the file's name on the device, kept for inspection
 }
 
 func keyID(pub []byte) string {
