@@ -66,7 +66,7 @@ type Options struct {
 	// OnCorrupt is called (from a reader's goroutine) for each stored record that fails its
 	// checksum or does not decode: it is skipped, counted in Stats.Corrupt and deleted.
 	OnCorrupt func(seq uint64, err error)
-	Now      func() time.Time
+	Now       func() time.Time
 }
 
 func (o *Options) defaults() {
