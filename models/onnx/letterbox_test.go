@@ -142,10 +142,14 @@ func TestFindLibrary(t *testing.T) {
 	if _, err := os.Stat("/usr/local/lib/" + libName); err == nil {
 		t.Skip("a system-wide library is installed")
 	}
+	if _, err := os.Stat("/usr/lib/vigil/" + libName); err == nil {
+		t.Skip("the vigil-agent package is installed")
+	}
 	got, looked = findLibrary("", deep, filepath.Join(root, "bin2", "x"), "arm64")
 	want := []string{
 		filepath.Join(deep, ".deps/onnxruntime/arm64", libName),
 		filepath.Join(root, "bin2", libName),
+		"/usr/lib/vigil/" + libName,
 		"/usr/lib/" + libName,
 		"/usr/local/lib/" + libName,
 	}

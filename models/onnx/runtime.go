@@ -38,7 +38,7 @@ var env struct {
 // The library is $ONNXRUNTIME_LIB when set; otherwise the first of
 // .deps/onnxruntime/<x64|arm64>/libonnxruntime.so in the working directory or any parent of
 // it, the same beside the executable (or any parent of its folder), libonnxruntime.so beside
-// the executable, /usr/lib/libonnxruntime.so and /usr/local/lib/libonnxruntime.so. When none
+// the executable, /usr/lib/vigil/ (the package), /usr/lib/ and /usr/local/lib/. When none
 // exists the error lists where it looked.
 func Load() (Library, error) {
 	env.Lock()
@@ -119,7 +119,7 @@ func findLibrary(setting, cwd, exe, arch string) (string, []string) {
 			return p, looked
 		}
 	}
-	for _, dir := range []string{"/usr/lib", "/usr/local/lib"} {
+	for _, dir := range []string{"/usr/lib/vigil", "/usr/lib", "/usr/local/lib"} { // /usr/lib/vigil: the vigil-agent package
 		if p := filepath.Join(dir, libName); try(p) {
 			return p, looked
 		}
