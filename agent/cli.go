@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"gocv.io/x/gocv"
 
 	"github.com/vigil-edge/vigil/agent/config"
 	"github.com/vigil-edge/vigil/models"
@@ -185,12 +183,10 @@ func detectFile(det models.Detector, path string, maxFrames, every int, enc *jso
 	}
 	ctx := context.Background()
 	if imageExt[strings.ToLower(filepath.Ext(path))] {
-		mat := gocv.IMRead(path, gocv.IMReadColor)
-		defer mat.Close()
-		if mat.Empty() {
-			return errors.New("cannot read the image (missing, or not an image)")
+		img, err := readImage(path)
+		if err != nil {
+			return err
 		}
-		img := models.Image{Width: mat.Cols(), Height: mat.Rows(), Stride: mat.Cols() * 3, Pix: mat.ToBytes()}
 		d, err := RunDetector(ctx, det, img)
 		if err != nil {
 			return err

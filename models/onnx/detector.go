@@ -1,3 +1,5 @@
+//go:build cgo
+
 // Package onnx runs detection models with ONNX Runtime (github.com/yalue/onnxruntime_go): a
 // Detector letterboxes a BGR frame into the model's input tensor, runs the model, decodes the
 // output with the family's models.Decoder, maps boxes back to the frame and applies NMS.

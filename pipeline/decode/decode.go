@@ -1,3 +1,5 @@
+//go:build cgo
+
 // Package decode turns compressed video packets into BGR frames with FFmpeg's libavcodec
 // (through cgo) and libswscale, into buffers taken from a per-decoder pool.
 //

@@ -1,3 +1,5 @@
+//go:build cgo
+
 // Package file is the ingest source for local video files (a plain path or a file:// URL),
 // demuxed with FFmpeg's libavformat through cgo. It sends the packets of the file's best
 // video stream, as fast as the sink takes them or paced to their timestamps like a camera
@@ -20,14 +22,10 @@ import "C"
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
-	"net/url"
 	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -35,29 +33,12 @@ import (
 	"github.com/vigil-edge/vigil/pipeline/frame"
 )
 
-// ErrNotVideo: the file is not a media file FFmpeg can read, or has no video stream.
-var ErrNotVideo = errors.New("not a video")
-
 // defaultFrameDur is the frame time assumed when neither the file nor its packets give one.
 const defaultFrameDur = 40 * time.Millisecond
 
 // maxLag is how far behind its schedule a realtime source may fall before it stops trying to
 // catch up and starts a new schedule from now.
 const maxLag = time.Second
-
-// Config says which file to play and how.
-type Config struct {
-	Path     string // a local path or a file:// URL
-	Realtime bool   // pace packets to their timestamps, as a camera would; else as fast as read
-	Loop     bool   // start again at the end, PTS continuing to increase; else io.EOF at the end
-}
-
-// Source plays one video file. It implements ingest.Source: Run is called by one goroutine
-// at a time.
-type Source struct {
-	cfg  Config
-	path string // absolute local path
-}
 
 var quietOnce sync.Once
 
@@ -77,39 +58,6 @@ func New(cfg Config) (*Source, error) {
 	quietOnce.Do(func() { C.vf_quiet() })
 	return &Source{cfg: cfg, path: p}, nil
 }
-
-// LocalPath turns a plain path or a file:// URL (file:///abs/path, file://localhost/abs/path,
-// percent-escapes allowed) into an absolute local path.
-func LocalPath(s string) (string, error) {
-	orig := s
-	if s == "" {
-		return "", errors.New("no path given")
-	}
-	if strings.HasPrefix(strings.ToLower(s), "file:") {
-		u, err := url.Parse(s)
-		if err != nil {
-			return "", fmt.Errorf("bad file URL %q: %w", s, err)
-		}
-		if u.Host != "" && u.Host != "localhost" {
-			return "", fmt.Errorf("bad file URL %q: host %q is not this machine (use file:///absolute/path)", orig, u.Host)
-		}
-		if u.Opaque != "" { // file:relative/path
-			s = u.Opaque
-		} else {
-			s = u.Path
-		}
-		if s == "" {
-			return "", fmt.Errorf("bad file URL %q: no path", orig)
-		}
-	}
-	if strings.ContainsRune(s, 0) {
-		return "", fmt.Errorf("bad path %q: contains a NUL byte", orig)
-	}
-	return filepath.Abs(s)
-}
-
-// Path is the absolute path of the file played.
-func (s *Source) Path() string { return s.path }
 
 // Run plays the file, calling sink for each packet of its video stream from this goroutine.
 // It returns nil when ctx is cancelled (also during a realtime wait), io.EOF at the end of

@@ -1,0 +1,66 @@
+//go:build !cgo
+
+package onnx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/vigil-edge/vigil/models"
+)
+
+// The API of the cgo files without ONNX Runtime or OpenCV: Load and Open fail with errNoCgo.
+
+// LibraryEnv is the setting that names the ONNX Runtime shared library to load.
+const LibraryEnv = "ONNXRUNTIME_LIB"
+
+// errNoCgo: this build cannot run a model.
+var errNoCgo = errors.New("onnx: this binary was built without cgo (CGO_ENABLED=0) and cannot run models; build with cgo, OpenCV and ONNX Runtime")
+
+// Library describes the loaded ONNX Runtime shared library.
+type Library struct {
+	Path    string // file that was loaded
+	Version string // ONNX Runtime's own version string
+}
+
+// Load fails: ONNX Runtime is loaded through cgo.
+func Load() (Library, error) { return Library{}, errNoCgo }
+
+// SetOpenCVThreads does nothing: there is no OpenCV in this build.
+func SetOpenCVThreads(n int) {}
+
+// OpenCVThreads is 0: there is no OpenCV in this build.
+func OpenCVThreads() int { return 0 }
+
+// Options tune a Detector. The zero value is valid.
+type Options struct {
+	Threads    int
+	Spin       bool
+	Score, NMS float32
+	Labels     []string
+}
+
+// Detector is never made in this build.
+type Detector struct{ m models.Manifest }
+
+var _ models.Detector = (*Detector)(nil)
+
+// Open fails: see Load.
+func Open(m models.Manifest, opts Options) (*Detector, error) {
+	return nil, fmt.Errorf("model %q: %w", m.Name, errNoCgo)
+}
+
+// Detect fails: see Load.
+func (d *Detector) Detect(ctx context.Context, img models.Image) ([]models.Detection, error) {
+	return nil, errNoCgo
+}
+
+// Manifest returns the manifest the detector was opened with.
+func (d *Detector) Manifest() models.Manifest { return d.m }
+
+// Thresholds is zero.
+func (d *Detector) Thresholds() models.Thresholds { return models.Thresholds{} }
+
+// Close does nothing.
+func (d *Detector) Close() error { return nil }
