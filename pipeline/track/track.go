@@ -183,7 +183,8 @@ func (t *Tracker) Update(d frame.Detections) frame.Tracks {
 
 // UpdateSeen is Update for a frame on which the detector looked only at the rectangles seen
 // (source-frame pixels; none: it did not run), as with motion-driven detection: a track whose
-// predicted box centre lies outside all of them was not looked for, so it is held as it was
+// predicted box centre (moved inside the frame: one leaving it is looked for at its edge) lies
+// outside all of them was not looked for, so it is held as it was
 // (not lost, not aged, not dropped while tentative) instead of counting as missed. Held
 // tracks are returned unmatched, in their state.
 func (t *Tracker) UpdateSeen(d frame.Detections, seen []image.Rectangle) frame.Tracks {
@@ -247,7 +248,7 @@ func (t *Tracker) update(d frame.Detections, partial bool, seen []image.Rectangl
 			} else if tr.state == frame.Lost {
 				tr.state = frame.Confirmed
 			}
-		case partial && !looked(tr.kf.box(), seen):
+		case partial && !looked(tr.kf.box(), seen, d.Width, d.Height):
 			tr.lastClock = t.clock // held: not looked for, so not missed
 		case tr.state == frame.Tentative:
 			continue // dropped unseen
@@ -286,9 +287,13 @@ func (t *Tracker) update(d frame.Detections, partial bool, seen []image.Rectangl
 	return out
 }
 
-// looked reports whether the centre of b lies in one of seen.
-func looked(b models.Box, seen []image.Rectangle) bool {
+// looked reports whether the centre of b, moved inside the w x h frame (when known: a track
+// leaving the frame is looked for at its edge), lies in one of seen.
+func looked(b models.Box, seen []image.Rectangle, w, h int) bool {
 	cx, cy := (b.X1+b.X2)/2, (b.Y1+b.Y2)/2
+	if w > 0 && h > 0 {
+		cx, cy = min(max(cx, 0), float32(w)-0.5), min(max(cy, 0), float32(h)-0.5)
+	}
 	for _, r := range seen {
 		if cx >= float32(r.Min.X) && cx < float32(r.Max.X) && cy >= float32(r.Min.Y) && cy < float32(r.Max.Y) {
 			return true

@@ -548,3 +548,28 @@ func TestUpdateSeenHoldsTracksNotLookedAt(t *testing.T) {
 		t.Errorf("the car, missed by full-frame passes for 2 s, is still %+v", out.Tracks)
 	}
 }
+
+// TestUpdateSeenLooksAtTheEdgeForTracksLeaving: a car driving out of the frame has a
+// predicted centre outside it; the crop at the frame's edge counts as looking for it, so it
+// is lost and removed, not held for ever.
+func TestUpdateSeenLooksAtTheEdgeForTracksLeaving(t *testing.T) {
+	car := obj{x: 1100, y: 300, w: 150, h: 80, vx: 300, label: "car", score: func(i int) float32 {
+		if i < 5 {
+			return 0.9
+		}
+		return 0
+	}}
+	tr := New(Default())
+	seq := sequence(30, 200*time.Millisecond, car)
+	for i := range 5 {
+		tr.Update(seq[i])
+	}
+	edge := []image.Rectangle{image.Rect(864, 0, 1280, 416)}
+	var out frame.Tracks
+	for i := 5; i < 30; i++ {
+		out = tr.UpdateSeen(seq[i], edge)
+	}
+	if len(out.Tracks) != 0 {
+		t.Errorf("the car that left is still %+v", out.Tracks)
+	}
+}
