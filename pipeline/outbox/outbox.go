@@ -60,6 +60,10 @@ type Options struct {
 	OnDrop func(c Class, reason string)
 	// OnCommit is called after each commit with the outbox's state (for metrics).
 	OnCommit func(Stats)
+	// Reserve is the room (bytes) kept inside the file for events and alerts when the disk is
+	// full: freed when a write fails, put back once writes succeed again. Default 1 MiB;
+	// negative: none.
+	Reserve int64
 	// MoveAsideCorrupt makes Open move a corrupt file aside (kept, see Recovery) and start a
 	// new one instead of failing.
 	MoveAsideCorrupt bool
@@ -75,6 +79,9 @@ func (o *Options) defaults() {
 	}
 	if o.HardMaxBytes < o.MaxBytes {
 		o.HardMaxBytes = o.MaxBytes + o.MaxBytes/4
+	}
+	if o.Reserve == 0 {
+		o.Reserve = 1 << 20
 	}
 	if o.MaxAge <= 0 {
 		o.MaxAge = 7 * 24 * time.Hour
@@ -114,12 +121,15 @@ type Outbox struct {
 	pending []*pending
 	acks    []uint64
 	bad     map[uint64]bool // corrupt records seen by Read, deleted with the next commit
-	closed  bool
-	recov   *Recovery
-	stats   Stats
-	kick    chan struct{} // wakes the committer
-	notify  chan struct{} // tells a reader that messages were committed
-	done    chan struct{} // closed when the committer has exited
+	// The reserve (fulldisk.go): in place, and when it was last put back or freed.
+	reserveOK    bool
+	reserveTried time.Time
+	closed       bool
+	recov        *Recovery
+	stats        Stats
+	kick         chan struct{} // wakes the committer
+	notify       chan struct{} // tells a reader that messages were committed
+	done         chan struct{} // closed when the committer has exited
 }
 
 type pending struct {
@@ -152,6 +162,7 @@ func Open(path string, opts Options) (*Outbox, error) {
 		db.Close()
 		return nil, fmt.Errorf("open outbox %s: %w", path, err)
 	}
+	o.keepReserve(opts.Now())
 	go o.commitLoop()
 	return o, nil
 }
@@ -376,7 +387,7 @@ func (o *Outbox) commitLoop() {
 		acks = append(acks, bad...)
 		o.mu.Unlock()
 		if len(batch) > 0 || len(acks) > 0 || expiring {
-			o.commit(batch, acks)
+			o.commit(batch, acks, expiring)
 		}
 		if len(bad) > 0 {
 			o.mu.Lock()
@@ -391,20 +402,73 @@ func (o *Outbox) commitLoop() {
 	}
 }
 
-func (o *Outbox) commit(batch []*pending, acks []uint64) {
+func (o *Outbox) commit(batch []*pending, acks []uint64, expiring bool) {
 	now := o.opts.Now()
+	// Deletions first, in a transaction of their own: a full disk that refuses the appends must
+	// not keep delivered messages (whose deletion frees room) from being deleted.
+	if len(acks) > 0 {
+		if err := o.update(func(tx *bolt.Tx, st *Stats) error {
+			for _, seq := range acks {
+				if err := o.remove(tx, st, seq); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			o.mu.Lock()
+			o.acks = append(o.acks, acks...) // tried again with the next commit
+			o.mu.Unlock()
+		}
+	}
+	errs := o.writeBatch(batch, now, expiring) // fulldisk.go: evicts by priority when the disk is full
+	o.mu.Lock()
+	o.stats.Committed++
+	o.stats.NextSeq = o.next
+	stats := o.stats
+	o.mu.Unlock()
+	for i, p := range batch {
+		p.err = errs[i]
+		close(p.done)
+	}
+	if len(batch) > 0 {
+		select {
+		case o.notify <- struct{}{}:
+		default:
+		}
+	}
+	if o.opts.OnCommit != nil {
+		o.opts.OnCommit(stats)
+	}
+}
+
+// update runs fn in a write transaction with a copy of the statistics, which become the
+// outbox's when the transaction commits; when it fails, the statistics are recounted from the
+// file.
+func (o *Outbox) update(fn func(tx *bolt.Tx, st *Stats) error) error {
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		st := o.Stats()
+		if err := fn(tx, &st); err != nil {
+			return err
+		}
+		o.mu.Lock()
+		o.stats = st
+		o.mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		o.recount()
+	}
+	return err
+}
+
+// put stores the batch's messages, then applies the bounds (enforce).
+func (o *Outbox) put(batch []*pending, now time.Time) error {
 	var next uint64
 	if len(batch) > 0 {
 		next = batch[len(batch)-1].seq + 1
 	}
-	st := o.Stats()
-	err := o.db.Update(func(tx *bolt.Tx) error {
+	return o.update(func(tx *bolt.Tx, st *Stats) error {
 		msgs, meta := tx.Bucket(bucketMsgs), tx.Bucket(bucketMeta)
-		for _, seq := range acks {
-			if err := o.remove(tx, &st, seq); err != nil {
-				return err
-			}
-		}
 		for _, p := range batch {
 			// bbolt keeps a reference to each value until the commit: one buffer per record.
 			buf, err := p.rec.Encode(make([]byte, 0, p.rec.EncodedLen()))
@@ -432,34 +496,16 @@ func (o *Outbox) commit(batch []*pending, acks []uint64) {
 			}
 		}
 		o.mu.Lock()
-		o.stats = st
+		o.stats = *st
 		o.mu.Unlock()
-		return o.enforce(tx, now)
-	})
-	if err != nil {
-		// The transaction rolled back: none of the batch is stored (its seqs stay unused) and
-		// the acknowledged messages are still there. Recount from the file.
-		err = fmt.Errorf("outbox commit: %w", err)
-		o.recount()
-	}
-	o.mu.Lock()
-	o.stats.Committed++
-	o.stats.NextSeq = o.next
-	stats := o.stats
-	o.mu.Unlock()
-	for _, p := range batch {
-		p.err = err
-		close(p.done)
-	}
-	if len(batch) > 0 {
-		select {
-		case o.notify <- struct{}{}:
-		default:
+		if err := o.enforce(tx, now); err != nil {
+			return err
 		}
-	}
-	if o.opts.OnCommit != nil {
-		o.opts.OnCommit(stats)
-	}
+		o.mu.Lock()
+		*st = o.stats
+		o.mu.Unlock()
+		return nil
+	})
 }
 
 // recount rebuilds the statistics from the file (after a failed commit).
