@@ -14,7 +14,7 @@ import (
 	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/metrics"
 	"github.com/vigil-edge/vigil/testvideos/data"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // BenchmarkPipelineFile runs one camera's whole pipeline (file ingest, decode, buffer, detect)
@@ -26,7 +26,7 @@ func BenchmarkPipelineFile(b *testing.B) {
 	cam := config.Camera{ID: "bench", URL: data.MustPath(b, "videos/pedestrians_pets09_s2l1_vtest.avi"), Realtime: &f, Loop: true}
 	cam.ApplyDefaults()
 	cam.DetectFPS = 0
-	mc := config.Model{Manifest: filepath.Join(harness.RepoRoot(), "models", "yolox_nano_coco_416.json"), Dir: data.MustPath(b, "models"), Threads: 1}
+	mc := config.Model{Manifest: filepath.Join(testharness.RepoRoot(), "models", "yolox_nano_coco_416.json"), Dir: data.MustPath(b, "models"), Threads: 1}
 	det, err := OpenDetector(mc, cam)
 	if err != nil {
 		b.Fatal(err)

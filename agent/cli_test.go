@@ -9,13 +9,13 @@ import (
 
 	"github.com/vigil-edge/vigil/agent"
 	"github.com/vigil-edge/vigil/testvideos/data"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 func detectCLI(t *testing.T, args ...string) ([]agent.DetectLine, string, int) {
 	t.Helper()
 	var out, errb strings.Builder
-	base := []string{"detect", "--model", filepath.Join(harness.RepoRoot(), "models", "yolox_nano_coco_416.json"), "--model-dir", data.MustPath(t, "models")}
+	base := []string{"detect", "--model", filepath.Join(testharness.RepoRoot(), "models", "yolox_nano_coco_416.json"), "--model-dir", data.MustPath(t, "models")}
 	code := agent.Main(append(base, args...), &out, &errb)
 	var lines []agent.DetectLine
 	sc := bufio.NewScanner(strings.NewReader(out.String()))

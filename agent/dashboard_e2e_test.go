@@ -20,7 +20,7 @@ import (
 	"github.com/vigil-edge/vigil/pipeline/mask"
 	"github.com/vigil-edge/vigil/pipeline/rules"
 	"github.com/vigil-edge/vigil/pipeline/wire"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // petsCamera is PETS09 with a line down the middle of the square and the top-left fifth of
@@ -92,7 +92,7 @@ func TestDashboardWithRealAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	core, err := fleet.New(fleet.Config{MQTTListen: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)), HTTPListen: "127.0.0.1:0",
+	core, err := fleet.New(fleet.Config{MQTTListen: fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t)), HTTPListen: "127.0.0.1:0",
 		OTA: fleet.OTAConfig{SigningKey: priv}, Logger: quietLog()})
 	if err != nil {
 		t.Fatalf("fleet: %v", err)
@@ -104,7 +104,7 @@ func TestDashboardWithRealAgent(t *testing.T) {
 	cfg.OTA.StoreDir = t.TempDir()
 	startAgent(t, cfg)
 
-	page := harness.StartChromium(t)
+	page := testharness.StartChromium(t)
 	page.Navigate(base + "/")
 	var login bool
 	waitFor(t, 20*time.Second, "the dashboard to load", func() bool {

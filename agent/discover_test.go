@@ -11,7 +11,7 @@ import (
 	"github.com/vigil-edge/vigil/agent"
 	"github.com/vigil-edge/vigil/agent/config"
 	"github.com/vigil-edge/vigil/hal/onvif/onvifsim"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // discover finds a simulated ONVIF camera by a unicast probe on loopback, gets its stream
@@ -49,7 +49,7 @@ func TestDiscoverPrintsWorkingCameraEntries(t *testing.T) {
 	}
 
 	// Paste the entries into a configuration: the doctor decodes the discovered stream.
-	mq := harness.StartMosquitto(t, harness.MosquittoOptions{})
+	mq := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
 	cfg := doctorConfig(t, mq.URL, pasted.Cameras[0].URL)
 	cfg.Cameras = pasted.Cameras
 	for i := range cfg.Cameras {

@@ -18,7 +18,7 @@ import (
 	"github.com/vigil-edge/vigil/agent/config"
 	"github.com/vigil-edge/vigil/hal/sim"
 	"github.com/vigil-edge/vigil/testvideos/data"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 func findCheck(t *testing.T, r agent.DoctorReport, name string) agent.Check {
@@ -73,7 +73,7 @@ func clipFPS(t *testing.T, path string) float64 {
 // A healthy device: every check passes but the clock, whose state is this machine's.
 func TestDoctorPassesOnAHealthyDevice(t *testing.T) {
 	srv := startRTSP(t, "", "", petsClip)
-	mq := harness.StartMosquitto(t, harness.MosquittoOptions{})
+	mq := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
 	cfg := doctorConfig(t, mq.URL, srv.URL("pedestrians_pets09_s2l1_vtest"))
 	r := doctor(t, cfg, agent.DoctorOptions{})
 	for _, c := range r.Checks {
@@ -110,9 +110,9 @@ func TestDoctorPassesOnAHealthyDevice(t *testing.T) {
 // Each broken part is named by its check, with a fix, and fails the report.
 func TestDoctorNamesEachFailure(t *testing.T) {
 	srv := startRTSP(t, "admin", "s3cret", petsClip)
-	mq := harness.StartMosquitto(t, harness.MosquittoOptions{})
+	mq := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
 	good := strings.Replace(srv.URL("pedestrians_pets09_s2l1_vtest"), "rtsp://", "rtsp://admin:s3cret@", 1)
-	closed := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	closed := fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t))
 
 	cases := []struct {
 		name   string
@@ -153,7 +153,7 @@ func TestDoctorNamesEachFailure(t *testing.T) {
 			}
 			c.Model.Manifest = p
 		}, "model", "sha256", "damaged"},
-		{"drone link silent", func(c *config.Config) { c.Drone.MAVLink = fmt.Sprintf("udp://127.0.0.1:%d", harness.FreePort(t)) },
+		{"drone link silent", func(c *config.Config) { c.Drone.MAVLink = fmt.Sprintf("udp://127.0.0.1:%d", testharness.FreePort(t)) },
 			"drone", "no autopilot HEARTBEAT", "telemetry cable"},
 	}
 	for _, tc := range cases {
@@ -185,12 +185,12 @@ func TestDoctorNamesEachFailure(t *testing.T) {
 func TestDoctorBrokerCredentialsAndTLS(t *testing.T) {
 	srv := startRTSP(t, "", "", petsClip)
 	cam := srv.URL("pedestrians_pets09_s2l1_vtest")
-	pki := harness.NewPKI(t, "vigil-test-ca")
-	other := harness.NewPKI(t, "another-ca")
+	pki := testharness.NewPKI(t, "vigil-test-ca")
+	other := testharness.NewPKI(t, "another-ca")
 	cert, key := pki.Issue(t, "broker", true)
-	port := harness.FreePort(t)
-	passwd := harness.PasswordFile(t, map[string]string{"test-edge": "edge-pass"})
-	harness.StartMosquitto(t, harness.MosquittoOptions{Port: port, NoListener: true, Extra: []string{
+	port := testharness.FreePort(t)
+	passwd := testharness.PasswordFile(t, map[string]string{"test-edge": "edge-pass"})
+	testharness.StartMosquitto(t, testharness.MosquittoOptions{Port: port, NoListener: true, Extra: []string{
 		fmt.Sprintf("listener %d 127.0.0.1", port), "allow_anonymous false", "password_file " + passwd,
 		"cafile " + pki.CAFile, "certfile " + cert, "keyfile " + key}})
 	url := fmt.Sprintf("ssl://127.0.0.1:%d", port)
@@ -221,9 +221,9 @@ func TestDoctorBrokerCredentialsAndTLS(t *testing.T) {
 
 // The drone check passes once the simulated autopilot's heartbeats arrive over UDP.
 func TestDoctorHearsTheDrone(t *testing.T) {
-	mq := harness.StartMosquitto(t, harness.MosquittoOptions{})
+	mq := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
 	srv := startRTSP(t, "", "", petsClip)
-	port := harness.FreePort(t)
+	port := testharness.FreePort(t)
 	dcfg := sim.DefaultDroneConfig()
 	dcfg.Target = fmt.Sprintf("127.0.0.1:%d", port)
 	drone, err := sim.NewDrone(dcfg)
@@ -246,7 +246,7 @@ func TestDoctorHearsTheDrone(t *testing.T) {
 
 // The clock check reads the kernel's synchronisation state and the time itself.
 func TestDoctorClock(t *testing.T) {
-	mq := harness.StartMosquitto(t, harness.MosquittoOptions{})
+	mq := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
 	srv := startRTSP(t, "", "", petsClip)
 	cfg := doctorConfig(t, mq.URL, srv.URL("pedestrians_pets09_s2l1_vtest"))
 	synced := func(tx *syscall.Timex) (int, error) { tx.Status, tx.Maxerror = 0, 20000; return 0, nil }
@@ -282,7 +282,7 @@ func TestDoctorClock(t *testing.T) {
 // runtime is loaded once per process).
 func TestDoctorCommand(t *testing.T) {
 	srv := startRTSP(t, "", "", petsClip)
-	mq := harness.StartMosquitto(t, harness.MosquittoOptions{})
+	mq := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
 	dir := t.TempDir()
 	good := writeYAML(t, fmt.Sprintf(`device_id: test-edge
 http: {listen: ""}
@@ -292,7 +292,7 @@ snapshots: {dir: ""}
 model: {manifest: %q, dir: %q}
 cameras:
   - {id: gate, url: %q, transport: tcp}
-`, mq.URL, filepath.Join(dir, "outbox.db"), filepath.Join(harness.RepoRoot(), "models", "yolox_nano_coco_416.json"),
+`, mq.URL, filepath.Join(dir, "outbox.db"), filepath.Join(testharness.RepoRoot(), "models", "yolox_nano_coco_416.json"),
 		data.MustPath(t, "models"), srv.URL("pedestrians_pets09_s2l1_vtest")))
 
 	var out, errOut bytes.Buffer

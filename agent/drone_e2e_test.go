@@ -15,7 +15,7 @@ import (
 	"github.com/vigil-edge/vigil/hal/geo"
 	"github.com/vigil-edge/vigil/hal/sim"
 	"github.com/vigil-edge/vigil/pipeline/wire"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // freeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago.
@@ -57,7 +57,7 @@ func geoError(t *testing.T, d *sim.Drone, home sim.DroneConfig, hfov float64, ms
 func TestDroneGeoAndTelemetry(t *testing.T) {
 	const hfov = 60.0
 	rtsp := startRTSP(t, "", "", petsClip)
-	broker := harness.StartMosquitto(t, harness.MosquittoOptions{})
+	broker := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
 	col := subscribe(t, broker.URL)
 
 	port := freeUDPPort(t)
@@ -86,7 +86,7 @@ func TestDroneGeoAndTelemetry(t *testing.T) {
 	detections := func() []wire.Detections {
 		var out []wire.Detections
 		for _, b := range col.get(wire.KindDetections) {
-			harness.MustValidateJSON(t, "detections", b)
+			testharness.MustValidateJSON(t, "detections", b)
 			var d wire.Detections
 			if err := json.Unmarshal(b, &d); err != nil {
 				t.Fatal(err)
@@ -123,7 +123,7 @@ func TestDroneGeoAndTelemetry(t *testing.T) {
 	telemetry := func() []wire.Telemetry {
 		var out []wire.Telemetry
 		for _, b := range col.get(wire.KindTelemetry) {
-			harness.MustValidateJSON(t, "telemetry", b)
+			testharness.MustValidateJSON(t, "telemetry", b)
 			var tm wire.Telemetry
 			if err := json.Unmarshal(b, &tm); err != nil {
 				t.Fatal(err)
@@ -155,7 +155,7 @@ func TestDroneGeoAndTelemetry(t *testing.T) {
 	// Events carry geo too: where the tracked object stands.
 	waitFor(t, 20*time.Second, "an event with geo", func() bool {
 		for _, b := range col.get(wire.KindEvents) {
-			harness.MustValidateJSON(t, "event", b)
+			testharness.MustValidateJSON(t, "event", b)
 			var ev wire.Event
 			if json.Unmarshal(b, &ev) == nil && ev.After.Geo != nil {
 				st := drone.TrueState(time.UnixMilli(ev.CapturedAt))

@@ -9,14 +9,14 @@ import (
 	"github.com/vigil-edge/vigil/models"
 	"github.com/vigil-edge/vigil/models/tile"
 	"github.com/vigil-edge/vigil/testvideos/data"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // TestAutoTilerFollowsHeight: with tiling.auto the grid is tile.GridForAltitude's for the
 // drone's current height, the fixed tiles while the height is unknown, and the real model runs
 // on whichever is chosen.
 func TestAutoTilerFollowsHeight(t *testing.T) {
-	mc := config.Model{Manifest: filepath.Join(harness.RepoRoot(), "models", "yolox_nano_coco_416.json"),
+	mc := config.Model{Manifest: filepath.Join(testharness.RepoRoot(), "models", "yolox_nano_coco_416.json"),
 		Dir: data.MustPath(t, "models"), Threads: 1}
 	det, err := OpenDetector(mc, config.Camera{})
 	if err != nil {

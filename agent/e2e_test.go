@@ -22,8 +22,8 @@ import (
 	"github.com/vigil-edge/vigil/fleet"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 	"github.com/vigil-edge/vigil/testvideos/data"
-	"github.com/vigil-edge/vigil/testvideos/harness"
 	"github.com/vigil-edge/vigil/testvideos/server"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 const petsClip = "videos/pedestrians_pets09_s2l1_vtest.avi"
@@ -55,7 +55,7 @@ func baseConfig(t *testing.T, mqttURL string, cams ...config.Camera) config.Conf
 	cfg.MQTT.URL = mqttURL
 	cfg.Outbox.Path = filepath.Join(t.TempDir(), "outbox.db")
 	cfg.Snapshots.Dir = filepath.Join(t.TempDir(), "snapshots")
-	cfg.Model.Manifest = filepath.Join(harness.RepoRoot(), "models", "yolox_nano_coco_416.json")
+	cfg.Model.Manifest = filepath.Join(testharness.RepoRoot(), "models", "yolox_nano_coco_416.json")
 	cfg.Model.Dir = data.MustPath(t, "models")
 	for _, c := range cams {
 		if c.DetectFPS == 0 {
@@ -165,7 +165,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 func personMessages(t *testing.T, col *collector) int {
 	n := 0
 	for _, b := range col.get(wire.KindDetections) {
-		harness.MustValidateJSON(t, "detections", b)
+		testharness.MustValidateJSON(t, "detections", b)
 		var d wire.Detections
 		if err := json.Unmarshal(b, &d); err != nil {
 			t.Fatal(err)
@@ -214,7 +214,7 @@ func metricValue(exposition, name string, fragments ...string) float64 {
 
 func TestEndToEndRTSPToMosquitto(t *testing.T) {
 	rtsp := startRTSP(t, "", "", petsClip)
-	broker := harness.StartMosquitto(t, harness.MosquittoOptions{})
+	broker := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
 	col := subscribe(t, broker.URL)
 	name := strings.TrimSuffix(filepath.Base(petsClip), filepath.Ext(petsClip))
 	ra := startAgent(t, baseConfig(t, broker.URL, config.Camera{ID: "pets", URL: rtsp.URL(name)}))
@@ -222,7 +222,7 @@ func TestEndToEndRTSPToMosquitto(t *testing.T) {
 	waitFor(t, 60*time.Second, "3 detections messages with a person", func() bool { return personMessages(t, col) >= 3 })
 	var online bool
 	for _, b := range col.get(wire.KindStatus) {
-		harness.MustValidateJSON(t, "status", b)
+		testharness.MustValidateJSON(t, "status", b)
 		var s wire.Status
 		_ = json.Unmarshal(b, &s)
 		online = online || (s.State == wire.StateOnline && s.DeviceID == "test-edge" && len(s.Cameras) == 1)
@@ -280,7 +280,7 @@ func promtoolCheck(t *testing.T, exposition string) {
 	t.Helper()
 	bin, err := exec.LookPath("promtool")
 	if err != nil {
-		p := filepath.Join(harness.RepoRoot(), ".deps", "prometheus", "usr", "bin", "promtool")
+		p := filepath.Join(testharness.RepoRoot(), ".deps", "prometheus", "usr", "bin", "promtool")
 		if _, e := os.Stat(p); e != nil {
 			t.Fatalf("promtool not found: run `make deps`")
 		}
@@ -295,7 +295,7 @@ func promtoolCheck(t *testing.T, exposition string) {
 }
 
 func TestReconnectsAfterRTSPServerRestart(t *testing.T) {
-	port := harness.FreePort(t)
+	port := testharness.FreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	file := data.MustPath(t, petsClip)
 	srv, err := server.New(server.Config{Addr: addr, Files: []string{file}})
@@ -305,7 +305,7 @@ func TestReconnectsAfterRTSPServerRestart(t *testing.T) {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	broker := harness.StartMosquitto(t, harness.MosquittoOptions{})
+	broker := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
 	col := subscribe(t, broker.URL)
 	cam := config.Camera{ID: "pets", URL: srv.URL("pedestrians_pets09_s2l1_vtest"), Watchdog: 3 * time.Second}
 	ra := startAgent(t, baseConfig(t, broker.URL, cam))
@@ -334,14 +334,14 @@ func TestReconnectsAfterRTSPServerRestart(t *testing.T) {
 func TestBadInputIsNamedAndOtherCamerasKeepRunning(t *testing.T) {
 	rtsp := startRTSP(t, "", "", petsClip)
 	locked := startRTSP(t, "viewer", "right", "videos/mot15_tud_campus.mp4")
-	broker := harness.StartMosquitto(t, harness.MosquittoOptions{})
+	broker := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
 	col := subscribe(t, broker.URL)
 	dir := t.TempDir()
 
 	notVideo := filepath.Join(dir, "notes.mp4")
 	os.WriteFile(notVideo, []byte("this is not a video\n"), 0o644)
 
-	realManifest := filepath.Join(harness.RepoRoot(), "models", "yolox_nano_coco_416.json")
+	realManifest := filepath.Join(testharness.RepoRoot(), "models", "yolox_nano_coco_416.json")
 	manifest := func(name string, edit func(m map[string]any)) string {
 		b, _ := os.ReadFile(realManifest)
 		var m map[string]any
@@ -364,7 +364,7 @@ func TestBadInputIsNamedAndOtherCamerasKeepRunning(t *testing.T) {
 	wrong := strings.Replace(locked.URL("mot15_tud_campus"), "rtsp://", "rtsp://viewer:wrong@", 1)
 	cfg := baseConfig(t, broker.URL,
 		config.Camera{ID: "good", URL: pets},
-		config.Camera{ID: "unreachable", URL: fmt.Sprintf("rtsp://127.0.0.1:%d/none", harness.FreePort(t))},
+		config.Camera{ID: "unreachable", URL: fmt.Sprintf("rtsp://127.0.0.1:%d/none", testharness.FreePort(t))},
 		config.Camera{ID: "badcreds", URL: wrong},
 		config.Camera{ID: "notvideo", URL: notVideo},
 		config.Camera{ID: "corruptmodel", URL: pets, Model: &config.Model{Manifest: corrupt, Dir: dir, Threads: 1}},
@@ -446,7 +446,7 @@ func TestCheckConfigNamesEveryBadKey(t *testing.T) {
 
 func TestEndToEndThroughFleetEmbeddedBroker(t *testing.T) {
 	rtsp := startRTSP(t, "", "", petsClip)
-	core, err := fleet.New(fleet.Config{MQTTListen: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)), HTTPListen: "127.0.0.1:0"})
+	core, err := fleet.New(fleet.Config{MQTTListen: fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t)), HTTPListen: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatalf("fleet: %v", err)
 	}

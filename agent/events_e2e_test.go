@@ -13,7 +13,7 @@ import (
 	"github.com/vigil-edge/vigil/pipeline/mask"
 	"github.com/vigil-edge/vigil/pipeline/rules"
 	"github.com/vigil-edge/vigil/pipeline/wire"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // TestEventsAlertsAndRedactedSnapshotsOnPETS runs the whole agent on the PETS09 clip over RTSP
@@ -21,7 +21,7 @@ import (
 // their schemas, snapshots are served, and the masked area is black in them.
 func TestEventsAlertsAndRedactedSnapshotsOnPETS(t *testing.T) {
 	rtsp := startRTSP(t, "", "", petsClip)
-	broker := harness.StartMosquitto(t, harness.MosquittoOptions{})
+	broker := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
 	col := subscribe(t, broker.URL)
 	cam := config.Camera{ID: "pets", URL: rtsp.URL("pedestrians_pets09_s2l1_vtest"), DetectFPS: 10,
 		Rules: []rules.Rule{
@@ -38,13 +38,13 @@ func TestEventsAlertsAndRedactedSnapshotsOnPETS(t *testing.T) {
 	decode := func() {
 		events, alerts = nil, nil
 		for _, b := range col.get(wire.KindEvents) {
-			harness.MustValidateJSON(t, "event", b)
+			testharness.MustValidateJSON(t, "event", b)
 			var e wire.Event
 			json.Unmarshal(b, &e)
 			events = append(events, e)
 		}
 		for _, b := range col.get(wire.KindAlerts) {
-			harness.MustValidateJSON(t, "alert", b)
+			testharness.MustValidateJSON(t, "alert", b)
 			var a wire.Alert
 			json.Unmarshal(b, &a)
 			alerts = append(alerts, a)

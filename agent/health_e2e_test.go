@@ -10,8 +10,8 @@ import (
 
 	"github.com/vigil-edge/vigil/agent/config"
 	"github.com/vigil-edge/vigil/testvideos/data"
-	"github.com/vigil-edge/vigil/testvideos/harness"
 	"github.com/vigil-edge/vigil/testvideos/server"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // healthz returns /healthz's status code and body.
@@ -33,7 +33,7 @@ func healthz(t *testing.T, addr string) (int, string) {
 // connected; with the broker gone and the backlog older than its bound it answers 503 naming
 // the broker; with the camera gone too, 503 naming the camera.
 func TestHealthzTellsTheTruth(t *testing.T) {
-	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t))
 	srv, err := server.New(server.Config{Addr: addr, Files: []string{data.MustPath(t, petsClip)}})
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +42,7 @@ func TestHealthzTellsTheTruth(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Close)
-	broker := harness.StartMosquitto(t, harness.MosquittoOptions{})
+	broker := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
 	cfg := baseConfig(t, broker.URL, config.Camera{ID: "pets", URL: srv.URL("pedestrians_pets09_s2l1_vtest"), Watchdog: 2 * time.Second})
 	cfg.HTTP.HealthMaxBacklog = 2 * time.Second
 	cfg.Telemetry.Interval = time.Second // something to store even without detections

@@ -16,7 +16,7 @@ import (
 	"github.com/vigil-edge/vigil/pipeline/outbox"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 	"github.com/vigil-edge/vigil/testvideos/data"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // TestMain lets the test binary run as vigil-agent itself (for the kill -9 test).
@@ -60,7 +60,7 @@ func storedSeqs(t *testing.T, path string) []uint64 {
 // receives every seq exactly once after dropping repeats.
 func TestAgentSurvivesKill9(t *testing.T) {
 	dir := t.TempDir()
-	port := harness.FreeFixedPort(t)
+	port := testharness.FreeFixedPort(t)
 	obPath := filepath.Join(dir, "outbox.db")
 	cfgPath := filepath.Join(dir, "agent.yaml")
 	cfg := fmt.Sprintf(`device_id: kill-edge
@@ -81,7 +81,7 @@ cameras:
     url: %s
     loop: true
     detect_fps: 10
-`, port, obPath, filepath.Join(dir, "snapshots"), filepath.Join(harness.RepoRoot(), "models", "yolox_nano_coco_416.json"),
+`, port, obPath, filepath.Join(dir, "snapshots"), filepath.Join(testharness.RepoRoot(), "models", "yolox_nano_coco_416.json"),
 		data.MustPath(t, "models"), data.MustPath(t, petsClip))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -118,7 +118,7 @@ cameras:
 	}
 
 	// The broker comes up; the agent, started once more, sends everything.
-	broker := harness.StartMosquitto(t, harness.MosquittoOptions{Port: port})
+	broker := testharness.StartMosquitto(t, testharness.MosquittoOptions{Port: port})
 	col := subscribe(t, broker.URL)
 	cmd := start()
 	defer func() {

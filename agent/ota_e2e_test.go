@@ -18,7 +18,7 @@ import (
 	"github.com/vigil-edge/vigil/models"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 	"github.com/vigil-edge/vigil/testvideos/data"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // otaRig is vigil-fleet with its model registry and rollout engine, plus agents pinned to its key.
@@ -37,7 +37,7 @@ func startFleetWithOTA(t *testing.T) *otaRig {
 	}
 	_ = pub
 	dataDir := t.TempDir()
-	core, err := fleet.New(fleet.Config{MQTTListen: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)), HTTPListen: "127.0.0.1:0",
+	core, err := fleet.New(fleet.Config{MQTTListen: fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t)), HTTPListen: "127.0.0.1:0",
 		OTA: fleet.OTAConfig{DataDir: dataDir, SigningKey: key, Tick: 100 * time.Millisecond}})
 	if err != nil {
 		t.Fatalf("fleet: %v", err)
@@ -50,7 +50,7 @@ func startFleetWithOTA(t *testing.T) *otaRig {
 // input, labels and thresholds (or a broken copy of them via edit).
 func (r *otaRig) addModel(t *testing.T, v string, file string, edit func(*models.Manifest)) {
 	t.Helper()
-	base, err := models.LoadManifest(filepath.Join(harness.RepoRoot(), "models", "yolox_nano_coco_416.json"))
+	base, err := models.LoadManifest(filepath.Join(testharness.RepoRoot(), "models", "yolox_nano_coco_416.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/vigil-edge/vigil/pipeline/outbox"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 	"github.com/vigil-edge/vigil/testvideos/data"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // TestCorruptOutboxDoesNotStopTheAgent: an agent whose outbox file has scrambled meta pages
@@ -24,7 +24,7 @@ import (
 // (delivery stopped, an error every 20 ms) has that record skipped and counted and the others
 // delivered.
 func TestCorruptOutboxDoesNotStopTheAgent(t *testing.T) {
-	broker := harness.StartMosquitto(t, harness.MosquittoOptions{})
+	broker := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
 	col := subscribe(t, broker.URL)
 	cam := config.Camera{ID: "pets", URL: data.MustPath(t, petsClip), DetectFPS: 1}
 
@@ -53,7 +53,7 @@ func TestCorruptOutboxDoesNotStopTheAgent(t *testing.T) {
 			for _, b := range col.get(wire.KindStatus) {
 				var s wire.Status
 				if json.Unmarshal(b, &s) == nil && s.DeviceID == cfg.DeviceID && s.OutboxLost != nil {
-					harness.MustValidateJSON(t, "status", b)
+					testharness.MustValidateJSON(t, "status", b)
 					return true
 				}
 			}

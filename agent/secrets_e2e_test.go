@@ -16,7 +16,7 @@ import (
 
 	"github.com/vigil-edge/vigil/agent"
 	"github.com/vigil-edge/vigil/testvideos/data"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // syncBuffer is an io.Writer safe for the child's two output pipes and the test's reads.
@@ -44,11 +44,11 @@ func (s *syncBuffer) String() string {
 func TestCredentialsNeverInLogs(t *testing.T) {
 	const mqttPass, camPass = "Mq77-s3cret-Pw", "Cam-s3cret-Pw"
 	rtsp := startRTSP(t, "viewer", camPass, petsClip)
-	broker := harness.StartMosquitto(t, harness.MosquittoOptions{Extra: []string{
-		"allow_anonymous false", "password_file " + harness.PasswordFile(t, map[string]string{"edge": mqttPass}),
+	broker := testharness.StartMosquitto(t, testharness.MosquittoOptions{Extra: []string{
+		"allow_anonymous false", "password_file " + testharness.PasswordFile(t, map[string]string{"edge": mqttPass}),
 	}})
 	camURL := strings.Replace(rtsp.URL("pedestrians_pets09_s2l1_vtest"), "rtsp://", "rtsp://viewer:"+camPass+"@", 1)
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t))
 	dir := t.TempDir()
 	cfg := writeYAML(t, fmt.Sprintf(`device_id: secret-edge
 log_level: debug
@@ -59,7 +59,7 @@ snapshots: {dir: ""}
 model: {manifest: %q}
 cameras:
   - {id: c1, url: %q, detect_fps: 2}
-`, httpAddr, mqttPass, broker.Addr, filepath.Join(dir, "outbox.db"), filepath.Join(harness.RepoRoot(), "models", "yolox_nano_coco_416.json"), camURL))
+`, httpAddr, mqttPass, broker.Addr, filepath.Join(dir, "outbox.db"), filepath.Join(testharness.RepoRoot(), "models", "yolox_nano_coco_416.json"), camURL))
 
 	var logs syncBuffer
 	cmd := exec.Command(os.Args[0], "-test.run=^$")

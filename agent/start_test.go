@@ -22,7 +22,7 @@ import (
 	"github.com/vigil-edge/vigil/pipeline/outbox"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 	"github.com/vigil-edge/vigil/testvideos/data"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // writeYAML writes an agent configuration file for the real binary.
@@ -64,7 +64,7 @@ func runBinary(t *testing.T, cfgPath string, limit time.Duration, env ...string)
 // idling with no camera.
 func TestBadFleetKeyIsCaughtByCheckConfigAndAtStart(t *testing.T) {
 	dir := t.TempDir()
-	manifest := filepath.Join(harness.RepoRoot(), "models", "yolox_nano_coco_416.json")
+	manifest := filepath.Join(testharness.RepoRoot(), "models", "yolox_nano_coco_416.json")
 	for name, key := range map[string]string{
 		"not base64": "this is not a key!",
 		"too short":  base64.StdEncoding.EncodeToString([]byte("sixteen byte key")),
@@ -79,7 +79,7 @@ model: {manifest: %q}
 ota: {fleet_key: %q, store_dir: %q}
 cameras:
   - {id: c1, url: %q}
-`, harness.FreePort(t), filepath.Join(dir, name, "outbox.db"), manifest, key, filepath.Join(dir, name, "models"), data.MustPath(t, petsClip)))
+`, testharness.FreePort(t), filepath.Join(dir, name, "outbox.db"), manifest, key, filepath.Join(dir, name, "models"), data.MustPath(t, petsClip)))
 			var out, errb strings.Builder
 			if code := agent.Main([]string{"check-config", "--config", cfg}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "'ota.fleet_key'") {
 				t.Fatalf("check-config: exit %d, stderr %q; want 1 naming 'ota.fleet_key'", code, errb.String())
@@ -103,8 +103,8 @@ func TestStartFailsCompletelyAndClosesWhatItStarted(t *testing.T) {
 	if err := os.WriteFile(notDir, []byte("a file, not a folder"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port := harness.FreePort(t)
-	cfg := baseConfig(t, fmt.Sprintf("tcp://127.0.0.1:%d", harness.FreePort(t)), config.Camera{ID: "c1", URL: data.MustPath(t, petsClip)})
+	port := testharness.FreePort(t)
+	cfg := baseConfig(t, fmt.Sprintf("tcp://127.0.0.1:%d", testharness.FreePort(t)), config.Camera{ID: "c1", URL: data.MustPath(t, petsClip)})
 	cfg.HTTP.Listen = fmt.Sprintf("127.0.0.1:%d", port)
 	pub, _, _ := ed25519.GenerateKey(nil)
 	cfg.OTA.FleetKey = base64.StdEncoding.EncodeToString(pub)

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/vigil-edge/vigil/testvideos/data"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // The real agent (this test binary as vigil-agent run), started as systemd would start a
@@ -27,7 +27,7 @@ func TestAgentNotifiesSystemd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	mq := harness.StartMosquitto(t, harness.MosquittoOptions{})
+	mq := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
 	cfg := writeYAML(t, fmt.Sprintf(`device_id: notify-test
 http: {listen: "127.0.0.1:0"}
 mqtt: {url: %q}
@@ -36,7 +36,7 @@ snapshots: {dir: ""}
 model: {manifest: %q}
 cameras:
   - {id: c1, url: %q, loop: true, detect_fps: 2}
-`, mq.URL, filepath.Join(dir, "outbox.db"), filepath.Join(harness.RepoRoot(), "models", "yolox_nano_coco_416.json"), data.MustPath(t, petsClip)))
+`, mq.URL, filepath.Join(dir, "outbox.db"), filepath.Join(testharness.RepoRoot(), "models", "yolox_nano_coco_416.json"), data.MustPath(t, petsClip)))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()

@@ -27,7 +27,7 @@ for p in "${APT_PKGS[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
 	log "installing apt packages: ${missing[*]}"
-	# PostgreSQL is for the tests' throw-away clusters (testvideos/harness): no system cluster.
+	# PostgreSQL is for the tests' throw-away clusters (testvideos/testharness): no system cluster.
 	if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
 		$SUDO mkdir -p /etc/postgresql-common
 		echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.conf >/dev/null

@@ -13,10 +13,9 @@ import (
 
 	"github.com/vigil-edge/vigil/fleet"
 	"github.com/vigil-edge/vigil/fleet/api"
-	"github.com/vigil-edge/vigil/fleet/internal/promcheck"
 	"github.com/vigil-edge/vigil/fleet/internal/testpub"
 	"github.com/vigil-edge/vigil/fleet/registry"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 func logger() *slog.Logger {
@@ -168,7 +167,7 @@ func TestEmbeddedBroker(t *testing.T) {
 }
 
 func TestExternalMosquitto(t *testing.T) {
-	m := harness.StartMosquitto(t, harness.MosquittoOptions{})
+	m := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
 	c := start(t, fleet.Config{Broker: m.URL})
 	if c.BrokerAddr() != "" {
 		t.Errorf("embedded broker running at %s with --broker", c.BrokerAddr())
@@ -238,7 +237,7 @@ func TestHealthAndNotFound(t *testing.T) {
 }
 
 func TestHealthUnavailableWithoutBroker(t *testing.T) {
-	port := harness.FreePort(t) // nothing listens there
+	port := testharness.FreePort(t) // nothing listens there
 	c := start(t, fleet.Config{Broker: fmt.Sprintf("tcp://127.0.0.1:%d", port)})
 	var h api.Health
 	if code := get(t, "http://"+c.HTTPAddr()+"/healthz", &h); code != http.StatusServiceUnavailable || h.Status != "unavailable" || h.MQTT.Connected {
@@ -323,7 +322,7 @@ func TestStoreAndForward(t *testing.T) {
 		t.Errorf("before the gap timeout: %+v", d)
 	}
 	exp := scrapeMetrics(t, base)
-	promcheck.Lint(t, exp)
+	testharness.LintMetrics(t, exp)
 	for _, w := range []struct {
 		name, labels string
 		want         float64
@@ -337,7 +336,7 @@ func TestStoreAndForward(t *testing.T) {
 		{"vigil_fleet_devices", `state="online"`, 1},
 		{"vigil_fleet_mqtt_connected", "", 1},
 	} {
-		if v, ok := promcheck.Value(exp, w.name, w.labels); !ok || v != w.want {
+		if v, ok := testharness.MetricValue(exp, w.name, w.labels); !ok || v != w.want {
 			t.Errorf("%s{%s} = %v (present %v), want %v", w.name, w.labels, v, ok, w.want)
 		}
 	}
@@ -349,11 +348,11 @@ func TestStoreAndForward(t *testing.T) {
 		t.Errorf("after the gap timeout: missing %d lost %d watermark %d highest %d, want 0 1 200 200", d.Missing, d.Lost, d.Watermark, d.HighestSeq)
 	}
 	exp = scrapeMetrics(t, base)
-	promcheck.Lint(t, exp)
-	if v, _ := promcheck.Value(exp, "vigil_fleet_seq_lost_total", ""); v != 1 {
+	testharness.LintMetrics(t, exp)
+	if v, _ := testharness.MetricValue(exp, "vigil_fleet_seq_lost_total", ""); v != 1 {
 		t.Errorf("vigil_fleet_seq_lost_total %v, want 1", v)
 	}
-	if v, _ := promcheck.Value(exp, "vigil_fleet_seq_missing", ""); v != 0 {
+	if v, _ := testharness.MetricValue(exp, "vigil_fleet_seq_missing", ""); v != 0 {
 		t.Errorf("vigil_fleet_seq_missing %v, want 0", v)
 	}
 }

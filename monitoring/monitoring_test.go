@@ -22,7 +22,7 @@ import (
 	"github.com/vigil-edge/vigil/hal/board"
 	"github.com/vigil-edge/vigil/hal/mavlink"
 	"github.com/vigil-edge/vigil/pipeline/metrics"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // promtool finds promtool on PATH (make test puts .deps/prometheus/usr/bin there) or in .deps.
@@ -31,7 +31,7 @@ func promtool(t *testing.T) string {
 	if p, err := exec.LookPath("promtool"); err == nil {
 		return p
 	}
-	p := filepath.Join(harness.RepoRoot(), ".deps", "prometheus", "usr", "bin", "promtool")
+	p := filepath.Join(testharness.RepoRoot(), ".deps", "prometheus", "usr", "bin", "promtool")
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("promtool not found on PATH nor at %s: run make deps", p)
 	}

@@ -18,7 +18,7 @@ import (
 
 	"github.com/vigil-edge/vigil/fleet/auth"
 	"github.com/vigil-edge/vigil/fleet/broker"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 const (
@@ -295,8 +295,8 @@ func clientTLS(t *testing.T, serverCA, certFile, keyFile string) *tls.Config {
 }
 
 func TestTLSClientCertificates(t *testing.T) {
-	pki := harness.NewPKI(t, "vigil-test-ca")
-	other := harness.NewPKI(t, "someone-else-ca")
+	pki := testharness.NewPKI(t, "vigil-test-ca")
+	other := testharness.NewPKI(t, "someone-else-ca")
 	srvCert, srvKey := pki.Issue(t, "broker", true)
 	b, hook := startBroker(t, &broker.TLS{Addr: "127.0.0.1:0", CertFile: srvCert, KeyFile: srvKey, ClientCAFile: pki.CAFile})
 	url := "ssl://" + b.TLSAddr()

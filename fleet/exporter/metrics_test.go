@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/vigil-edge/vigil/fleet/exporter"
-	"github.com/vigil-edge/vigil/fleet/internal/promcheck"
 	"github.com/vigil-edge/vigil/fleet/registry"
 	"github.com/vigil-edge/vigil/fleet/subscriber"
 	"github.com/vigil-edge/vigil/pipeline/wire"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 type clock struct{ t time.Time }
@@ -74,7 +74,7 @@ func TestMetrics(t *testing.T) {
 		t.Helper()
 		for key, v := range want {
 			name, labels, _ := strings.Cut(strings.TrimSuffix(key, "}"), "{")
-			got, ok := promcheck.Value(exp, name, labels)
+			got, ok := testharness.MetricValue(exp, name, labels)
 			if !ok || got != v {
 				t.Errorf("%s = %v (present %v), want %v", key, got, ok, v)
 			}
@@ -82,7 +82,7 @@ func TestMetrics(t *testing.T) {
 	}
 	h := exporter.Handler(exporter.New(reg, sub, exporter.Options{}), nil)
 	exp := scrape(t, h)
-	promcheck.Lint(t, exp)
+	testharness.LintMetrics(t, exp)
 	check(exp, map[string]float64{
 		`vigil_fleet_messages_received_total{kind="detections"}`: 10,
 		`vigil_fleet_messages_received_total{kind="status"}`:     1,
@@ -110,7 +110,7 @@ func TestMetrics(t *testing.T) {
 	// The gap timeout passes: missing seqs become lost, without any new message.
 	clk.t = clk.t.Add(time.Minute)
 	exp = scrape(t, exporter.Handler(exporter.New(reg, sub, exporter.Options{PerDevice: true}), nil))
-	promcheck.Lint(t, exp)
+	testharness.LintMetrics(t, exp)
 	check(exp, map[string]float64{
 		`vigil_fleet_seq_missing`:                                0,
 		`vigil_fleet_seq_lost_total`:                             3,

@@ -14,13 +14,13 @@ import (
 	"github.com/vigil-edge/vigil/fleet/eventstore"
 	"github.com/vigil-edge/vigil/fleet/eventstore/eventstoretest"
 	"github.com/vigil-edge/vigil/fleet/postgres"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 var ctx = context.Background()
 
 func TestEventsConformance(t *testing.T) {
-	pg := harness.StartPostgres(t)
+	pg := testharness.StartPostgres(t)
 	n := 0
 	eventstoretest.Run(t, func(t *testing.T) eventstore.Store {
 		n++
@@ -41,7 +41,7 @@ func record(device string, seq int, at time.Time) eventstore.Record {
 // Two instances share one database; every message is delivered to both (as after a
 // reconnect, or a redelivery to another member of a shared subscription): each is stored once.
 func TestIdempotentAcrossInstances(t *testing.T) {
-	pg := harness.StartPostgres(t)
+	pg := testharness.StartPostgres(t)
 	a, err := postgres.OpenEvents(ctx, pg.DSN, postgres.EventsOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +81,7 @@ func TestIdempotentAcrossInstances(t *testing.T) {
 
 // Retention drops whole day partitions: by age, then the oldest while over the size bound.
 func TestRetentionDropsDays(t *testing.T) {
-	pg := harness.StartPostgres(t)
+	pg := testharness.StartPostgres(t)
 	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 	s, err := postgres.OpenEvents(ctx, pg.DSN, postgres.EventsOptions{MaxAge: 48 * time.Hour, SweepEvery: time.Hour,
 		Now: func() time.Time { return now }})
@@ -120,7 +120,7 @@ func TestRetentionDropsDays(t *testing.T) {
 }
 
 func TestSchemaNewerThanBinaryIsRefused(t *testing.T) {
-	pg := harness.StartPostgres(t)
+	pg := testharness.StartPostgres(t)
 	s, err := postgres.OpenEvents(ctx, pg.DSN, postgres.EventsOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +141,7 @@ func TestSchemaNewerThanBinaryIsRefused(t *testing.T) {
 }
 
 func TestBadDatabaseSettingsAreNamed(t *testing.T) {
-	pg := harness.StartPostgres(t)
+	pg := testharness.StartPostgres(t)
 	for _, c := range []struct{ dsn, want string }{
 		{"postgres://vigil:s3cret@127.0.0.1:1/vigil?connect_timeout=2", "cannot reach"},
 		{strings.Replace(pg.DSN, "/vigil?", "/nosuchdb?", 1), "does not exist"},
@@ -172,7 +172,7 @@ func TestRedact(t *testing.T) {
 }
 
 func TestSnapshotsBesideEvents(t *testing.T) {
-	pg := harness.StartPostgres(t)
+	pg := testharness.StartPostgres(t)
 	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 	s, err := postgres.OpenEvents(ctx, pg.DSN, postgres.EventsOptions{MaxAge: 24 * time.Hour, SweepEvery: time.Hour,
 		SnapshotWait: 200 * time.Millisecond, Now: func() time.Time { return now }})

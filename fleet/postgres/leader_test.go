@@ -9,13 +9,13 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/vigil-edge/vigil/fleet/postgres"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // One of two instances leads; when the leader's database session dies (as when its process
 // is killed), the other takes over within a few retries.
 func TestLeadershipMoves(t *testing.T) {
-	pg := harness.StartPostgres(t)
+	pg := testharness.StartPostgres(t)
 	var mu sync.Mutex
 	leading := map[string]int{} // name → times it started leading
 	active := map[string]bool{}

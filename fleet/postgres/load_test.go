@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/vigil-edge/vigil/fleet/simulate"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // envInt reads an integer setting of the load test.
@@ -47,12 +47,12 @@ func TestScaleLoad(t *testing.T) {
 	if rates[0] == "" {
 		rates = []string{"5000"}
 	}
-	mosq := harness.StartMosquitto(t, harness.MosquittoOptions{Extra: []string{
+	mosq := testharness.StartMosquitto(t, testharness.MosquittoOptions{Extra: []string{
 		"max_connections -1", "max_inflight_messages 100", "max_queued_messages 0"}})
-	pg := harness.StartPostgres(t)
+	pg := testharness.StartPostgres(t)
 	for _, name := range []string{"fleet-a", "fleet-b"} {
 		startInstance(t, instanceConfig{Broker: mosq.URL, Store: pg.DSN, ClientID: name, Share: "vigil",
-			HTTP: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)), DetectionsEvery: 10})
+			HTTP: fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t)), DetectionsEvery: 10})
 	}
 	conn, err := pgx.Connect(context.Background(), pg.DSN)
 	if err != nil {

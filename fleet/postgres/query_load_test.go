@@ -10,7 +10,7 @@ import (
 
 	"github.com/vigil-edge/vigil/fleet/eventstore"
 	"github.com/vigil-edge/vigil/fleet/postgres"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // TestEventQueryLatency (make bench; skipped unless VIGIL_SCALE_LOAD=1) fills the PostgreSQL
@@ -22,7 +22,7 @@ func TestEventQueryLatency(t *testing.T) {
 		t.Skip("load test: set VIGIL_SCALE_LOAD=1 (make bench runs it)")
 	}
 	n := envInt(t, "VIGIL_SCALE_EVENTS", 10_000_000)
-	pg := harness.StartPostgres(t)
+	pg := testharness.StartPostgres(t)
 	ctx := context.Background()
 	now := time.Now().UTC()
 	s, err := postgres.OpenEvents(ctx, pg.DSN, postgres.EventsOptions{MaxAge: 30 * 24 * time.Hour})

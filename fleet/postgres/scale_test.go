@@ -18,7 +18,7 @@ import (
 
 	"github.com/vigil-edge/vigil/fleet"
 	"github.com/vigil-edge/vigil/fleet/simulate"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // instanceEnv, when set, makes the test binary a fleet instance (see TestMain): a JSON
@@ -122,11 +122,11 @@ func (in *instance) kill(t *testing.T) {
 // simulator had acknowledged by the broker is stored exactly once, and messages sent well
 // after the kill are stored without waiting for the dead instance.
 func TestInstancesShareTrafficAndSurviveSIGKILL(t *testing.T) {
-	mosq := harness.StartMosquitto(t, harness.MosquittoOptions{})
-	pg := harness.StartPostgres(t)
+	mosq := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
+	pg := testharness.StartPostgres(t)
 	cfg := func(name string) instanceConfig {
 		return instanceConfig{Broker: mosq.URL, Store: pg.DSN, ClientID: name, Share: "vigil",
-			HTTP: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))}
+			HTTP: fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t))}
 	}
 	a := startInstance(t, cfg("fleet-a"))
 	b := startInstance(t, cfg("fleet-b"))

@@ -11,7 +11,7 @@ import (
 
 	"github.com/vigil-edge/vigil/fleet"
 	"github.com/vigil-edge/vigil/fleet/simulate"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // TestSimulatedDevicesReachTheFleet runs 20 simulated devices × 2 cameras into a real fleet
@@ -19,7 +19,7 @@ import (
 // stream arrived whole: the fleet saw the simulator's epoch, every seq up to the last one
 // acknowledged, no duplicates and no gaps.
 func TestSimulatedDevicesReachTheFleet(t *testing.T) {
-	port := harness.FreePort(t)
+	port := testharness.FreePort(t)
 	core, err := fleet.New(fleet.Config{MQTTListen: fmt.Sprintf("127.0.0.1:%d", port), HTTPListen: "127.0.0.1:0",
 		ClientID: "vigil-fleet-simtest", Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
@@ -116,7 +116,7 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		}
 	}
 	// An unreachable broker fails at once, naming the device.
-	_, err := simulate.Run(context.Background(), simulate.Config{Broker: fmt.Sprintf("tcp://127.0.0.1:%d", harness.FreePort(t)), Devices: 1, Cameras: 1, Rate: 1})
+	_, err := simulate.Run(context.Background(), simulate.Config{Broker: fmt.Sprintf("tcp://127.0.0.1:%d", testharness.FreePort(t)), Devices: 1, Cameras: 1, Rate: 1})
 	if err == nil || !strings.Contains(err.Error(), "sim-1") {
 		t.Fatalf("unreachable broker: %v", err)
 	}

@@ -23,7 +23,7 @@ import (
 	"github.com/vigil-edge/vigil/fleet"
 	"github.com/vigil-edge/vigil/fleet/auth"
 	"github.com/vigil-edge/vigil/pipeline/wire"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 const (
@@ -53,7 +53,7 @@ func startCore(t *testing.T) *fleet.Core {
 		t.Fatal(err)
 	}
 	core, err := fleet.New(fleet.Config{
-		MQTTListen:      fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)),
+		MQTTListen:      fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t)),
 		HTTPListen:      "127.0.0.1:0",
 		ClientID:        "fleet-dashboard-test",
 		MQTTCredentials: creds,

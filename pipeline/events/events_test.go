@@ -13,7 +13,7 @@ import (
 	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/track"
 	"github.com/vigil-edge/vigil/pipeline/wire"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 var t0 = time.Date(2025, 11, 22, 17, 0, 0, 0, time.UTC)
@@ -271,7 +271,7 @@ func TestMessagesMatchSchemas(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		harness.MustValidateJSON(t, "event", b)
+		testharness.MustValidateJSON(t, "event", b)
 	}
 	// An alert raised on the frame where the track was removed still names its event.
 	a := wire.EncodeAlert(wire.Header{DeviceID: "edge-01", Seq: 9, MsgID: "edge-01-x-9"}, m.Identify(frame.Alert{Camera: "gate",
@@ -282,7 +282,7 @@ func TestMessagesMatchSchemas(t *testing.T) {
 		t.Fatalf("alert: %+v", a)
 	}
 	b, _ := json.Marshal(a)
-	harness.MustValidateJSON(t, "alert", b)
+	testharness.MustValidateJSON(t, "alert", b)
 }
 
 // TestDeterministic runs the real tracker over two crossing people and checks that two

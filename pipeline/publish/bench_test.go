@@ -13,7 +13,7 @@ import (
 	"github.com/vigil-edge/vigil/pipeline/metrics"
 	"github.com/vigil-edge/vigil/pipeline/outbox"
 	"github.com/vigil-edge/vigil/pipeline/publish"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // payload400 is a 400-byte JSON message.
@@ -32,7 +32,7 @@ func make400() []byte {
 // flight, delete on PUBACK) with a raw paho loop publishing the same messages with the same
 // window: the limit. Reported in msgs/s; the replay target is >= 0.8 of raw.
 func BenchmarkReplay(b *testing.B) {
-	broker := harness.StartMosquitto(b, harness.MosquittoOptions{})
+	broker := testharness.StartMosquitto(b, testharness.MosquittoOptions{})
 	const window = 64
 
 	b.Run("raw-paho", func(b *testing.B) {

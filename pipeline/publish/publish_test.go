@@ -23,7 +23,7 @@ import (
 	"github.com/vigil-edge/vigil/pipeline/outbox"
 	"github.com/vigil-edge/vigil/pipeline/publish"
 	"github.com/vigil-edge/vigil/pipeline/wire"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 const device = "chaos-edge"
@@ -256,7 +256,7 @@ func checkExactlyOnceInLaneOrder(t *testing.T, got []received, stored []uint64) 
 }
 
 func TestBrokerDownFor30sLosesNothing(t *testing.T) {
-	broker := harness.StartMosquitto(t, harness.MosquittoOptions{Persist: true})
+	broker := testharness.StartMosquitto(t, testharness.MosquittoOptions{Persist: true})
 	cons := subscribe(t, broker.URL, "platform-1")
 	ob := openOutbox(t, filepath.Join(t.TempDir(), "outbox.db"), outbox.Options{})
 	m := metrics.NewUnregistered()
@@ -318,7 +318,7 @@ func TestBrokerDownFor30sLosesNothing(t *testing.T) {
 }
 
 func TestLongOutageDropsOnlyLowPriorityAndStaysFlat(t *testing.T) {
-	port := harness.FreeFixedPort(t) // nothing listens here yet: the broker is "down"
+	port := testharness.FreeFixedPort(t) // nothing listens here yet: the broker is "down"
 	url := fmt.Sprintf("tcp://127.0.0.1:%d", port)
 	m := metrics.NewUnregistered()
 	ob := openOutbox(t, filepath.Join(t.TempDir(), "outbox.db"), outbox.Options{MaxBytes: 100_000, HardMaxBytes: 150_000,
@@ -379,20 +379,20 @@ func TestLongOutageDropsOnlyLowPriorityAndStaysFlat(t *testing.T) {
 	}
 
 	// The broker comes up: every alert arrives.
-	broker := harness.StartMosquitto(t, harness.MosquittoOptions{Port: port})
+	broker := testharness.StartMosquitto(t, testharness.MosquittoOptions{Port: port})
 	cons := subscribe(t, broker.URL, "platform-2")
 	waitFor(t, 30*time.Second, "every alert", func() bool { return cons.has(alerts) })
 	waitFor(t, 30*time.Second, "an empty outbox", func() bool { return ob.Stats().Messages == 0 })
 }
 
 func TestRefusedCredentialsAndTLSMismatchLoseNothing(t *testing.T) {
-	pki := harness.NewPKI(t, "vigil-test-ca")
-	other := harness.NewPKI(t, "some-other-ca")
+	pki := testharness.NewPKI(t, "vigil-test-ca")
+	other := testharness.NewPKI(t, "some-other-ca")
 	serverCert, serverKey := pki.Issue(t, "broker", true)
 	clientCert, clientKey := pki.Issue(t, device, false)
-	passwd := harness.PasswordFile(t, map[string]string{device: "right", "platform": "p"})
-	port := harness.FreePort(t)
-	broker := harness.StartMosquitto(t, harness.MosquittoOptions{Port: port, NoListener: true, Extra: []string{
+	passwd := testharness.PasswordFile(t, map[string]string{device: "right", "platform": "p"})
+	port := testharness.FreePort(t)
+	broker := testharness.StartMosquitto(t, testharness.MosquittoOptions{Port: port, NoListener: true, Extra: []string{
 		fmt.Sprintf("listener %d 127.0.0.1", port),
 		"cafile " + pki.CAFile, "certfile " + serverCert, "keyfile " + serverKey,
 		"require_certificate true",
@@ -452,7 +452,7 @@ func TestRefusedCredentialsAndTLSMismatchLoseNothing(t *testing.T) {
 	}
 }
 
-func subscribeTLS(t *testing.T, url string, pki *harness.PKI) *consumer {
+func subscribeTLS(t *testing.T, url string, pki *testharness.PKI) *consumer {
 	t.Helper()
 	cert, key := pki.Issue(t, fmt.Sprintf("platform-%d", time.Now().UnixNano()), false)
 	tc, err := publish.TLSConfig(publish.TLS{CAFile: pki.CAFile, CertFile: cert, KeyFile: key})

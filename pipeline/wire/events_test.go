@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/vigil-edge/vigil/pipeline/wire"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 const (
@@ -41,7 +41,7 @@ func TestEventMessagesMatchSchema(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		harness.MustValidateJSON(t, "event", b)
+		testharness.MustValidateJSON(t, "event", b)
 		var back wire.Event
 		if err := json.Unmarshal(b, &back); err != nil {
 			t.Fatal(err)
@@ -72,7 +72,7 @@ func TestEventSchemaRejects(t *testing.T) {
 		ev := wire.Event{Header: header(wire.SchemaEvent), Camera: "gate", Type: wire.EventNew, After: st}
 		mutate(&ev)
 		b, _ := json.Marshal(ev)
-		if harness.ValidateJSON("event", b) == nil {
+		if testharness.ValidateJSON("event", b) == nil {
 			t.Errorf("%s: schema accepted %s", name, b)
 		}
 	}
@@ -91,14 +91,14 @@ func TestAlertMessageMatchesSchema(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		harness.MustValidateJSON(t, "alert", b)
+		testharness.MustValidateJSON(t, "alert", b)
 		if !strings.Contains(string(b), `"event_ids":[`) || !strings.Contains(string(b), `"track_ids":[`) {
 			t.Errorf("id lists must be arrays: %s", b)
 		}
 	}
 	bad := wire.Alert{Header: header(wire.SchemaAlert), Camera: "gate", AlertID: "not-a-ulid", RuleID: "x", RuleType: "zone"}
 	b, _ := json.Marshal(bad)
-	if harness.ValidateJSON("alert", b) == nil {
+	if testharness.ValidateJSON("alert", b) == nil {
 		t.Errorf("schema accepted a bad alert id: %s", b)
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/vigil-edge/vigil/models"
 	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/wire"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 func TestMessageIDRoundTrip(t *testing.T) {
@@ -83,7 +83,7 @@ func TestOutgoing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		harness.MustValidateJSON(t, c.schema, b)
+		testharness.MustValidateJSON(t, c.schema, b)
 		var h wire.Header
 		if err := json.Unmarshal(b, &h); err != nil {
 			t.Fatal(err)

@@ -21,7 +21,7 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/vigil-edge/vigil/testvideos/data"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // cacheDir is shared by the tests of this package, so each source is transcoded once per run.
@@ -54,7 +54,7 @@ func ffmpegOutput(t *testing.T, args ...string) []byte {
 func startServer(t *testing.T, cfg Config) *Server {
 	t.Helper()
 	if cfg.Addr == "" {
-		cfg.Addr = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+		cfg.Addr = fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t))
 	}
 	if cfg.CacheDir == "" {
 		cfg.CacheDir = cacheDir
@@ -281,7 +281,7 @@ func TestDecodableByFFmpeg(t *testing.T) {
 // TestAuthAndRestart requires credentials, then closes the server and starts another on the
 // same address, as agent reconnect tests do.
 func TestAuthAndRestart(t *testing.T) {
-	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t))
 	cfg := Config{Addr: addr, Files: []string{data.MustPath(t, "videos/mot15_tud_campus.mp4")},
 		User: "cam", Pass: "s3cret", CacheDir: cacheDir}
 	describe := func(userinfo string) error {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // serveHealthy runs serve with args until it answers /healthz with 200 (which needs its
@@ -19,7 +19,7 @@ import (
 // far; serve is stopped when the test ends.
 func serveHealthy(t *testing.T, args ...string) (health string, logs *syncBuffer) {
 	t.Helper()
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	logs = &syncBuffer{}
 	served := make(chan error, 1)
@@ -63,8 +63,8 @@ func serveHealthy(t *testing.T, args ...string) (health string, logs *syncBuffer
 // tokens) nor the logs ever show the password.
 func TestExternalBrokerCredentials(t *testing.T) {
 	const user, secret = "fleet", "s3cret-broker-pw"
-	pw := harness.PasswordFile(t, map[string]string{user: secret})
-	m := harness.StartMosquitto(t, harness.MosquittoOptions{Extra: []string{"allow_anonymous false", "password_file " + pw}})
+	pw := testharness.PasswordFile(t, map[string]string{user: secret})
+	m := testharness.StartMosquitto(t, testharness.MosquittoOptions{Extra: []string{"allow_anonymous false", "password_file " + pw}})
 	pwFile := filepath.Join(t.TempDir(), "broker-password")
 	if err := os.WriteFile(pwFile, []byte(secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)

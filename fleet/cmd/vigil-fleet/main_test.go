@@ -14,7 +14,7 @@ import (
 
 	"github.com/vigil-edge/vigil/fleet/api"
 	"github.com/vigil-edge/vigil/fleet/internal/testpub"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // syncBuffer is an output safe to read while a command writes it.
@@ -50,8 +50,8 @@ func settledGoroutines(want int) (int, string) {
 
 func TestServeAndWatch(t *testing.T) {
 	before := runtime.NumGoroutine()
-	mqttAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	mqttAddr := fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t))
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t))
 	base := "http://" + httpAddr
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -137,7 +137,7 @@ func TestServeAndWatch(t *testing.T) {
 
 func TestWatchDurationWithoutAPI(t *testing.T) {
 	var out syncBuffer
-	err := run(context.Background(), []string{"watch", "--api", fmt.Sprintf("http://127.0.0.1:%d", harness.FreePort(t)), "--interval", "10ms", "--duration", "100ms"}, &out, &out)
+	err := run(context.Background(), []string{"watch", "--api", fmt.Sprintf("http://127.0.0.1:%d", testharness.FreePort(t)), "--interval", "10ms", "--duration", "100ms"}, &out, &out)
 	if err != nil {
 		t.Fatal(err)
 	}

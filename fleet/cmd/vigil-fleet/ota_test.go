@@ -13,7 +13,7 @@ import (
 
 	"github.com/vigil-edge/vigil/fleet/catalog"
 	"github.com/vigil-edge/vigil/testvideos/data"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // TestKeygenModelsRollout drives the OTA commands end to end: keygen, models add and list,
@@ -52,8 +52,8 @@ func TestKeygenModelsRollout(t *testing.T) {
 		t.Errorf("models add without flags: %v", err)
 	}
 
-	mqttAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	mqttAddr := fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t))
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t))
 	base := "http://" + httpAddr
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -21,8 +21,8 @@ import (
 
 	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/testvideos/data"
-	"github.com/vigil-edge/vigil/testvideos/harness"
 	"github.com/vigil-edge/vigil/testvideos/server"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // campus is a short MPEG-4 part 2 clip: the test server transcodes it to H.264 with a key
@@ -57,7 +57,7 @@ func testLogger(t *testing.T) *slog.Logger {
 func startServer(t *testing.T, cfg server.Config) *server.Server {
 	t.Helper()
 	if cfg.Addr == "" {
-		cfg.Addr = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+		cfg.Addr = fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t))
 	}
 	cfg.CacheDir = cacheDir
 	cfg.Logger = testLogger(t)
@@ -248,7 +248,7 @@ func TestAuth(t *testing.T) {
 }
 
 func TestUnreachable(t *testing.T) {
-	port := harness.FreePort(t) // nothing listens there
+	port := testharness.FreePort(t) // nothing listens there
 	src := newSource(t, Config{URL: fmt.Sprintf("rtsp://u:secret@127.0.0.1:%d/cam", port)})
 	_, err := collect(t, src, 1, nil)
 	if !errors.Is(err, ErrUnreachable) {
@@ -276,7 +276,7 @@ func TestNotFound(t *testing.T) {
 func TestServerGone(t *testing.T) {
 	for _, tr := range []string{TransportTCP, TransportUDP} {
 		t.Run(tr, func(t *testing.T) {
-			addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+			addr := fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t))
 			cfg := server.Config{Addr: addr, Files: []string{data.MustPath(t, campus)}}
 			s := startServer(t, cfg)
 			src := newSource(t, Config{URL: s.URL("mot15_tud_campus"), Transport: tr})
@@ -329,7 +329,7 @@ func TestH265(t *testing.T) {
 
 // TestNoVideo plays from a real RTSP server that offers only audio.
 func TestNoVideo(t *testing.T) {
-	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t))
 	h := &audioOnly{}
 	srv := &gortsplib.Server{Handler: h, RTSPAddress: addr}
 	if err := srv.Start(); err != nil {

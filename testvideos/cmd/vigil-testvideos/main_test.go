@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/vigil-edge/vigil/testvideos/data"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // cancelOnWrite cancels a context once anything is written to it (the URL lines).
@@ -28,7 +28,7 @@ func (w *cancelOnWrite) Write(p []byte) (int, error) {
 }
 
 func TestServeUntilCancelled(t *testing.T) {
-	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	out := &cancelOnWrite{cancel: cancel}

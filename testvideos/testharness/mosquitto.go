@@ -1,6 +1,9 @@
-// Package harness starts the real servers that Vigil's tests run against, on 127.0.0.1 and
-// free ports: a Mosquitto broker today. Each start registers its own cleanup with the test.
-package harness
+// Package testharness is for tests only (_test.go files; TestOnlyInTests in this package fails
+// the build's tests when any other file imports it). It starts the real servers that Vigil's
+// tests run against, on 127.0.0.1 and free ports (Mosquitto, PostgreSQL, Chromium), makes a
+// throw-away PKI, validates messages against the JSON Schemas in docs/schemas, and lints
+// Prometheus expositions with promtool. Each start registers its own cleanup with the test.
+package testharness
 
 import (
 	"fmt"

@@ -1,6 +1,4 @@
-// Package promcheck helps the fleet's tests read a Prometheus exposition: it lints one with
-// promtool (installed by `make deps`) and reads single values out of it.
-package promcheck
+package testharness
 
 import (
 	"bufio"
@@ -10,16 +8,14 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/vigil-edge/vigil/testvideos/harness"
 )
 
-// Lint runs `promtool check metrics` on exposition and fails the test on any complaint.
-func Lint(t testing.TB, exposition string) {
+// LintMetrics runs `promtool check metrics` on exposition and fails the test on any complaint.
+func LintMetrics(t testing.TB, exposition string) {
 	t.Helper()
 	bin, err := exec.LookPath("promtool")
 	if err != nil {
-		bin = filepath.Join(harness.RepoRoot(), ".deps", "prometheus", "usr", "bin", "promtool")
+		bin = filepath.Join(RepoRoot(), ".deps", "prometheus", "usr", "bin", "promtool")
 		if _, err := os.Stat(bin); err != nil {
 			t.Fatalf("promtool not found: run `make deps`")
 		}
@@ -32,9 +28,9 @@ func Lint(t testing.TB, exposition string) {
 	}
 }
 
-// Value returns the value of the sample of metric name whose label set is exactly labels
+// MetricValue returns the value of the sample of metric name whose label set is exactly labels
 // (`a="x",b="y"` in exposition order; "" for none), and whether it is there.
-func Value(exposition, name, labels string) (float64, bool) {
+func MetricValue(exposition, name, labels string) (float64, bool) {
 	want := name
 	if labels != "" {
 		want += "{" + labels + "}"
