@@ -244,14 +244,21 @@ func unionArea(rs []image.Rectangle) float64 {
 	return a
 }
 
+// edgeTol is how close, in pixels, a box must come to a crop's edge to count as cut by it.
+const edgeTol = 2
+
 // MapBack maps detections made on crops of one width x height frame (dets[i] in the pixels
 // of regions[i], as a detector returns them for the crop) into frame pixels and merges them
 // as models/tile merges tiles: class-aware NMS at iou drops an object seen by two
-// overlapping crops, and pieces of one object cut at a crop's inner edge are fused. The
-// result is sorted by descending score.
+// overlapping crops, and pieces of one object cut at a crop's inner edge are fused. A box cut
+// at an inner edge of its crop that reaches into no other crop is dropped: it is the part of
+// an object the crop was not made for (one that neither moves nor is tracked as moving),
+// which the tracker holds instead (track.Tracker.UpdateSeen). The result is sorted by
+// descending score.
 func MapBack(width, height int, regions []image.Rectangle, dets [][]models.Detection, iou float32) []models.Detection {
 	var all []models.Detection
 	var from []image.Rectangle
+	frame := image.Rect(0, 0, width, height)
 	for i, r := range regions {
 		if i >= len(dets) {
 			break
@@ -259,14 +266,38 @@ func MapBack(width, height int, regions []image.Rectangle, dets [][]models.Detec
 		x, y := float32(r.Min.X), float32(r.Min.Y)
 		for _, d := range dets[i] {
 			d.Box = models.Box{X1: d.Box.X1 + x, Y1: d.Box.Y1 + y, X2: d.Box.X2 + x, Y2: d.Box.Y2 + y}
+			if cutInside(d.Box, r, frame) && !reachesOther(d.Box, regions, i) {
+				continue
+			}
 			all = append(all, d)
 			from = append(from, r)
 		}
 	}
-	if len(regions) == 1 && len(all) > 0 {
+	if len(all) == 0 {
+		return nil
+	}
+	if len(regions) == 1 {
 		return models.NMS(all, iou) // one crop: nothing to fuse
 	}
-	return tile.Merge(all, from, image.Rect(0, 0, width, height), iou, tile.DefaultMergeIoS)
+	return tile.Merge(all, from, frame, iou, tile.DefaultMergeIoS)
+}
+
+// cutInside reports whether b touches an edge of crop r that is not an edge of the frame.
+func cutInside(b models.Box, r, frame image.Rectangle) bool {
+	near := func(v float32, e int) bool { return v <= float32(e)+edgeTol && v >= float32(e)-edgeTol }
+	return r.Min.X > frame.Min.X && near(b.X1, r.Min.X) || r.Min.Y > frame.Min.Y && near(b.Y1, r.Min.Y) ||
+		r.Max.X < frame.Max.X && near(b.X2, r.Max.X) || r.Max.Y < frame.Max.Y && near(b.Y2, r.Max.Y)
+}
+
+// reachesOther reports whether b overlaps a crop other than regions[i] by more than edgeTol.
+func reachesOther(b models.Box, regions []image.Rectangle, i int) bool {
+	for j, r := range regions {
+		if j != i && b.X1 < float32(r.Max.X)-edgeTol && b.X2 > float32(r.Min.X)+edgeTol &&
+			b.Y1 < float32(r.Max.Y)-edgeTol && b.Y2 > float32(r.Min.Y)+edgeTol {
+			return true
+		}
+	}
+	return false
 }
 
 // MinActiveSpeed is the least speed, in box heights per second, at which a confirmed track

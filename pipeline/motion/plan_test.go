@@ -253,8 +253,19 @@ func TestMapBack(t *testing.T) {
 			t.Errorf("no detection at %+v in %+v", w, got)
 		}
 	}
-	if one := MapBack(1280, 720, []image.Rectangle{a}, [][]models.Detection{{det(0, 0.5, 0, 0, 10, 10)}}, 0.45); len(one) != 1 || one[0].Box != (models.Box{X1: 100, Y1: 50, X2: 110, Y2: 60}) {
+	if one := MapBack(1280, 720, []image.Rectangle{a}, [][]models.Detection{{det(0, 0.5, 5, 5, 15, 15)}}, 0.45); len(one) != 1 || one[0].Box != (models.Box{X1: 105, Y1: 55, X2: 115, Y2: 65}) {
 		t.Errorf("one region: %+v", one)
+	}
+	// a person cut by the crop's left edge (inside the frame) is dropped: the crop was not made
+	// for them; one cut by the frame's edge is kept
+	corner := image.Rect(0, 100, 416, 516)
+	got = MapBack(1280, 720, []image.Rectangle{a, corner}, [][]models.Detection{{det(0, 0.9, 0, 200, 30, 300)}, {det(0, 0.9, 0, 10, 40, 110)}}, 0.45)
+	if len(got) != 2 {
+		t.Errorf("cut at a crop's inner edge, reaching the other crop: %+v", got)
+	}
+	got = MapBack(1280, 720, []image.Rectangle{image.Rect(500, 100, 916, 516), corner}, [][]models.Detection{{det(0, 0.9, 0, 200, 30, 300)}, {det(0, 0.9, 0, 10, 40, 110)}}, 0.45)
+	if len(got) != 1 || got[0].Box != (models.Box{X1: 0, Y1: 110, X2: 40, Y2: 210}) {
+		t.Errorf("cut at an inner edge: %+v", got)
 	}
 }
 

@@ -183,8 +183,7 @@ func (t *Tracker) Update(d frame.Detections) frame.Tracks {
 
 // UpdateSeen is Update for a frame on which the detector looked only at the rectangles seen
 // (source-frame pixels; none: it did not run), as with motion-driven detection: a track whose
-// predicted box centre (moved inside the frame: one leaving it is looked for at its edge) lies
-// outside all of them was not looked for, so it is held as it was
+// predicted box was not looked for (see Looked: not wholly inside one of them) is held as it was
 // (not lost, not aged, not dropped while tentative) instead of counting as missed. Held
 // tracks are returned unmatched, in their state.
 func (t *Tracker) UpdateSeen(d frame.Detections, seen []image.Rectangle) frame.Tracks {
@@ -248,7 +247,7 @@ func (t *Tracker) update(d frame.Detections, partial bool, seen []image.Rectangl
 			} else if tr.state == frame.Lost {
 				tr.state = frame.Confirmed
 			}
-		case partial && !looked(tr.kf.box(), seen, d.Width, d.Height):
+		case partial && !Looked(tr.kf.box(), seen, d.Width, d.Height):
 			tr.lastClock = t.clock // held: not looked for, so not missed
 		case tr.state == frame.Tentative:
 			continue // dropped unseen
@@ -287,15 +286,21 @@ func (t *Tracker) update(d frame.Detections, partial bool, seen []image.Rectangl
 	return out
 }
 
-// looked reports whether the centre of b, moved inside the w x h frame (when known: a track
-// leaving the frame is looked for at its edge), lies in one of seen.
-func looked(b models.Box, seen []image.Rectangle, w, h int) bool {
-	cx, cy := (b.X1+b.X2)/2, (b.Y1+b.Y2)/2
+// Looked reports whether a detector that looked at the rectangles seen of a w x h frame
+// (w, h 0: unknown) looked for an object at box b: b, clipped to the frame (an object
+// leaving it is looked for at its edge), lies inside one of them, give or take 2 pixels. An
+// object cut by a crop's edge is not looked for: the crop shows only part of it.
+func Looked(b models.Box, seen []image.Rectangle, w, h int) bool {
 	if w > 0 && h > 0 {
-		cx, cy = min(max(cx, 0), float32(w)-0.5), min(max(cy, 0), float32(h)-0.5)
+		b = models.Box{X1: max(b.X1, 0), Y1: max(b.Y1, 0), X2: min(b.X2, float32(w)), Y2: min(b.Y2, float32(h))}
+		if b.X1 >= b.X2 || b.Y1 >= b.Y2 { // wholly outside: look for it at the nearest edge
+			cx, cy := min(max(b.X1, 0), float32(w)-1), min(max(b.Y1, 0), float32(h)-1)
+			b = models.Box{X1: cx, Y1: cy, X2: cx + 1, Y2: cy + 1}
+		}
 	}
+	const tol = 2
 	for _, r := range seen {
-		if cx >= float32(r.Min.X) && cx < float32(r.Max.X) && cy >= float32(r.Min.Y) && cy < float32(r.Max.Y) {
+		if b.X1 >= float32(r.Min.X)-tol && b.Y1 >= float32(r.Min.Y)-tol && b.X2 <= float32(r.Max.X)+tol && b.Y2 <= float32(r.Max.Y)+tol {
 			return true
 		}
 	}

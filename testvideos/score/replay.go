@@ -214,7 +214,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 			for _, t := range ts.Tracks {
 				// output: confirmed tracks seen on this frame, and those held where the
 				// detector did not look (motion mode: they are where they were)
-				held := md != nil && !t.Matched && t.State == frame.Confirmed && !inside(t.Box, seen, img.Width, img.Height)
+				held := md != nil && !t.Matched && t.State == frame.Confirmed && !track.Looked(t.Box, seen, img.Width, img.Height)
 				if t.State == frame.Confirmed && (t.Matched || held) {
 					hyp[fn] = append(hyp[fn], Object{ID: t.ID, Box: t.Box})
 				}
@@ -231,19 +231,6 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 		res.Metrics = &m
 	}
 	return res, nil
-}
-
-// inside reports whether b's centre, moved inside the w x h frame, lies in one of rs (as
-// track.UpdateSeen decides which tracks were looked for).
-func inside(b models.Box, rs []image.Rectangle, w, h int) bool {
-	cx, cy := int((b.X1+b.X2)/2), int((b.Y1+b.Y2)/2)
-	cx, cy = min(max(cx, 0), w-1), min(max(cy, 0), h-1)
-	for _, r := range rs {
-		if image.Pt(cx, cy).In(r) {
-			return true
-		}
-	}
-	return false
 }
 
 // lumaOf returns the BT.601 luma of a BGR image, packed (stride = width), in buf if large enough.
