@@ -54,7 +54,12 @@ func newSensors(cfg config.Config, reg prometheus.Registerer, log *slog.Logger) 
 		return nil, fmt.Errorf("register board metrics: %w", err)
 	}
 	if cfg.Drone.Enabled() {
+		key, err := cfg.Drone.SigningKey()
+		if err != nil {
+			return nil, fmt.Errorf("'drone.mavlink_key' %w", err)
+		}
 		mc, err := mavlink.New(mavlink.Config{Endpoint: cfg.Drone.MAVLink, MaxAge: cfg.Drone.MaxAge,
+			Key: key, SystemID: uint8(cfg.Drone.SystemID),
 			Logger: log.With("component", "mavlink"), Registerer: reg})
 		if err != nil {
 			return nil, err

@@ -1,9 +1,15 @@
 package config
 
 import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/vigil-edge/vigil/hal/gnss"
@@ -16,6 +22,13 @@ type Drone struct {
 	// MAVLink is the autopilot's endpoint (see hal/mavlink): udp://0.0.0.0:14550 (listen),
 	// udpclient://host:port, tcp://host:port, serial:///dev/ttyACM0?baud=57600. Empty: no drone.
 	MAVLink string `yaml:"mavlink"`
+	// MAVLinkKey is the MAVLink 2 signing key shared with the autopilot: 32 bytes as 64 hex
+	// digits or base64, or the path of a file holding them (or the 32 raw bytes). With it only
+	// signed frames are read and the agent signs its own. Empty: no signing.
+	MAVLinkKey string `yaml:"mavlink_key"`
+	// SystemID pins the vehicle's MAVLink system id; messages of other systems are ignored
+	// and counted. 0 follows the first system whose heartbeat names an autopilot.
+	SystemID int `yaml:"system_id"`
 	// MaxAge is how far past the newest telemetry a frame may be before its pose is stale.
 	MaxAge time.Duration `yaml:"max_age"`
 	// GroundAltM is the ground's altitude above mean sea level; nil takes the home altitude
@@ -25,6 +38,41 @@ type Drone struct {
 	// AltSigmaM that of the height above the ground; they give each point's err_m.
 	AttitudeSigmaDeg float64 `yaml:"attitude_sigma_deg"`
 	AltSigmaM        float64 `yaml:"alt_sigma_m"`
+}
+
+// SigningKey decodes MAVLinkKey (reading its file when it names one); nil when unset.
+func (d Drone) SigningKey() (*[32]byte, error) {
+	v := strings.TrimSpace(d.MAVLinkKey)
+	if v == "" {
+		return nil, nil
+	}
+	raw := []byte(v)
+	if strings.HasPrefix(v, "/") || strings.HasPrefix(v, "./") || strings.HasPrefix(v, "../") {
+		b, err := os.ReadFile(v)
+		if err != nil {
+			return nil, fmt.Errorf("read the key file: %w", err)
+		}
+		if len(b) == 32 {
+			var k [32]byte
+			copy(k[:], b)
+			return &k, nil
+		}
+		raw = bytes.TrimSpace(b)
+	}
+	var key []byte
+	if b, err := hex.DecodeString(string(raw)); err == nil {
+		key = b
+	} else if b, err := base64.StdEncoding.DecodeString(string(raw)); err == nil {
+		key = b
+	} else {
+		return nil, errors.New("must be 32 bytes as 64 hex digits or base64, or a file holding them")
+	}
+	if len(key) != 32 {
+		return nil, fmt.Errorf("must be 32 bytes (got %d)", len(key))
+	}
+	var k [32]byte
+	copy(k[:], key)
+	return &k, nil
 }
 
 // Enabled reports whether the agent follows a drone.
@@ -108,6 +156,14 @@ func (c Config) validateHAL() []error {
 		if _, err := mavlink.ParseEndpoint(d.MAVLink); err != nil {
 			bad("drone.mavlink", "%v", err)
 		}
+	}
+	if _, err := d.SigningKey(); err != nil { // reads the key's file, if it names one
+		bad("drone.mavlink_key", "%v", err)
+	} else if d.MAVLinkKey != "" && d.MAVLink == "" {
+		bad("drone.mavlink_key", "needs drone.mavlink")
+	}
+	if d.SystemID < 0 || d.SystemID > 255 {
+		bad("drone.system_id", "must be between 0 (the first autopilot heard) and 255")
 	}
 	if d.MaxAge < 10*time.Millisecond || d.MaxAge > time.Minute {
 		bad("drone.max_age", "must be between 10ms and 1m")

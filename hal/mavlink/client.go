@@ -13,6 +13,7 @@ import (
 
 	"github.com/bluenviron/gomavlib/v3"
 	"github.com/bluenviron/gomavlib/v3/pkg/dialects/common"
+	"github.com/bluenviron/gomavlib/v3/pkg/frame"
 	"github.com/bluenviron/gomavlib/v3/pkg/message"
 
 	"github.com/vigil-edge/vigil/hal/geo"
@@ -46,6 +47,8 @@ type Client struct {
 	linkUp     bool
 	linkLosses uint64
 	parseErrs  uint64
+	unsigned   uint64 // frames refused for their signature (missing, wrong, replayed)
+	foreign    uint64 // messages from a system other than the one followed
 	rejected   uint64
 	outOfOrder uint64
 	msgCount   map[string]uint64
@@ -110,6 +113,10 @@ func (c *Client) Start(ctx context.Context) error {
 			StreamRequestEnable:    c.cfg.StreamRequest,
 			StreamRequestFrequency: 10,
 		}
+		if c.cfg.Key != nil {
+			k := frame.V2Key(*c.cfg.Key)
+			node.InKey, node.OutKey = &k, &k
+		}
 		if err = node.Initialize(); err != nil {
 			err = fmt.Errorf("open mavlink endpoint %s: %w", c.endpoint, err)
 			return
@@ -152,7 +159,11 @@ func (c *Client) run(ctx context.Context, node *gomavlib.Node) {
 				c.handleMessage(e.SystemID(), e.ComponentID(), e.Message(), c.now())
 			case *gomavlib.EventParseError:
 				c.mu.Lock()
-				c.parseErrs++
+				if c.cfg.Key != nil && isSignatureError(e.Error) {
+					c.unsigned++
+				} else {
+					c.parseErrs++
+				}
 				c.mu.Unlock()
 			case *gomavlib.EventChannelOpen:
 				c.cfg.Logger.Debug("mavlink channel open", "channel", e.Channel.String())
@@ -161,6 +172,13 @@ func (c *Client) run(ctx context.Context, node *gomavlib.Node) {
 			}
 		}
 	}
+}
+
+// isSignatureError tells a frame refused for its signature (gomavlib's reader with InKey:
+// "signature required but packet is not v2", "signature not present", "wrong signature",
+// "signature timestamp is too old") from a frame that does not parse.
+func isSignatureError(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "signature")
 }
 
 // checkLink marks the link down when the last heartbeat is too old.
@@ -207,6 +225,10 @@ func (c *Client) handleMessage(sys, comp uint8, m message.Message, recv time.Tim
 	c.msgCount[name]++
 	c.msgLast[name] = recv
 
+	if c.cfg.SystemID != 0 && sys != c.cfg.SystemID {
+		c.foreign++ // the pinned vehicle only
+		return
+	}
 	if hb, ok := m.(*common.MessageHeartbeat); ok && hb.Autopilot != common.MAV_AUTOPILOT_INVALID {
 		if c.sysID == 0 {
 			c.sysID = sys
@@ -330,6 +352,8 @@ type Stats struct {
 	LinkUp      bool                 `json:"link_up"`
 	LinkLosses  uint64               `json:"link_losses"`
 	ParseErrors uint64               `json:"parse_errors"` // frames gomavlib could not parse
+	Unsigned    uint64               `json:"unsigned"`     // frames dropped for their signature (with a key)
+	Foreign     uint64               `json:"foreign"`      // messages from a system other than the pinned one
 	Rejected    uint64               `json:"rejected"`     // parsed messages with impossible values
 	OutOfOrder  uint64               `json:"out_of_order"` // samples not newer than the last one
 	Messages    map[string]uint64    `json:"messages"`     // by MAVLink message name
@@ -341,7 +365,7 @@ func (c *Client) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := Stats{
-		LinkUp: c.linkUp, LinkLosses: c.linkLosses, ParseErrors: c.parseErrs,
+		LinkUp: c.linkUp, LinkLosses: c.linkLosses, ParseErrors: c.parseErrs, Unsigned: c.unsigned, Foreign: c.foreign,
 		Rejected: c.rejected, OutOfOrder: c.outOfOrder,
 		Messages:    make(map[string]uint64, len(c.msgCount)),
 		LastMessage: make(map[string]time.Time, len(c.msgLast)),

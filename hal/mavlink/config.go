@@ -33,8 +33,12 @@ type Config struct {
 	//   serial:///dev/ttyUSB0?baud=57600
 	Endpoint string
 	// SystemID of the vehicle to follow; 0 follows the first system whose HEARTBEAT names an
-	// autopilot.
+	// autopilot. Messages of any other system are ignored and counted (Stats.Foreign).
 	SystemID uint8
+	// Key, when set, is the MAVLink 2 signing key shared with the autopilot: only frames signed
+	// with it are read (unsigned, MAVLink 1 and wrongly signed ones are dropped and counted in
+	// Stats.Unsigned), and the client's own frames are signed.
+	Key *[32]byte
 	// LinkTimeout: the link is down when no autopilot HEARTBEAT came for this long.
 	LinkTimeout time.Duration
 	// MaxAge: PoseAt(t) fails with ErrStale when t is more than MaxAge after the newest

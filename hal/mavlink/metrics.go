@@ -11,6 +11,8 @@ var (
 		"Times the MAVLink link went from up to down.", nil, nil)
 	descParseErrors = prometheus.NewDesc("vigil_mavlink_parse_errors_total",
 		"MAVLink frames that could not be parsed (bad magic, length, checksum or payload).", nil, nil)
+	descIgnored = prometheus.NewDesc("vigil_mavlink_ignored_total",
+		"MAVLink frames ignored: unsigned or wrongly signed (reason unsigned, with a signing key), or from a system other than the pinned one (foreign).", []string{"reason"}, nil)
 	descRejected = prometheus.NewDesc("vigil_mavlink_rejected_messages_total",
 		"Parsed MAVLink messages dropped for impossible values.", nil, nil)
 	descMessages = prometheus.NewDesc("vigil_mavlink_messages_total",
@@ -27,7 +29,7 @@ var (
 type collector struct{ c *Client }
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLinkUp, descLinkLosses, descParseErrors, descRejected, descMessages, descAge, descFix, descSats} {
+	for _, d := range []*prometheus.Desc{descLinkUp, descLinkLosses, descParseErrors, descIgnored, descRejected, descMessages, descAge, descFix, descSats} {
 		ch <- d
 	}
 }
@@ -45,6 +47,8 @@ func (k collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descLinkLosses, prometheus.CounterValue, float64(c.linkLosses))
 	ch <- prometheus.MustNewConstMetric(descParseErrors, prometheus.CounterValue, float64(c.parseErrs))
 	ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(c.rejected))
+	ch <- prometheus.MustNewConstMetric(descIgnored, prometheus.CounterValue, float64(c.unsigned), "unsigned")
+	ch <- prometheus.MustNewConstMetric(descIgnored, prometheus.CounterValue, float64(c.foreign), "foreign")
 	for name, n := range c.msgCount {
 		ch <- prometheus.MustNewConstMetric(descMessages, prometheus.CounterValue, float64(n), name)
 		ch <- prometheus.MustNewConstMetric(descAge, prometheus.GaugeValue, now.Sub(c.msgLast[name]).Seconds(), name)

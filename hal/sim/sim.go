@@ -24,6 +24,7 @@ import (
 
 	"github.com/bluenviron/gomavlib/v3"
 	"github.com/bluenviron/gomavlib/v3/pkg/dialects/common"
+	"github.com/bluenviron/gomavlib/v3/pkg/frame"
 	"github.com/bluenviron/gomavlib/v3/pkg/message"
 
 	"github.com/vigil-edge/vigil/hal/geo"
@@ -55,6 +56,7 @@ type DroneConfig struct {
 	HDOP                      float64 // reported with a fix
 	Satellites                int     // reported with a fix
 	SystemID                  uint8
+	Key                       *[32]byte // MAVLink 2 signing key; nil sends unsigned frames
 	Logger                    *slog.Logger
 }
 
@@ -235,6 +237,10 @@ func (d *Drone) Start(ctx context.Context) error {
 			OutSystemID:      d.cfg.SystemID,
 			OutComponentID:   1, // MAV_COMP_ID_AUTOPILOT1
 			HeartbeatDisable: true,
+		}
+		if d.cfg.Key != nil {
+			k := frame.V2Key(*d.cfg.Key)
+			node.OutKey = &k
 		}
 		if err = node.Initialize(); err != nil {
 			err = fmt.Errorf("open mavlink udp to %s: %w", d.cfg.Target, err)
