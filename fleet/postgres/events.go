@@ -279,7 +279,12 @@ func (e *Events) Query(ctx context.Context, f eventstore.Filter) ([]eventstore.R
 	if f.RuleID != "" {
 		where = append(where, "rule_id <> ''") // lets the partial index serve
 	}
-	if f.Label != "" {
+	switch {
+	case f.Label != "" && f.Device != "":
+		// A device's records are few: walk its index and check the label on each (the GIN
+		// index would fetch the label's records of every device, millions for "person").
+		where = append(where, arg(f.Label)+" = ANY(labels)")
+	case f.Label != "":
 		where = append(where, "labels @> ARRAY["+arg(f.Label)+"]::text[]")
 	}
 	if !f.Since.IsZero() {
