@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/vigil-edge/vigil/fleet"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	harness "github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // TestPicturesAcrossBrokerOutage: the real agent on PETS09 sends to the fleet through an
