@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/vigil-edge/vigil/fleet"
-	harness "github.com/vigil-edge/vigil/testvideos/testharness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // TestPicturesAcrossBrokerOutage: the real agent on PETS09 sends to the fleet through an
@@ -36,7 +36,7 @@ func TestPicturesAcrossBrokerOutage(t *testing.T) {
 
 func outage(t *testing.T, full bool) {
 	rtsp := startRTSP(t, "", "", petsClip)
-	broker := harness.StartMosquitto(t, harness.MosquittoOptions{})
+	broker := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
 	link := newRelay(t, broker.Addr)
 	core, err := fleet.New(fleet.Config{Broker: broker.URL, HTTPListen: "127.0.0.1:0", Logger: quietLog()})
 	if err != nil {
@@ -180,7 +180,7 @@ type relay struct {
 }
 
 func newRelay(t *testing.T, target string) *relay {
-	r := &relay{t: t, target: target, addr: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)), conns: map[net.Conn]bool{}}
+	r := &relay{t: t, target: target, addr: fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t)), conns: map[net.Conn]bool{}}
 	r.up()
 	t.Cleanup(func() { r.down(); r.wg.Wait() })
 	return r
