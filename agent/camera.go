@@ -300,6 +300,7 @@ func (c *camera) run(ctx context.Context, det models.Detector) {
 
 	p := &packetSink{cam: c, buf: buf, rl: detect.RateLimiter{FPS: c.cfg.DetectFPS}}
 	err = ingest.Supervise(ctx, src, p.handle, &p.wd, c.cfg.Watchdog, ingest.Backoff{}, ingest.Hooks{
+		Probe: sourceProbe(src), // health.go
 		SessionEnded: func(err error, wait time.Duration) {
 			c.m.SourceUp.WithLabelValues(id).Set(0)
 			c.m.SourceErrors.WithLabelValues(id, reason(err)).Inc()

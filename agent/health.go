@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -142,4 +143,12 @@ func outboxLost(r *outbox.Recovery) *wire.OutboxLost {
 		return nil
 	}
 	return &wire.OutboxLost{At: r.At.UnixMilli(), Reason: r.Reason, MovedTo: filepath.Base(r.MovedTo)}
+}
+
+// sourceProbe is the source's cheap reachability check (an RTSP camera's TCP connect), or nil.
+func sourceProbe(src any) func(context.Context) error {
+	if p, ok := src.(interface{ Probe(context.Context) error }); ok {
+		return p.Probe
+	}
+	return nil
 }

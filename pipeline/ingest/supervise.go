@@ -74,7 +74,19 @@ type Hooks struct {
 	SessionEnded func(err error, wait time.Duration)
 	// Reconnecting is called just before a session other than the first starts.
 	Reconnecting func(attempt int)
+	// Probe, if set, is a cheap check that the source is reachable (a TCP connect, no
+	// session). While a source that delivered packets within FlapWindow waits out its
+	// back-off, Probe runs every ProbeInterval; when it succeeds after having failed (the
+	// camera is back), the wait ends at once. It must return within about a second.
+	Probe func(ctx context.Context) error
 }
+
+// A camera that was streaming a moment ago is probed every ProbeInterval while it is away, for
+// up to FlapWindow after its last packet, so that it is noticed soon after it returns.
+const (
+	ProbeInterval = 250 * time.Millisecond
+	FlapWindow    = 2 * time.Minute
+)
 
 // Supervise runs src until ctx is done, restarting it after every failed or stalled session
 // with back-off (reset once a session has delivered pictures for a while). A session that
@@ -82,13 +94,15 @@ type Hooks struct {
 // It returns nil when ctx is done, or io.EOF when a finite source ends.
 func Supervise(ctx context.Context, src Source, sink func(frame.Packet), w *Watchdog, watchdog time.Duration, b Backoff, h Hooks) error {
 	failures := 0
+	var lastPacket time.Time // of the last session that delivered packets
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 && h.Reconnecting != nil {
 			h.Reconnecting(attempt)
 		}
 		start := time.Now()
 		w.Alive() // the session gets a full timeout to produce its first picture
-		err := runWatched(ctx, src, sink, w, watchdog)
+		got := false
+		err := runWatched(ctx, src, func(p frame.Packet) { got = true; sink(p) }, w, watchdog)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -98,6 +112,9 @@ func Supervise(ctx context.Context, src Source, sink func(frame.Packet), w *Watc
 		if err == nil {
 			err = errors.New("session ended")
 		}
+		if got {
+			lastPacket = time.Now()
+		}
 		if time.Since(start) > b.withDefaults().Max {
 			failures = 0 // it ran for a while: start the back-off afresh
 		}
@@ -106,12 +123,43 @@ func Supervise(ctx context.Context, src Source, sink func(frame.Packet), w *Watc
 		if h.SessionEnded != nil {
 			h.SessionEnded(err, wait)
 		}
-		t := time.NewTimer(wait)
+		probe := h.Probe
+		if lastPacket.IsZero() || time.Since(lastPacket) > FlapWindow {
+			probe = nil // not streaming lately: the back-off alone
+		}
+		if !waitOrProbe(ctx, wait, probe) {
+			return nil
+		}
+	}
+}
+
+// waitOrProbe waits for wait, or, with probe, until probe succeeds after having failed (the
+// source came back) if that is sooner. It returns false when ctx ends.
+func waitOrProbe(ctx context.Context, wait time.Duration, probe func(context.Context) error) bool {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	var tick <-chan time.Time
+	if probe != nil {
+		tk := time.NewTicker(ProbeInterval)
+		defer tk.Stop()
+		tick = tk.C
+	}
+	down := false
+	for {
 		select {
 		case <-ctx.Done():
-			t.Stop()
-			return nil
+			return false
 		case <-t.C:
+			return true
+		case <-tick:
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			err := probe(pctx)
+			cancel()
+			if err != nil {
+				down = true
+			} else if down {
+				return true // it is back
+			}
 		}
 	}
 }

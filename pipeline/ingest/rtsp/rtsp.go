@@ -155,6 +155,25 @@ func New(cfg Config) (*Source, error) {
 	return s, nil
 }
 
+// Probe checks cheaply that the camera is reachable: a TCP connection to its RTSP port, closed
+// at once (no RTSP request). It returns within ctx's deadline.
+func (s *Source) Probe(ctx context.Context) error {
+	host := s.u.Host
+	if s.u.Port() == "" {
+		port := "554"
+		if s.u.Scheme == "rtsps" {
+			port = "322"
+		}
+		host = net.JoinHostPort(s.u.Hostname(), port)
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return fmt.Errorf("rtsp probe %s: %w", s.redacted, err)
+	}
+	return c.Close()
+}
+
 // scrubURLError keeps a URL parse error from repeating the URL (and its password).
 func scrubURLError(raw string, err error) string {
 	msg := err.Error()
