@@ -32,6 +32,11 @@ BENCHTIME="${BENCHTIME:-200x}"
 	go test -run '^$' -bench 'Replay' -benchtime 20000x -count 3 ./pipeline/publish/ | grep -E '^Benchmark'
 	echo "## tiling on the aerial image (inferences per frame and time)"
 	go test -run '^$' -bench 'Aerial' -benchtime 5x ./models/tile/ | grep -E '^Benchmark'
+	echo "## motion detection: Update on a 1280x720 luma plane (ns/op wall, cpu-ns/op CPU time per frame)"
+	go test -run '^$' -bench 'Update720p' -benchtime 2000x -cpu 1 ./pipeline/motion/ | grep -E '^Benchmark'
+	echo "## motion-driven detection vs detection on every frame at detect_fps 5: inferences, events, line crossings"
+	VIGIL_MOTION_EVAL=1 VIGIL_MOTION_EVAL_CLIP=detect_fps go test -count=1 -timeout 30m -run 'TestMotionEvaluation$' -v ./testvideos/score/ |
+		grep '^motion-eval'
 } | tee -a "$OUT/latest.txt"
 {
 	echo "## city scale: simulated devices → Mosquitto (shared subscription) → 2 fleet instances → PostgreSQL"
