@@ -18,6 +18,12 @@ import (
 // subscriber connected to the broker), and returns the body of /healthz and serve's logs so
 // far; serve is stopped when the test ends.
 func serveHealthy(t *testing.T, args ...string) (health string, logs *syncBuffer) {
+	h, logs, _ := serveAPIHealthy(t, args...)
+	return h, logs
+}
+
+// serveAPIHealthy is serveHealthy that also returns the API's base URL.
+func serveAPIHealthy(t *testing.T, args ...string) (health string, logs *syncBuffer, base string) {
 	t.Helper()
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -42,7 +48,7 @@ func serveHealthy(t *testing.T, args ...string) (health string, logs *syncBuffer
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return string(b), logs
+				return string(b), logs, "http://" + httpAddr
 			}
 			health = string(b)
 		}
