@@ -39,6 +39,10 @@ type Limits struct {
 	MaxConnections int           // open connections; further ones are closed at once
 	ConnectRate    float64       // new connections per second per remote IP address
 	ConnectBurst   int           // and their burst
+	// RateLoopback applies the connect rate to loopback addresses too. By default they are
+	// exempt: the fleet's own clients, local tools and simulators, and a local proxy (behind
+	// which every client shares one address) connect from there.
+	RateLoopback bool
 }
 
 func (l Limits) withDefaults() Limits {
@@ -173,7 +177,7 @@ func (l limitListener) Accept() (net.Conn, error) {
 		switch {
 		case l.g.lim.MaxConnections > 0 && l.g.open.Load() >= int64(l.g.lim.MaxConnections):
 			reason = RefuseMaxConnections
-		case !l.g.allow(ip):
+		case (l.g.lim.RateLoopback || !isLoopback(ip)) && !l.g.allow(ip):
 			reason = RefuseRate
 		}
 		if reason != "" {
@@ -187,6 +191,11 @@ func (l limitListener) Accept() (net.Conn, error) {
 		}
 		return &countedConn{Conn: c, g: l.g}, nil
 	}
+}
+
+func isLoopback(ip string) bool {
+	a := net.ParseIP(ip)
+	return a != nil && a.IsLoopback()
 }
 
 // countedConn gives its slot back when closed.

@@ -130,7 +130,7 @@ func TestConnectionCapRateAndPacketSize(t *testing.T) {
 		t.Errorf("refusals %v", st.Refused)
 	}
 
-	r := startBroker(t, Limits{ConnectRate: 0.01, ConnectBurst: 3})
+	r := startBroker(t, Limits{ConnectRate: 0.01, ConnectBurst: 3, RateLoopback: true})
 	for i := range 5 {
 		c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(r.URL()).SetClientID("r").SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(2 * time.Second))
 		tok := c.Connect()
