@@ -93,12 +93,32 @@ func TestEventStoreEndToEnd(t *testing.T) {
 
 	p := testpub.Connect(t, "tcp://"+c.BrokerAddr(), "edge-01")
 	base := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	// The store orders by arrival, and the subscriber handles messages concurrently: each
+	// message is sent once the one before it was accepted, so that arrival follows seq.
+	stored := 0
+	accepted := func(seq uint64, dups uint64, kept bool) {
+		t.Helper()
+		if kept {
+			stored++
+		}
+		eventually(t, fmt.Sprintf("seq %d accepted", seq), func() (bool, string) {
+			d, ok := c.Registry().Device("edge-01")
+			recs, err := c.Events().Query(context.Background(), eventstore.Filter{})
+			return ok && d.HighestSeq == seq && d.Duplicates == dups && err == nil && len(recs) == stored,
+				fmt.Sprintf("%+v, %d stored, %v", d.Stream, len(recs), err)
+		})
+	}
 	publishEvent(t, p, 1, "gate", "person", "", base)
+	accepted(1, 0, true)
 	publishEvent(t, p, 2, "yard", "car", "", base.Add(time.Second))
+	accepted(2, 0, true)
 	publishEvent(t, p, 3, "gate", "person", "door", base.Add(2*time.Second))
+	accepted(3, 0, true)
 	publishEvent(t, p, 1, "gate", "person", "", base) // a duplicate: stored once
-	for seq := uint64(4); seq <= 15; seq++ {          // 12 detections: 1 in 5 kept (seqs 4, 9, 14)
+	accepted(3, 1, false)
+	for seq := uint64(4); seq <= 15; seq++ { // 12 detections: 1 in 5 kept (seqs 4, 9, 14)
 		p.DetectionsSeq("gate", seq, false, "person", "dog")
+		accepted(seq, 1, seq%5 == 4)
 	}
 	eventually(t, "15 messages accepted", func() (bool, string) {
 		d, ok := c.Registry().Device("edge-01")
