@@ -24,11 +24,20 @@ wait_port() { # host:port name
 	exit 1
 }
 
-start_fleet() { # mqtt_port http_addr
+start_fleet() { # mqtt_port http_addr; sets FLEET_PUB (the signing key agents pin)
+	# A signing key for the demo (made once): the fleet signs live-view commands with it.
+	if [ ! -f "$WORK/fleet-key/keygen.txt" ]; then
+		rm -rf "$WORK/fleet-key"
+		bin/vigil-fleet keygen --out "$WORK/fleet-key" >"$WORK/fleet-key.txt"
+		mv "$WORK/fleet-key.txt" "$WORK/fleet-key/keygen.txt"
+	fi
+	FLEET_PUB=$(sed -n "s/^public key (base64, for the agents' configuration): //p" "$WORK/fleet-key/keygen.txt")
 	echo "$NAME: starting vigil-fleet (embedded MQTT broker on 127.0.0.1:$1, API on $2)"
-	bin/vigil-fleet serve --mqtt-listen "127.0.0.1:$1" --http "$2" >"$WORK/vigil-fleet.log" 2>&1 &
+	bin/vigil-fleet serve --mqtt-listen "127.0.0.1:$1" --http "$2" --key "$WORK/fleet-key/fleet.key" >"$WORK/vigil-fleet.log" 2>&1 &
 	pids+=($!)
 	wait_port "127.0.0.1:$1" vigil-fleet
+	wait_port "$2" vigil-fleet
+	echo "$NAME: dashboard: http://$2/ (no token needed: this fleet's API is open, on loopback only)"
 }
 
 start_camera() { # rtsp_port file...

@@ -31,6 +31,9 @@ outbox:
   path: $WORK/outbox.db
 snapshots:
   dir: $WORK/snapshots
+ota:
+  fleet_key: $FLEET_PUB
+  store_dir: $WORK/models
 model:
   manifest: $ROOT/models/yolox_nano_coco_416.json
   dir: $DATA/models
@@ -47,6 +50,10 @@ cameras:
         type: zone
         polygon: [[0.05, 0.6], [0.95, 0.6], [0.95, 0.98], [0.05, 0.98]]
         min_dwell: 2s
+    privacy_masks:
+      - id: building-windows
+        mode: black
+        points: [[0.0, 0.0], [0.3, 0.0], [0.3, 0.15], [0.0, 0.15]]
   - id: highway
     url: rtsp://127.0.0.1:$RTSP_PORT/traffic_highway_fixed_1
     detect_fps: 5
