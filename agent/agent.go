@@ -26,17 +26,17 @@ import (
 	"github.com/vigil-edge/vigil/pipeline/metrics"
 	"github.com/vigil-edge/vigil/pipeline/outbox"
 	"github.com/vigil-edge/vigil/pipeline/publish"
+	"github.com/vigil-edge/vigil/pipeline/rules"
 	"github.com/vigil-edge/vigil/pipeline/snapshot"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
 // Agent is one running edge agent.
 type Agent struct {
-	cfg  config.Config
-	log  *slog.Logger
-	reg  *prometheus.Registry
-	m    *metrics.Metrics
-	cams []*camera
+	cfg config.Config
+	log *slog.Logger
+	reg *prometheus.Registry
+	m   *metrics.Metrics
 
 	sensors *sensors        // MAVLink, GNSS, board (drone.go)
 	tele    *telemetry      // periodic health report (telemetry.go)
@@ -49,6 +49,8 @@ type Agent struct {
 	pub      *publish.Publisher // set by Run
 	snaps    *snapshot.Store    // set by Run; nil when snapshots are off
 	ota      *ota.Handler       // set by Run; nil when updates are off
+	cams     []*camera          // set by Run, once their pools are open
+	pools    *pools             // set by Run
 }
 
 // New builds an agent from a validated configuration. It does no I/O: Run does.
@@ -66,15 +68,10 @@ func New(cfg config.Config, log *slog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	a.sensors, a.tele = s, newTelemetry(cfg.Telemetry.DiskPath)
-	for _, c := range cfg.Cameras {
-		if !c.IsEnabled() {
-			continue
+	for _, c := range cfg.Cameras { // the cameras are made by Run, when what they need is open
+		if _, err := rules.New(c.Rules); c.IsEnabled() && err != nil {
+			return nil, fmt.Errorf("camera %s: %w", c.ID, err)
 		}
-		cam, err := newCamera(c, a.m, log, a.store)
-		if err != nil {
-			return nil, err
-		}
-		a.cams = append(a.cams, cam)
 	}
 	return a, nil
 }
@@ -148,30 +145,6 @@ func OpenDetector(mc config.Model, cam config.Camera) (models.Detector, error) {
 	return openManifest(man, mc.Threads, cam)
 }
 
-// cameraDetector opens the detector a camera runs: man when given (a model from the fleet),
-// else the camera's or the agent's configured model; at the tracker's score threshold (the
-// tracker wants the low-score detections too; detections messages use the camera's own), and
-// wrapped for tiling when the camera asks for it.
-func (a *Agent) cameraDetector(cam config.Camera, man *models.Manifest) (models.Detector, error) {
-	mc := a.cfg.Model
-	if cam.Model != nil {
-		mc = *cam.Model
-	}
-	dc := cam
-	dc.Score = TrackerScore()
-	var det models.Detector
-	var err error
-	if man != nil {
-		det, err = openManifest(*man, mc.Threads, dc)
-	} else {
-		det, err = OpenDetector(mc, dc)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return a.prepareDetector(cam, det) // tiling (drone.go)
-}
-
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
@@ -212,8 +185,10 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	stack = append(stack, func() { ob.Close() }) // last of all: after the publisher has stopped reading it
 	var ids []string
-	for _, c := range a.cams {
-		ids = append(ids, c.cfg.ID)
+	for _, c := range a.cfg.Cameras {
+		if c.IsEnabled() {
+			ids = append(ids, c.ID)
+		}
 	}
 	pub, err := publish.New(publish.Config{
 		DeviceID: a.cfg.DeviceID, Epoch: ob.Epoch(), URL: a.cfg.MQTT.URL, ClientID: a.cfg.MQTT.ClientID,
@@ -235,16 +210,6 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	a.mu.Unlock()
 	if snaps != nil {
 		snaps.SetEncoding(snapshot.Encoding{MaxWidth: a.cfg.Snapshots.MaxWidth, Quality: a.cfg.Snapshots.Quality})
-	}
-	for _, cam := range a.cams {
-		cam.out = outboxStore{a}
-		cam.snaps = snaps
-		cam.device = a.cfg.DeviceID
-		cam.pics = newPictures(a.pictureSender(), snaps != nil && a.cfg.Snapshots.Send, a.cfg.Snapshots.MaxSendBytes,
-			snapshot.Encoding{MaxWidth: a.cfg.Snapshots.MaxWidth, Quality: a.cfg.Snapshots.Quality})
-		if cam.cfg.Optics != nil {
-			cam.locate = a.sensors.geoReference
-		}
 	}
 
 	if a.cfg.HTTP.Listen != "" {
@@ -284,39 +249,28 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if testHookCamerasStarting != nil {
 		testHookCamerasStarting()
 	}
-	type starting struct {
-		cam *camera
-		det models.Detector
+	ps := a.openPools(fleetModel)
+	stack = append(stack, ps.close) // after the cameras have left them
+	cams, err := a.newCameras(ps, snaps)
+	if err != nil {
+		return err
 	}
-	var cams []starting
-	for _, cam := range a.cams {
-		man := fleetModel
-		if cam.cfg.Model != nil {
-			man = nil // the camera names its own model
-		}
-		det, err := a.cameraDetector(cam.cfg, man)
-		if err != nil {
-			cam.fail(err)
-			continue
-		}
-		a.tele.setModel(det.Manifest())
-		sw := &swappable{det: det}
-		cam.det = sw
-		cams = append(cams, starting{cam, sw})
-	}
+	a.mu.Lock()
+	a.cams, a.pools = cams, ps
+	a.mu.Unlock()
 
 	pub.Start()                                                  // connects, then subscribes to commands
 	stack = append(stack, func() { pub.Close(shutdownTimeout) }) // sends "offline" once the cameras have handed on every result
 	var wg sync.WaitGroup
-	for _, s := range cams {
+	for _, cam := range cams {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.cam.run(ctx, s.det)
+			cam.run(ctx)
 		}()
 	}
 	stack = append(stack, wg.Wait) // cameras finish their queued frames and hand on every result
-	a.log.Info("agent running", "device_id", a.cfg.DeviceID, "cameras", len(a.cams))
+	a.log.Info("agent running", "device_id", a.cfg.DeviceID, "cameras", len(cams))
 	stack = append(stack, a.notifySystemd(ctx)) // READY=1 now; STOPPING=1 first thing on the way out
 
 	var resume sync.WaitGroup
@@ -335,6 +289,59 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	stopOTA() // no model swap from here on (the stack calls it again: it is idempotent)
 	resume.Wait()
 	return nil
+}
+
+// newCameras makes the enabled cameras, each with everything it needs: the outbox, the
+// snapshot store, its model's detector pool (a camera whose model did not open is marked
+// failed, with the reason), its tiling and, with optics, geo-referencing.
+func (a *Agent) newCameras(ps *pools, snaps *snapshot.Store) ([]*camera, error) {
+	cams := []*camera{} // not nil: the agent has started its cameras, perhaps none
+	for _, cc := range a.cfg.Cameras {
+		if !cc.IsEnabled() {
+			continue
+		}
+		deps := cameraDeps{metrics: a.m, log: a.log, sink: a.store, out: outboxStore{a}, snaps: snaps, device: a.cfg.DeviceID,
+			pics: newPictures(a.pictureSender(), snaps != nil && a.cfg.Snapshots.Send, a.cfg.Snapshots.MaxSendBytes,
+				snapshot.Encoding{MaxWidth: a.cfg.Snapshots.MaxWidth, Quality: a.cfg.Snapshots.Quality}),
+			wrap: func(d models.Detector) (models.Detector, error) { return a.prepareDetector(cc, d) }}
+		if cc.Optics != nil {
+			deps.locate = a.sensors.geoReference
+		}
+		pool, perr := ps.forCamera(a.cfg.Model, cc)
+		if pool != nil {
+			deps.pool = pool
+		}
+		cam, err := newCamera(cc, deps)
+		if err != nil {
+			return nil, err
+		}
+		if pool == nil {
+			cam.fail(fmt.Errorf("camera %s: %w", cc.ID, perr))
+		} else if err := a.checkCameraModel(cc, pool.Manifest()); err != nil {
+			cam.fail(err)
+			cam.pool = nil
+		} else {
+			a.tele.setModel(pool.Manifest())
+		}
+		cams = append(cams, cam)
+	}
+	return cams, nil
+}
+
+// checkCameraModel checks what a camera asks of its model (its labels, its tiling) before it
+// runs, so that a bad setting fails the camera at start with its name.
+func (a *Agent) checkCameraModel(cc config.Camera, m models.Manifest) error {
+	if _, err := m.KeepLabels(cc.Labels); err != nil {
+		return fmt.Errorf("camera %s: 'labels': %w", cc.ID, err)
+	}
+	return nil
+}
+
+// cameras returns the running cameras.
+func (a *Agent) cameras() []*camera {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cams
 }
 
 // testHookCamerasStarting, set by tests only, runs just before the cameras' detectors open.
@@ -382,8 +389,16 @@ func (a *Agent) Status() Status {
 		s.Outbox = &OutboxStatus{Path: ob.Path(), Messages: st.Messages, Bytes: st.Bytes, NextSeq: st.NextSeq,
 			Corrupt: st.Corrupt, Recovered: ob.Recovered()}
 	}
-	for _, c := range a.cams {
+	cams := a.cameras()
+	for _, c := range cams {
 		s.Cameras = append(s.Cameras, c.Status())
+	}
+	if cams == nil { // not started yet
+		for _, c := range a.cfg.Cameras {
+			if c.IsEnabled() {
+				s.Cameras = append(s.Cameras, CameraStatus{ID: c.ID, URL: config.RedactURL(c.URL), State: StateStarting})
+			}
+		}
 	}
 	return s
 }

@@ -11,13 +11,14 @@ import (
 
 	"github.com/vigil-edge/vigil/agent/config"
 	"github.com/vigil-edge/vigil/models"
+	"github.com/vigil-edge/vigil/pipeline/detect"
 	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/metrics"
 	"github.com/vigil-edge/vigil/testvideos/data"
 	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
-// BenchmarkPipelineFile runs one camera's whole pipeline (file ingest, decode, buffer, detect)
+// BenchmarkPipelineFile runs one camera's whole pipeline (file ingest, decode, pool slot, detect)
 // on the PETS clip with detection on every frame, as fast as it goes: b.N frames detected.
 // Compare its frames/s with models/onnx's BenchmarkInferenceOnly (same threads): the
 // pipeline's rate should be at least 0.95 of the raw inference rate.
@@ -46,13 +47,19 @@ func BenchmarkPipelineFile(b *testing.B) {
 		}
 		return nil
 	}
-	c, err := newCamera(cam, metrics.NewUnregistered(), slog.New(slog.NewTextHandler(io.Discard, nil)), sink)
+	pool, err := detect.NewPool(detect.PoolConfig{}, []models.Detector{det}) // one session, as the raw benchmark
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close()
+	c, err := newCamera(cam, cameraDeps{metrics: metrics.NewUnregistered(), log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		sink: sink, pool: pool})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	start := time.Now()
-	c.run(ctx, det)
+	c.run(ctx)
 	el := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(n.Load())/el.Seconds(), "frames/s")

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vigil-edge/vigil/agent/config"
@@ -66,8 +69,14 @@ const (
 	shutdownTimeout = 5 * time.Second
 )
 
-// camera runs one camera's pipeline: ingest → decode → buffer → detect → track → rules,
-// handing detections and alerts to the agent's outbox.
+// camera runs one camera's pipeline: ingest → decode → its slot in the model's detector pool
+// → track → rules → events, handing detections, events and alerts to the outbox.
+//
+//	packets ─▶ decode (YUV) ─▶ detect_fps ─▶ pool slot (latest wins) ─▶ pool worker: detectOn
+//	                                                                         │ (letterbox from YUV,
+//	          onResult (the slot's sink goroutine): analyse ◀────────────────┘  run, NMS, tiling)
+//
+// Everything it needs comes through newCamera; run starts it once.
 type camera struct {
 	cfg    config.Camera
 	m      *metrics.Metrics
@@ -78,29 +87,72 @@ type camera struct {
 	locate func(d *frame.Detections)                     // nil: no geo (drone mode sets it)
 	pics   *pictures                                     // snapshots and live views for the fleet (pictures.go); nil: none
 	device string                                        // the agent's device id
+	pool   detectorPool                                  // nil: the camera cannot run (its model did not open)
+	wrap   func(models.Detector) (models.Detector, error)
 
-	det          *swappable // set when the camera starts; its model can be replaced
-	tracker      *track.Tracker
-	rules        *rules.Engine
-	events       *events.Manager
-	exclude      []mask.Polygon
-	publishScore float32 // detections below it feed the tracker only
-	frameW       int     // the last detected frame's size, for events ended after the stream
-	frameH       int
+	// Used only on the pool's workers, one at a time (detectOn).
+	bound      *pooledDetector // the pool detector the frame runs on, with the camera's filter
+	chain      models.Detector // bound, tiled when the camera asks for it
+	chainModel string          // the model chain was built for
+	modelScore atomic.Uint32   // the running model's default score (float32 bits), for publishScore
+
+	// Used only on the slot's sink goroutine (onResult, analyse).
+	tracker *track.Tracker
+	rules   *rules.Engine
+	events  *events.Manager
+	exclude []mask.Polygon
+	frameW  int // the last detected frame's size, for events ended after the stream
+	frameH  int
+	bgr     []byte // the BGR copy of frame bgrSeq, for snapshots and live views; reused
+	bgrSeq  uint64
+	slot    *detect.Slot
 
 	mu     sync.Mutex
 	status CameraStatus
 }
 
-func newCamera(cfg config.Camera, m *metrics.Metrics, log *slog.Logger, sink func(context.Context, frame.Detections) error) (*camera, error) {
+// detectorPool is the camera's handle on the detector pool of its model.
+//
+// Call contract: Join is called once per run of the camera; the slot is closed by the camera.
+type detectorPool interface {
+	Join(cfg detect.SlotConfig) (*detect.Slot, error)
+}
+
+// cameraDeps is everything a camera needs besides its configuration.
+type cameraDeps struct {
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	// sink stores the detections of interest of a frame; out its events and alerts (nil:
+	// only counted): both into the outbox, returning once the message is durable.
+	sink func(context.Context, frame.Detections) error
+	out  messageStore
+	// snaps keeps event snapshots (nil: none); locate geo-references detections (nil: none);
+	// pics sends snapshots and live views to the fleet (nil: none) as device.
+	snaps  *snapshot.Store
+	locate func(d *frame.Detections)
+	pics   *pictures
+	device string
+	// pool runs the camera's detections; nil when its model could not be opened (run then
+	// reports fail's error).
+	pool detectorPool
+	// wrap prepares the pool detector for the camera (tiling); nil: used as it is.
+	wrap func(models.Detector) (models.Detector, error)
+}
+
+func newCamera(cfg config.Camera, deps cameraDeps) (*camera, error) {
 	eng, err := rules.New(cfg.Rules)
 	if err != nil {
 		return nil, fmt.Errorf("camera %s: %w", cfg.ID, err)
 	}
-	c := &camera{cfg: cfg, m: m, log: log.With("camera", cfg.ID), sink: sink,
+	if deps.wrap == nil {
+		deps.wrap = func(d models.Detector) (models.Detector, error) { return d, nil }
+	}
+	c := &camera{cfg: cfg, m: deps.metrics, log: deps.log.With("camera", cfg.ID), sink: deps.sink, out: deps.out,
+		snaps: deps.snaps, locate: deps.locate, pics: deps.pics, device: deps.device, pool: deps.pool, wrap: deps.wrap,
 		tracker: track.New(track.Default()), rules: eng, events: events.New(events.Default()),
 		exclude: mask.Polygons(cfg.Exclude)}
 	c.status = CameraStatus{ID: cfg.ID, URL: config.RedactURL(cfg.URL), State: StateStarting}
+	m := deps.metrics
 	// Make the per-camera series exist from the start, so dashboards see zeros, not gaps.
 	m.PacketsReceived.WithLabelValues(cfg.ID)
 	m.FramesDecoded.WithLabelValues(cfg.ID)
@@ -133,10 +185,14 @@ func (c *camera) analyse(ctx context.Context, d frame.Detections) {
 	if len(c.exclude) > 0 {
 		d = mask.FilterDetections(d, c.exclude)
 	}
+	publishScore := c.cfg.Score
+	if publishScore == 0 {
+		publishScore = math.Float32frombits(c.modelScore.Load())
+	}
 	pub := d
 	pub.Objects = nil
 	for _, o := range d.Objects {
-		if o.Score >= c.publishScore {
+		if o.Score >= publishScore {
 			pub.Objects = append(pub.Objects, o)
 		}
 	}
@@ -154,6 +210,9 @@ func (c *camera) analyse(ctx context.Context, d frame.Detections) {
 		}
 	}
 	c.m.TracksActive.WithLabelValues(c.cfg.ID).Set(float64(confirmed))
+	if c.slot != nil { // a camera following objects goes ahead in the pool
+		c.slot.SetPriority(confirmed > 0)
+	}
 	alerts := c.rules.Update(tracks)
 	changes := c.events.Update(tracks, c.rules.Zones)
 	c.snapshot(d)
@@ -199,9 +258,21 @@ func (c *camera) snapshot(d frame.Detections) {
 		}
 		return
 	}
+	best := c.events.BestFrames()
+	if len(best) == 0 {
+		return
+	}
+	img, err := c.frameBGR(d)
+	if err != nil {
+		for _, b := range best {
+			c.events.NoSnapshot(b.EventID)
+		}
+		c.log.Warn("convert frame for snapshot", "err", err)
+		return
+	}
 	redact := func(img models.Image) error { return mask.Apply(img, c.cfg.PrivacyMasks) }
-	for _, b := range c.events.BestFrames() {
-		jpeg, err := c.snaps.SaveJPEG(b.EventID, d.Image, b.Box, redact)
+	for _, b := range best {
+		jpeg, err := c.snaps.SaveJPEG(b.EventID, img, b.Box, redact)
 		if err != nil {
 			c.events.NoSnapshot(b.EventID)
 			c.log.Warn("save snapshot", "event", b.EventID, "err", err)
@@ -209,6 +280,24 @@ func (c *camera) snapshot(d frame.Detections) {
 		}
 		c.savedSnapshot(b.EventID, jpeg)
 	}
+}
+
+// frameBGR is the full-size BGR copy of d's frame: made only for a frame a snapshot or a live
+// view needs, once per frame.
+func (c *camera) frameBGR(d frame.Detections) (models.Image, error) {
+	if d.Image.Format == models.BGR24 {
+		return d.Image, nil
+	}
+	w, h := d.Image.Width, d.Image.Height
+	if c.bgrSeq == d.FrameSeq && c.bgrSeq != 0 && len(c.bgr) == 3*w*h {
+		return models.Image{Width: w, Height: h, Stride: 3 * w, Pix: c.bgr}, nil
+	}
+	img, buf, err := decode.ToBGR(d.Image, c.bgr)
+	c.bgr, c.bgrSeq = buf, 0
+	if err == nil {
+		c.bgrSeq = d.FrameSeq
+	}
+	return img, err
 }
 
 // emitEvents stores event changes: new and end as events, updates as event updates (the
@@ -254,13 +343,11 @@ func (c *camera) fail(err error) {
 	c.log.Error("camera cannot run", "err", err)
 }
 
-// run runs the camera until ctx is done (or a file played once ends). It owns det and closes
-// it. Every goroutine it starts has ended when it returns.
-func (c *camera) run(ctx context.Context, det models.Detector) {
-	defer det.Close()
-	c.publishScore = c.cfg.Score
-	if c.publishScore == 0 {
-		c.publishScore = det.Manifest().Defaults.Score
+// run runs the camera until ctx is done (or a file played once ends). Every goroutine it
+// starts has ended when it returns. It is called once.
+func (c *camera) run(ctx context.Context) {
+	if c.pool == nil {
+		return // failed at start: fail said why
 	}
 	src, err := newSource(c.cfg, c.log)
 	if err != nil {
@@ -268,37 +355,21 @@ func (c *camera) run(ctx context.Context, det models.Detector) {
 		return
 	}
 	id := c.cfg.ID
-	var buf *detect.Buffer
-	if isFile(c.cfg.URL) && !c.cfg.IsRealtime() {
-		buf = detect.NewLosslessBuffer(c.cfg.QueueSize)
-	} else {
-		buf = detect.NewBuffer(c.cfg.QueueSize, func(*frame.Frame) {
+	dctx := context.WithoutCancel(ctx) // results of frames already taken are stored after a stop
+	c.slot, err = c.pool.Join(detect.SlotConfig{Camera: id, Depth: c.cfg.QueueSize,
+		Lossless: isFile(c.cfg.URL) && !c.cfg.IsRealtime(),
+		Detect:   c.detectOn,
+		Sink:     func(r detect.Result) { c.onResult(dctx, r) },
+		OnDrop: func(*frame.Frame) {
 			c.m.FramesDropped.WithLabelValues(id, "detect_queue").Inc()
 			c.update(func(s *CameraStatus) { s.FramesDropped++ })
-		})
+		}})
+	if err != nil {
+		c.fail(fmt.Errorf("camera %s: %w", id, err))
+		return
 	}
 
-	// The detector: after the source stops it finishes the frames already queued, and every
-	// result it makes reaches the sink.
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		dctx := context.WithoutCancel(ctx)
-		detect.Run(dctx, buf, det, func(d frame.Detections) { c.analyse(dctx, d) }, detect.Hooks{
-			Detected: func(d frame.Detections) {
-				c.m.FramesDetected.WithLabelValues(id).Inc()
-				c.m.Inference.WithLabelValues(id).Observe(d.Inference.Seconds())
-				c.update(func(s *CameraStatus) { s.Detected++ })
-			},
-			Failed: func(_ *frame.Frame, err error) {
-				c.m.DetectErrors.WithLabelValues(id).Inc()
-				c.log.Warn("detection failed", "err", err)
-			},
-		})
-	}()
-
-	p := &packetSink{cam: c, buf: buf, rl: detect.RateLimiter{FPS: c.cfg.DetectFPS}}
+	p := &packetSink{cam: c, slot: c.slot, rl: detect.RateLimiter{FPS: c.cfg.DetectFPS}}
 	err = ingest.Supervise(ctx, src, p.handle, &p.wd, c.cfg.Watchdog, ingest.Backoff{}, ingest.Hooks{
 		Probe: sourceProbe(src), // health.go
 		SessionEnded: func(err error, wait time.Duration) {
@@ -313,10 +384,9 @@ func (c *camera) run(ctx context.Context, det models.Detector) {
 		},
 	})
 	p.flush()
-	buf.Close()
-	wg.Wait()
+	c.slot.Close() // the frames already queued are detected, and every result analysed
 	p.close()
-	c.emitEvents(context.WithoutCancel(ctx), c.events.EndAll(time.Now().UTC())) // the stream is over: its events end
+	c.emitEvents(dctx, c.events.EndAll(time.Now().UTC())) // the stream is over: its events end
 	c.m.SourceUp.WithLabelValues(id).Set(0)
 	if errors.Is(err, io.EOF) {
 		c.setState(StateEnded, nil)
@@ -325,6 +395,92 @@ func (c *camera) run(ctx context.Context, det models.Detector) {
 		c.setState(StateStopped, nil)
 	}
 }
+
+// detectOn runs the camera's detection of f on det, one of its pool's detectors, on the
+// pool's worker: det with the camera's labels and NMS threshold, tiled when asked for. The
+// chain is rebuilt when the pool's model changed (a fleet update).
+func (c *camera) detectOn(ctx context.Context, det models.Detector, f *frame.Frame) ([]models.Detection, error) {
+	m := det.Manifest()
+	if id := m.Name + "@" + m.Version + "#" + m.SHA256; c.chain == nil || c.chainModel != id {
+		keep, err := m.KeepLabels(c.cfg.Labels)
+		if err != nil {
+			return nil, fmt.Errorf("camera %s: 'labels': %w", c.cfg.ID, err)
+		}
+		c.bound = &pooledDetector{det: det, filter: models.Filter{NMS: c.cfg.NMS, Keep: keep}}
+		chain, err := c.wrap(c.bound)
+		if err != nil {
+			return nil, err
+		}
+		c.chain, c.chainModel = chain, id
+		c.modelScore.Store(math.Float32bits(m.Defaults.Score))
+	}
+	c.bound.det = det
+	defer func() { c.bound.det = nil }()
+	return c.chain.Detect(ctx, f.Image)
+}
+
+// onResult is the slot's sink: each detected frame, in order, on the slot's goroutine.
+func (c *camera) onResult(ctx context.Context, r detect.Result) {
+	id := c.cfg.ID
+	c.m.Stage.WithLabelValues(id, metrics.StageQueueWait).Observe(r.Wait.Seconds())
+	if r.Err != nil {
+		c.m.DetectErrors.WithLabelValues(id).Inc()
+		c.log.Warn("detection failed", "err", r.Err)
+		return
+	}
+	f := r.Frame
+	d := frame.Detections{Camera: f.Camera, FrameSeq: f.Seq, PTS: f.PTS, CapturedAt: f.CapturedAt,
+		Width: f.Image.Width, Height: f.Image.Height, Model: r.Model, Objects: r.Objects, Inference: r.Inference, Image: f.Image}
+	c.m.FramesDetected.WithLabelValues(id).Inc()
+	c.m.Inference.WithLabelValues(id).Observe(r.Inference.Seconds())
+	c.m.Stage.WithLabelValues(id, metrics.StageInference).Observe(r.Inference.Seconds())
+	c.update(func(s *CameraStatus) { s.Detected++ })
+	if c.frameW != 0 && (d.Width != c.frameW || d.Height != c.frameH) {
+		c.restart(ctx, d)
+	}
+	start := time.Now()
+	c.analyse(ctx, d)
+	c.m.Stage.WithLabelValues(id, metrics.StageAnalysis).Observe(time.Since(start).Seconds())
+}
+
+// restart follows a picture size change in the middle of a stream: tracks and rule states in
+// the old frame's pixels mean nothing in the new one, so the open events end and tracking
+// starts again.
+func (c *camera) restart(ctx context.Context, d frame.Detections) {
+	c.log.Warn("the stream's picture size changed: open events end and tracking restarts",
+		"from", fmt.Sprintf("%dx%d", c.frameW, c.frameH), "to", fmt.Sprintf("%dx%d", d.Width, d.Height))
+	c.m.SourceErrors.WithLabelValues(c.cfg.ID, "resolution_change").Inc()
+	c.emitEvents(ctx, c.events.EndAll(d.CapturedAt))
+	c.tracker = track.New(track.Default())
+	if eng, err := rules.New(c.cfg.Rules); err == nil { // validated at newCamera
+		c.rules = eng
+	}
+}
+
+// pooledDetector is a camera's view of the pool detector its frame runs on: the camera's
+// labels and NMS threshold applied per call. det is set for each frame, on the pool's worker.
+type pooledDetector struct {
+	det    models.Detector
+	filter models.Filter
+}
+
+func (p *pooledDetector) Detect(ctx context.Context, img models.Image) ([]models.Detection, error) {
+	if fd, ok := p.det.(models.FilteredDetector); ok {
+		return fd.DetectFiltered(ctx, img, p.filter)
+	}
+	objs, err := p.det.Detect(ctx, img)
+	if err != nil || p.filter.Keep == nil {
+		return objs, err
+	}
+	return slices.DeleteFunc(objs, func(o models.Detection) bool {
+		return o.ClassID >= len(p.filter.Keep) || !p.filter.Keep[o.ClassID]
+	}), nil
+}
+
+func (p *pooledDetector) Manifest() models.Manifest { return p.det.Manifest() }
+
+// Close does nothing: the pool owns its detectors.
+func (p *pooledDetector) Close() error { return nil }
 
 func isFile(u string) bool {
 	return !strings.HasPrefix(u, "rtsp://") && !strings.HasPrefix(u, "rtsps://")
@@ -350,11 +506,11 @@ func reason(err error) string {
 
 var errDecoder = errors.New("cannot decode the stream")
 
-// packetSink decodes a source's packets and queues the frames for detection. It runs on the
-// supervisor's goroutine only.
+// packetSink decodes a source's packets and offers the frames due at detect_fps to the pool.
+// It runs on the supervisor's goroutine only.
 type packetSink struct {
 	cam   *camera
-	buf   *detect.Buffer
+	slot  *detect.Slot
 	rl    detect.RateLimiter
 	wd    ingest.Watchdog
 	codec *frame.Codec
@@ -363,6 +519,7 @@ type packetSink struct {
 
 	decErrs    int
 	lastErrLog time.Time
+	hwWarned   bool
 }
 
 func (p *packetSink) handle(pkt frame.Packet) {
@@ -372,24 +529,46 @@ func (p *packetSink) handle(pkt frame.Packet) {
 	if pkt.Codec != p.codec {
 		p.close()
 		p.codec = pkt.Codec
-		dec, err := decode.New(pkt.Codec)
-		if err != nil {
-			c.setState(StateRetrying, fmt.Errorf("%w: %v", errDecoder, err))
-			p.logErr("cannot decode the stream", err)
+		if !p.open(pkt.Codec) {
 			return
 		}
-		p.dec = dec
 	}
 	if p.dec == nil {
 		return
 	}
+	start := time.Now()
 	frames, err := p.dec.Decode(pkt)
+	c.m.Stage.WithLabelValues(id, metrics.StageDecode).Observe(time.Since(start).Seconds())
 	if err != nil {
 		c.m.DecodeErrors.WithLabelValues(id).Inc()
 		p.decErrs++
 		p.logErr("decode error", err)
 	}
 	p.queue(frames)
+}
+
+// open opens the decoder for a new stream session, with the camera's threads and hwaccel.
+func (p *packetSink) open(codec *frame.Codec) bool {
+	c := p.cam
+	threads := 1
+	if c.cfg.DecoderThreads != nil {
+		threads = *c.cfg.DecoderThreads
+	}
+	dec, err := decode.New(codec, decode.WithThreads(threads), decode.WithHWAccel(c.cfg.HWAccel))
+	if err != nil {
+		c.setState(StateRetrying, fmt.Errorf("%w: %v", errDecoder, err))
+		p.logErr("cannot decode the stream", err)
+		return false
+	}
+	if fb := dec.HWFallback(); fb != nil {
+		c.m.HWFallbacks.WithLabelValues(c.cfg.ID, c.cfg.HWAccel).Inc()
+		if !p.hwWarned { // once per camera run, not per reconnect
+			p.hwWarned = true
+			c.log.Warn("'hwaccel' "+c.cfg.HWAccel+": no hardware decoder here; decoding in software", "err", fb)
+		}
+	}
+	p.dec = dec
+	return true
 }
 
 func (p *packetSink) queue(frames []*frame.Frame) {
@@ -407,10 +586,10 @@ func (p *packetSink) queue(frames []*frame.Frame) {
 		c.update(func(s *CameraStatus) { s.FramesDecoded++; s.LastFrameAt = f.CapturedAt })
 		if !p.rl.Allow(f.PTS) {
 			c.m.FramesSkipped.WithLabelValues(id).Inc()
-			f.Release()
+			f.Release() // never converted: its picture goes straight back to the decoder
 			continue
 		}
-		p.buf.Push(f)
+		p.slot.Submit(f)
 	}
 }
 

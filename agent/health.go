@@ -56,10 +56,11 @@ func (a *Agent) Health() []string {
 	a.mu.Lock()
 	pub, ob := a.pub, a.ob
 	a.mu.Unlock()
-	if ob == nil || pub == nil {
+	cams := a.cameras()
+	if ob == nil || pub == nil || cams == nil {
 		return []string{"agent: starting"}
 	}
-	for _, c := range a.cams {
+	for _, c := range cams {
 		st := c.Status()
 		if st.State == StateStreaming || st.State == StateEnded {
 			continue

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/vigil-edge/vigil/agent/config"
@@ -13,40 +12,6 @@ import (
 	"github.com/vigil-edge/vigil/models/ota"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
-
-// swappable is a camera's detector whose model can be replaced between two frames: Swap waits
-// for the frame being detected, if any, then the next frame runs the new model.
-type swappable struct {
-	mu  sync.Mutex
-	det models.Detector
-}
-
-func (s *swappable) Detect(ctx context.Context, img models.Image) ([]models.Detection, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.det.Detect(ctx, img)
-}
-
-func (s *swappable) Manifest() models.Manifest {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.det.Manifest()
-}
-
-func (s *swappable) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.det.Close()
-}
-
-// swap puts d in and closes the detector it replaces.
-func (s *swappable) swap(d models.Detector) {
-	s.mu.Lock()
-	old := s.det
-	s.det = d
-	s.mu.Unlock()
-	old.Close()
-}
 
 // openManifest opens a detector for a loaded manifest with a camera's settings.
 func openManifest(man models.Manifest, threads int, cam config.Camera) (models.Detector, error) {
@@ -108,34 +73,39 @@ func (a *Agent) handleCommand(topic string, payload []byte) {
 	}
 }
 
-// swapModel runs m on every camera that uses the agent's model. Every new detector is opened
-// first; only when all opened are they swapped in, each between two of its camera's frames.
+// swapModel runs m on every camera that uses the agent's model: as many sessions as the
+// model's detector pool has are opened first, then swapped in at once, between frames. A
+// model that lacks a label one of those cameras asks for is refused before anything changes.
 func (a *Agent) swapModel(ctx context.Context, m models.Manifest) error {
-	type pending struct {
-		cam *camera
-		det models.Detector
+	a.mu.Lock()
+	ps, cams := a.pools, a.cams
+	a.mu.Unlock()
+	if ps == nil || ps.main == nil {
+		a.log.Info("model installed; no running camera uses the agent's model", "model", m.Name, "version", m.Version)
+		return nil
 	}
-	var ps []pending
-	for _, c := range a.cams {
-		if c.cfg.Model != nil || c.det == nil {
+	n := 0
+	for _, c := range cams {
+		if c.cfg.Model != nil || c.pool == nil {
 			continue // the camera runs its own model, or is not running
 		}
-		det, err := a.cameraDetector(c.cfg, &m)
-		if err != nil {
-			for _, p := range ps {
-				p.det.Close()
-			}
+		if err := a.checkCameraModel(c.cfg, m); err != nil {
 			return err
 		}
-		ps = append(ps, pending{c, det})
+		n++
 	}
-	for _, p := range ps {
-		p.cam.det.swap(p.det)
+	if err := checkBatch("model", a.cfg.Model, m); err != nil {
+		return err
 	}
-	if len(ps) > 0 {
-		a.tele.setModel(m) // telemetry names the model only once the cameras run it
+	dets, err := openSessions(a.cfg.Model, &m, ps.main.Size())
+	if err != nil {
+		return err
 	}
-	a.log.Info("model swapped in", "model", m.Name, "version", m.Version, "cameras", len(ps))
+	if err := ps.main.Swap(dets); err != nil {
+		a.log.Warn("close the replaced model", "err", err)
+	}
+	a.tele.setModel(m) // telemetry names the model only once the cameras run it
+	a.log.Info("model swapped in", "model", m.Name, "version", m.Version, "cameras", n, "sessions", ps.main.Size())
 	return nil
 }
 

@@ -172,7 +172,13 @@ func (c *camera) answerLive(ctx context.Context, d frame.Detections, tracks []fr
 		boxes = append(boxes, snapshot.Box{Box: t.Box, Text: fmt.Sprintf("#%d %s", t.ID, t.Label)})
 	}
 	redact := func(img models.Image) error { return mask.Apply(img, c.cfg.PrivacyMasks) }
-	b, err := snapshot.Encode(d.Image, boxes, redact, p.enc)
+	img, err := c.frameBGR(d)
+	if err != nil {
+		c.m.PicturesSkipped.WithLabelValues(c.cfg.ID, pictureLive, "error").Inc()
+		c.log.Warn("live view", "err", err)
+		return
+	}
+	b, err := snapshot.Encode(img, boxes, redact, p.enc)
 	if err != nil {
 		c.m.PicturesSkipped.WithLabelValues(c.cfg.ID, pictureLive, "error").Inc()
 		c.log.Warn("live view", "err", err)
@@ -217,7 +223,7 @@ func (a *Agent) handleLiveView(payload []byte) (reason string, err error) {
 	if cmd.Name != wire.CmdLiveView {
 		return "rejected", fmt.Errorf("%w: name %q on the live_view topic", wire.ErrMalformed, cmd.Name)
 	}
-	for _, c := range a.cams {
+	for _, c := range a.cameras() {
 		if c.cfg.ID == cmd.Camera {
 			if err := c.requestLive(cmd.ID, time.Now()); err != nil {
 				if errors.Is(err, errRateLimited) {

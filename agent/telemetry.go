@@ -83,7 +83,7 @@ func (a *Agent) telemetryReport(now time.Time, st outbox.Stats) wire.Telemetry {
 	msg.Model = t.model
 	t.mu.Unlock()
 	dt := now.Sub(t.prevAt).Seconds()
-	for _, c := range a.cams {
+	for _, c := range a.cameras() {
 		s := c.Status()
 		cur := camCounts{decoded: s.FramesDecoded, detected: s.Detected}
 		for _, l := range c.cfg.Labels {

@@ -1,6 +1,9 @@
 package models
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // labelSynonyms pairs the COCO names with the Pascal-VOC spellings some exports and label
 // files use (darknet's coco.names says "motorbike" where COCO says "motorcycle").
@@ -26,4 +29,21 @@ func (m Manifest) ResolveLabel(label string) int {
 		}
 	}
 	return -1
+}
+
+// KeepLabels returns the class ids of labels (matched as ResolveLabel does) as a Filter.Keep
+// table; empty labels keep all (nil). A label the model does not know is an error naming it.
+func (m Manifest) KeepLabels(labels []string) ([]bool, error) {
+	if len(labels) == 0 {
+		return nil, nil
+	}
+	keep := make([]bool, len(m.Labels))
+	for _, l := range labels {
+		id := m.ResolveLabel(l)
+		if id < 0 {
+			return nil, fmt.Errorf("model %q has no label %q (it has %s)", m.Name, l, strings.Join(m.Labels, ", "))
+		}
+		keep[id] = true
+	}
+	return keep, nil
 }

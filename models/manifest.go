@@ -38,6 +38,9 @@ type Input struct {
 	Std        [3]float32 `json:"std"`       // zero means 1
 	Letterbox  string     `json:"letterbox"` // "top-left", "center" or "stretch"
 	PadValue   uint8      `json:"pad_value"`
+	// MaxBatch is the most frames one run takes, for a model whose input has a dynamic batch
+	// dimension; 0 or 1: the batch is fixed at 1 (YOLOX-nano's is).
+	MaxBatch int `json:"max_batch,omitempty"`
 }
 
 // Output names the model's output tensor.
@@ -79,6 +82,8 @@ func (m Manifest) Validate() error {
 		return bad("input.scale", "must be > 0")
 	case m.Input.Letterbox != "top-left" && m.Input.Letterbox != "center" && m.Input.Letterbox != "stretch":
 		return bad("input.letterbox", "must be top-left, center or stretch")
+	case m.Input.MaxBatch < 0:
+		return bad("input.max_batch", "must be >= 0")
 	case len(m.Labels) == 0:
 		return bad("labels", "is empty")
 	case m.Defaults.Score <= 0 || m.Defaults.Score >= 1:

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -76,7 +77,21 @@ type Outbox struct {
 type Model struct {
 	Manifest string `yaml:"manifest"` // path of the model's manifest (JSON)
 	Dir      string `yaml:"dir"`      // folder of the model file; default: the manifest's folder
-	Threads  int    `yaml:"threads"`  // ONNX Runtime intra-op threads per camera
+	Threads  int    `yaml:"threads"`  // ONNX Runtime intra-op threads per session
+	// PoolSize is how many sessions of the model the detector pool runs, shared by every
+	// camera using the model; unset: one per CPU core.
+	PoolSize *int `yaml:"pool_size"`
+	// BatchSize is frames per inference run; above 1 only for a model whose manifest declares
+	// a dynamic batch dimension (input.max_batch). 0 means 1.
+	BatchSize int `yaml:"batch_size"`
+}
+
+// Sessions is the detector pool's size: PoolSize, or one per CPU core.
+func (m Model) Sessions() int {
+	if m.PoolSize != nil {
+		return *m.PoolSize
+	}
+	return max(runtime.NumCPU(), 1)
 }
 
 // Camera is one video source and what to detect on it.
@@ -92,8 +107,15 @@ type Camera struct {
 	NMS       float32  `yaml:"nms_threshold"`   // 0 = the model's default
 	// Watchdog reconnects a source that delivered no decoded frame for this long.
 	Watchdog time.Duration `yaml:"watchdog"`
-	// QueueSize is the drop-oldest buffer between decode and detect, in frames.
+	// QueueSize is the camera's drop-oldest queue in the detector pool, in frames: with 1, the
+	// latest frame wins.
 	QueueSize int `yaml:"queue_size"`
+	// DecoderThreads is libavcodec's thread count for the camera (1: decode on the camera's
+	// own goroutine, no added delay; 0: FFmpeg picks from the CPU count).
+	DecoderThreads *int `yaml:"decoder_threads"`
+	// HWAccel is hardware decoding: none (default), auto, vaapi or v4l2m2m; unavailable
+	// hardware falls back to software with a warning (vigil_hwaccel_fallbacks_total).
+	HWAccel string `yaml:"hwaccel"`
 	// Realtime paces a file source at its frame rate; Loop replays it forever (files only).
 	Realtime *bool `yaml:"realtime"`
 	Loop     bool  `yaml:"loop"`
@@ -190,7 +212,14 @@ func (c *Camera) ApplyDefaults() {
 		c.Watchdog = 10 * time.Second
 	}
 	if c.QueueSize == 0 {
-		c.QueueSize = 2
+		c.QueueSize = 1
+	}
+	if c.DecoderThreads == nil {
+		one := 1
+		c.DecoderThreads = &one
+	}
+	if c.HWAccel == "" {
+		c.HWAccel = "none"
 	}
 	if c.Realtime == nil {
 		t := true
@@ -322,6 +351,12 @@ func (c Config) Validate() error {
 		if m.Threads < 1 || m.Threads > 64 {
 			bad(key+".threads", "must be between 1 and 64")
 		}
+		if m.PoolSize != nil && (*m.PoolSize < 1 || *m.PoolSize > 64) {
+			bad(key+".pool_size", "must be between 1 and 64 (leave it out for one session per CPU core), got %d", *m.PoolSize)
+		}
+		if m.BatchSize < 0 || m.BatchSize > 64 {
+			bad(key+".batch_size", "must be between 1 and 64, got %d", m.BatchSize)
+		}
 	}
 	validModel("model", c.Model)
 	if len(c.Cameras) == 0 {
@@ -359,6 +394,14 @@ func (c Config) Validate() error {
 		}
 		if cam.QueueSize < 1 || cam.QueueSize > 100 {
 			bad(k+".queue_size", "must be between 1 and 100")
+		}
+		if cam.DecoderThreads != nil && (*cam.DecoderThreads < 0 || *cam.DecoderThreads > 16) {
+			bad(k+".decoder_threads", "must be between 0 (FFmpeg picks) and 16, got %d", *cam.DecoderThreads)
+		}
+		switch cam.HWAccel {
+		case "", "none", "auto", "vaapi", "v4l2m2m":
+		default:
+			bad(k+".hwaccel", "must be none, auto, vaapi or v4l2m2m (got %q)", cam.HWAccel)
 		}
 		for j, l := range cam.Labels {
 			if strings.TrimSpace(l) == "" {

@@ -26,7 +26,7 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Fatalf("cameras = %+v", cfg.Cameras)
 	}
 	c := cfg.Cameras[1]
-	if !c.IsEnabled() || !c.IsRealtime() || !c.Loop || c.Watchdog != 10*time.Second || c.QueueSize != 2 || c.Transport != "auto" {
+	if !c.IsEnabled() || !c.IsRealtime() || !c.Loop || c.Watchdog != 10*time.Second || c.QueueSize != 1 || *c.DecoderThreads != 1 || c.HWAccel != "none" || c.Transport != "auto" {
 		t.Errorf("camera defaults not applied: %+v", c)
 	}
 	if !reflect.DeepEqual(c.Labels, DefaultLabels) {
@@ -62,6 +62,12 @@ func TestConfigErrors(t *testing.T) {
 		{"tls pair", minimal + "mqtt:\n  tls:\n    cert_file: a.pem\n", []string{"'mqtt.tls' cert_file and key_file"}},
 		{"bad duration", minimal + "mqtt:\n  keepalive: soon\n", []string{"parse yaml"}},
 		{"threads", minimal + "model:\n  threads: 0\n", []string{"'model.threads' must be between 1 and 64"}},
+		{"pool size 0", minimal + "model:\n  pool_size: 0\n", []string{"'model.pool_size' must be between 1 and 64"}},
+		{"batch size", minimal + "model:\n  batch_size: -2\n", []string{"'model.batch_size' must be between 1 and 64"}},
+		{"camera pool size 0", "device_id: d1\ncameras:\n  - id: c1\n    url: rtsp://h/x\n    model:\n      manifest: m.json\n      threads: 1\n      pool_size: 0\n",
+			[]string{"'cameras[0].model.pool_size' must be between 1 and 64"}},
+		{"hwaccel", "device_id: d1\ncameras:\n  - id: c1\n    url: rtsp://h/x\n    hwaccel: cuda\n", []string{"'cameras[0].hwaccel' must be none, auto, vaapi or v4l2m2m"}},
+		{"decoder threads", "device_id: d1\ncameras:\n  - id: c1\n    url: rtsp://h/x\n    decoder_threads: -1\n", []string{"'cameras[0].decoder_threads' must be between 0"}},
 		{"log level", minimal + "log_level: loud\n", []string{"'log_level' must be debug"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,7 +1,8 @@
 //go:build cgo
 
 // Package onnx runs detection models with ONNX Runtime (github.com/yalue/onnxruntime_go): a
-// Detector letterboxes a BGR frame into the model's input tensor, runs the model, decodes the
+// Detector letterboxes a frame into the model's input tensor (a decoder's YUV frame, or a crop
+// of one, straight through libswscale; a BGR image through OpenCV), runs the model, decodes the
 // output with the family's models.Decoder, maps boxes back to the frame and applies NMS.
 //
 // ONNX Runtime's environment is process-global; Load (called by Open) creates it once.
@@ -56,13 +57,17 @@ type Detector struct {
 
 	lut     [3][256]float32 // byte value -> input value, per input channel
 	srcByte [3]int          // input channel -> byte offset in a BGR pixel
-	resized gocv.Mat        // letterboxed frame, reused
+	resized gocv.Mat        // letterboxed BGR image, reused
+	sc      scaler          // letterboxed YUV frame, reused
 	packed  []byte          // frame copied without row padding, when its stride has some
 	geom    geometry        // of the previous frame; the padding is written when it changes
 	cands   []models.Detection
 }
 
-var _ models.Detector = (*Detector)(nil)
+var (
+	_ models.Detector         = (*Detector)(nil)
+	_ models.FilteredDetector = (*Detector)(nil)
+)
 
 // Open loads the model that m describes and prepares a session for it. It checks the file's
 // sha256 when the manifest sets one, that the file is an ONNX model, that its input is a
@@ -122,6 +127,10 @@ func Open(m models.Manifest, opts Options) (*Detector, error) {
 		return nil, err
 	}
 	H, W := int64(m.Input.Height), int64(m.Input.Width)
+	if m.Input.MaxBatch > 1 && (len(inInfo.Dimensions) == 0 || inInfo.Dimensions[0] > 0) {
+		return nil, fmt.Errorf("%w: model %s: manifest %q declares input.max_batch %d but the model's batch dimension is fixed (input shape %v)",
+			models.ErrBadModel, path, m.Name, m.Input.MaxBatch, []int64(inInfo.Dimensions))
+	}
 	if !shapeFits(inInfo.Dimensions, []int64{1, 3, H, W}) {
 		return nil, fmt.Errorf("%w: model %s input shape %v does not match manifest %v", models.ErrBadModel, path, []int64(inInfo.Dimensions), []int64{1, 3, H, W})
 	}
@@ -247,6 +256,12 @@ func (d *Detector) Thresholds() models.Thresholds {
 // Detect implements models.Detector. ctx is checked before the frame is prepared and before
 // inference; a running inference is not interrupted.
 func (d *Detector) Detect(ctx context.Context, img models.Image) ([]models.Detection, error) {
+	return d.DetectFiltered(ctx, img, models.Filter{})
+}
+
+// DetectFiltered implements models.FilteredDetector: Detect with f's score (when above the
+// detector's), NMS IoU and labels (both applied after the detector's own label filter).
+func (d *Detector) DetectFiltered(ctx context.Context, img models.Image, f models.Filter) ([]models.Detection, error) {
 	if d.session == nil {
 		return nil, errors.New("onnx: Detect after Close")
 	}
@@ -266,19 +281,25 @@ func (d *Detector) Detect(ctx context.Context, img models.Image) ([]models.Detec
 	if err := d.session.Run(); err != nil {
 		return nil, fmt.Errorf("model %q: run: %w", d.m.Name, err)
 	}
-	return d.finish(g)
+	return d.finish(g, f)
 }
 
 // finish decodes the output tensor and turns the candidates into the frame's detections.
-func (d *Detector) finish(g geometry) ([]models.Detection, error) {
-	cands, err := d.dec.Decode(d.cands[:0], d.out.GetData(), d.outDims, d.score, len(d.m.Labels))
+func (d *Detector) finish(g geometry, f models.Filter) ([]models.Detection, error) {
+	score, nms := max(d.score, f.Score), d.nms
+	if f.NMS > 0 {
+		nms = f.NMS
+	}
+	cands, err := d.dec.Decode(d.cands[:0], d.out.GetData(), d.outDims, score, len(d.m.Labels))
 	if err != nil {
 		return nil, fmt.Errorf("model %q: %w", d.m.Name, err)
 	}
-	if d.keep != nil {
-		cands = slices.DeleteFunc(cands, func(c models.Detection) bool { return !d.keep[c.ClassID] })
+	if d.keep != nil || f.Keep != nil {
+		cands = slices.DeleteFunc(cands, func(c models.Detection) bool {
+			return (d.keep != nil && !d.keep[c.ClassID]) || (f.Keep != nil && (c.ClassID >= len(f.Keep) || !f.Keep[c.ClassID]))
+		})
 	}
-	cands = models.NMS(cands, d.nms) // in model-input pixels, where the model saw the boxes
+	cands = models.NMS(cands, nms) // in model-input pixels, where the model saw the boxes
 	d.cands = cands
 	res := make([]models.Detection, 0, len(cands))
 	for _, c := range cands {
@@ -311,5 +332,6 @@ func (d *Detector) Close() error {
 		errs = append(errs, d.resized.Close())
 		d.resized = gocv.Mat{}
 	}
+	d.sc.close()
 	return errors.Join(errs...)
 }

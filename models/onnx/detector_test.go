@@ -470,7 +470,7 @@ func BenchmarkFinish(b *testing.B) {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		if _, err := d.finish(d.geom); err != nil {
+		if _, err := d.finish(d.geom, models.Filter{}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -2,9 +2,16 @@
 
 package onnx
 
+/*
+#cgo pkg-config: libswscale libavutil
+#include "lb.h"
+*/
+import "C"
+
 import (
 	"fmt"
 	"image"
+	"unsafe"
 
 	"gocv.io/x/gocv"
 
@@ -48,6 +55,53 @@ func (g geometry) toSource(b models.Box) models.Box {
 	}
 }
 
+// scaler scales YUV frames straight into the letterbox picture with libswscale: the only
+// colour conversion a frame that goes to the detector gets.
+type scaler struct {
+	c   *C.lb
+	out []byte // rw x rh packed BGR24
+}
+
+// scale converts img (I420 or NV12, any crop of a frame) to a w x h packed BGR picture, which
+// stays valid until the next call.
+func (s *scaler) scale(img models.Image, w, h int) ([]byte, error) {
+	if s.c == nil {
+		if s.c = C.lb_new(); s.c == nil {
+			return nil, fmt.Errorf("letterbox: out of memory")
+		}
+	}
+	if n := 3 * w * h; cap(s.out) < n {
+		s.out = make([]byte, n)
+	}
+	s.out = s.out[:3*w*h]
+	format := C.int(1)
+	var v *C.uint8_t
+	if img.Format == models.NV12 {
+		format = 2
+	} else {
+		v = (*C.uint8_t)(unsafe.Pointer(&img.V[0]))
+	}
+	full := C.int(0)
+	if img.FullRange {
+		full = 1
+	}
+	ret := C.lb_scale(s.c, format, C.int(img.Width), C.int(img.Height),
+		(*C.uint8_t)(unsafe.Pointer(&img.Pix[0])), C.int(img.Stride),
+		(*C.uint8_t)(unsafe.Pointer(&img.U[0])), C.int(img.UStride), v, C.int(img.VStride),
+		full, C.int(img.Matrix), C.int(w), C.int(h), (*C.uint8_t)(unsafe.Pointer(&s.out[0])), C.int(3*w))
+	if ret < 0 {
+		return nil, fmt.Errorf("letterbox: scale %s %dx%d to %dx%d failed (%d)", img.Format, img.Width, img.Height, w, h, int(ret))
+	}
+	return s.out, nil
+}
+
+func (s *scaler) close() {
+	if s.c != nil {
+		C.lb_free(s.c)
+		s.c = nil
+	}
+}
+
 // prepare letterboxes img into the input tensor. The padding is written only when the frame's
 // geometry changes, since the picture always lands on the same rectangle.
 func (d *Detector) prepare(img models.Image) (geometry, error) {
@@ -64,6 +118,32 @@ func (d *Detector) prepare(img models.Image) (geometry, error) {
 		d.geom = g
 	}
 
+	src, err := d.resize(img, g)
+	if err != nil {
+		return g, err
+	}
+	l0, l1, l2 := &d.lut[0], &d.lut[1], &d.lut[2]
+	b0, b1, b2 := d.srcByte[0], d.srcByte[1], d.srcByte[2]
+	for y := range g.rh {
+		row := src[y*3*g.rw : (y+1)*3*g.rw : (y+1)*3*g.rw]
+		o := (g.oy+y)*W + g.ox
+		q0, q1, q2 := p0[o:o+g.rw:o+g.rw], p1[o:o+g.rw:o+g.rw], p2[o:o+g.rw:o+g.rw]
+		for x := range q0 {
+			px := row[3*x : 3*x+3 : 3*x+3]
+			q0[x] = l0[px[b0]]
+			q1[x] = l1[px[b1]]
+			q2[x] = l2[px[b2]]
+		}
+	}
+	return g, nil
+}
+
+// resize returns img scaled to the letterbox's g.rw x g.rh as packed BGR rows: a YUV frame
+// through libswscale in one pass, a BGR image through OpenCV.
+func (d *Detector) resize(img models.Image, g geometry) ([]byte, error) {
+	if img.Format != models.BGR24 {
+		return d.sc.scale(img, g.rw, g.rh)
+	}
 	rowBytes := 3 * img.Width
 	pix := img.Pix[:img.Height*img.Stride-img.Stride+rowBytes]
 	if img.Stride != rowBytes {
@@ -80,32 +160,18 @@ func (d *Detector) prepare(img models.Image) (geometry, error) {
 	if g.rw != img.Width || g.rh != img.Height {
 		mat, err := gocv.NewMatFromBytes(img.Height, img.Width, gocv.MatTypeCV8UC3, pix)
 		if err != nil {
-			return g, fmt.Errorf("%w: %v", models.ErrBadImage, err)
+			return nil, fmt.Errorf("%w: %v", models.ErrBadImage, err)
 		}
 		gocv.Resize(mat, &d.resized, image.Pt(g.rw, g.rh), 0, 0, gocv.InterpolationLinear)
 		mat.Close()
 		if !d.resized.IsContinuous() || d.resized.Cols() != g.rw || d.resized.Rows() != g.rh {
-			return g, fmt.Errorf("model %q: resize to %dx%d failed", d.m.Name, g.rw, g.rh)
+			return nil, fmt.Errorf("model %q: resize to %dx%d failed", d.m.Name, g.rw, g.rh)
 		}
 		if src, err = d.resized.DataPtrUint8(); err != nil {
-			return g, fmt.Errorf("model %q: resized frame: %w", d.m.Name, err)
+			return nil, fmt.Errorf("model %q: resized frame: %w", d.m.Name, err)
 		}
 	}
-
-	l0, l1, l2 := &d.lut[0], &d.lut[1], &d.lut[2]
-	b0, b1, b2 := d.srcByte[0], d.srcByte[1], d.srcByte[2]
-	for y := range g.rh {
-		row := src[y*3*g.rw : (y+1)*3*g.rw : (y+1)*3*g.rw]
-		o := (g.oy+y)*W + g.ox
-		q0, q1, q2 := p0[o:o+g.rw:o+g.rw], p1[o:o+g.rw:o+g.rw], p2[o:o+g.rw:o+g.rw]
-		for x := range q0 {
-			px := row[3*x : 3*x+3 : 3*x+3]
-			q0[x] = l0[px[b0]]
-			q1[x] = l1[px[b1]]
-			q2[x] = l2[px[b2]]
-		}
-	}
-	return g, nil
+	return src, nil
 }
 
 // fill sets every element of s to v.

@@ -56,6 +56,11 @@ func (d *Detector) Detect(ctx context.Context, img models.Image) ([]models.Detec
 	return nil, errNoCgo
 }
 
+// DetectFiltered fails: see Load.
+func (d *Detector) DetectFiltered(ctx context.Context, img models.Image, f models.Filter) ([]models.Detection, error) {
+	return nil, errNoCgo
+}
+
 // Manifest returns the manifest the detector was opened with.
 func (d *Detector) Manifest() models.Manifest { return d.m }
 

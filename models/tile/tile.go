@@ -157,7 +157,8 @@ func (d *Detector) Detect(ctx context.Context, img models.Image) ([]models.Detec
 	all := d.collected[:0]
 	d.last = 0
 	for i, r := range grid {
-		dets, err := d.inner.Detect(ctx, SubImage(img, r))
+		sub, r := img.Crop(r)
+		dets, err := d.inner.Detect(ctx, sub)
 		d.last++
 		if err != nil {
 			return nil, fmt.Errorf("tile %d %v: %w", i, r, err)
@@ -188,11 +189,11 @@ func (d *Detector) Detect(ctx context.Context, img models.Image) ([]models.Detec
 	return out, nil
 }
 
-// SubImage returns the part r of img as a view sharing img's pixels and stride. r must lie
-// inside img.
+// SubImage returns the part r of img as a view sharing img's pixels and strides (see
+// models.Image.Crop: a YUV image's view starts at even coordinates). r must lie inside img.
 func SubImage(img models.Image, r image.Rectangle) models.Image {
-	off := r.Min.Y*img.Stride + 3*r.Min.X
-	return models.Image{Width: r.Dx(), Height: r.Dy(), Stride: img.Stride, Pix: img.Pix[off:]}
+	sub, _ := img.Crop(r)
+	return sub
 }
 
 func shift(b models.Box, p image.Point) models.Box {

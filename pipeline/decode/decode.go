@@ -1,14 +1,18 @@
 //go:build cgo
 
-// Package decode turns compressed video packets into BGR frames with FFmpeg's libavcodec
-// (through cgo) and libswscale, into buffers taken from a per-decoder pool.
+// Package decode turns compressed video packets into frames with FFmpeg's libavcodec (through
+// cgo). Frames are the decoder's own YUV pictures, referenced rather than copied; nothing is
+// converted to BGR here: the detector scales the frames it runs on straight from YUV
+// (models/onnx), and ToBGR makes a full-size BGR copy only for the frames a snapshot needs.
 //
-//	frame.Packet ──▶ Decoder.Decode ──▶ avcodec_send_packet / receive_frame ──▶ sws_scale ──▶ []*frame.Frame
-//	                                                                              (pooled BGR24 buffer)
+//	frame.Packet ──▶ Decoder.Decode ──▶ avcodec_send_packet / receive_frame ──▶ []*frame.Frame
+//	                  (software, or VAAPI / V4L2 m2m    (I420 or NV12 planes of a referenced
+//	                   with a fallback to software)      AVFrame; other layouts become I420)
 //
-// Any decoder FFmpeg was built with works (h264, hevc, mpeg4, msmpeg4v3, mjpeg, ...). A frame's
-// buffer returns to its decoder's pool when the frame is Released; a buffer is never handed out
-// again while a frame still holds it.
+// Any decoder FFmpeg was built with works (h264, hevc, mpeg4, msmpeg4v3, mjpeg, ...). A
+// frame's picture goes back to libavcodec's buffer pool when the frame is Released; the pool
+// grows to the number of pictures held at once (the decoder's reference frames plus what the
+// caller holds) and no further. A picture is never reused while a frame still holds it.
 //
 // FFmpeg's own log is set to fatal messages only the first time a Decoder is made: per-packet
 // complaints about corrupt input come back as errors instead, for the caller to count.
@@ -48,14 +52,30 @@ var aliases = map[string]string{"h265": "hevc", "avc": "h264"}
 // maxPending bounds the pts -> capture-time entries kept for frames not yet out of the decoder.
 const maxPending = 64
 
-// maxFree bounds the idle buffers a pool keeps.
-const maxFree = 8
-
 // Option changes how New opens a decoder.
 type Option func(*options)
 
 type options struct {
 	threads int
+	hwaccel string
+}
+
+// Hardware decoding choices for WithHWAccel.
+const (
+	HWAuto    = "auto"    // VAAPI, else V4L2 memory-to-memory, else software
+	HWVAAPI   = "vaapi"   // Intel/AMD GPUs (and others with a VA-API driver) through /dev/dri
+	HWV4L2M2M = "v4l2m2m" // SoC decoders behind V4L2 (Raspberry Pi, Rockchip with a v4l2 driver)
+	HWNone    = "none"    // software only
+)
+
+// HWAccels lists the accepted WithHWAccel values.
+var HWAccels = []string{HWAuto, HWVAAPI, HWV4L2M2M, HWNone}
+
+// WithHWAccel asks for hardware decoding (one of HWAccels; "" means none). When the hardware
+// cannot be used (no device, no driver, the codec not supported) the decoder opens in
+// software and HWFallback says why.
+func WithHWAccel(name string) Option {
+	return func(o *options) { o.hwaccel = name }
 }
 
 // WithThreads sets libavcodec's thread count: 1 (the default) decodes on the calling goroutine's
@@ -65,20 +85,23 @@ func WithThreads(n int) Option {
 	return func(o *options) { o.threads = max(n, 0) }
 }
 
-// Stats counts what a Decoder's buffer pool did.
+// Stats counts what a Decoder did besides decoding.
 type Stats struct {
-	Allocated uint64 // buffers made
-	Reused    uint64 // buffers taken from the free list
+	Frames      uint64 // frames handed out
+	Converted   uint64 // frames whose picture was not I420 or NV12 and was converted to I420
+	Transferred uint64 // frames copied from a hardware surface to memory
 }
 
 // Decoder decodes one stream's packets. It is not safe for concurrent use: Decode, Flush and
 // Close are called from one goroutine at a time. Frames it returns may be Released from any
 // goroutine, also after Close.
 type Decoder struct {
-	c       *C.vd
-	name    string // FFmpeg's decoder name
-	pool    *pool
-	pending []pending // capture times of packets whose frames are not out yet, oldest first
+	c        *C.vd
+	name     string // FFmpeg's decoder name
+	hw       string // hardware in use: HWVAAPI, HWV4L2M2M or HWNone
+	fallback error  // why the asked-for hardware is not in use; nil when it is, or none was asked for
+	stats    Stats
+	pending  []pending // capture times of packets whose frames are not out yet, oldest first
 }
 
 type pending struct {
@@ -96,9 +119,16 @@ func New(c *frame.Codec, opts ...Option) (*Decoder, error) {
 	if c == nil {
 		return nil, fmt.Errorf("decode: %w: no codec given", ErrUnsupportedCodec)
 	}
-	o := options{threads: 1}
+	o := options{threads: 1, hwaccel: HWNone}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	switch o.hwaccel {
+	case "":
+		o.hwaccel = HWNone
+	case HWAuto, HWVAAPI, HWV4L2M2M, HWNone:
+	default:
+		return nil, fmt.Errorf("decode: hwaccel %q: must be one of %s", o.hwaccel, strings.Join(HWAccels, ", "))
 	}
 	quietOnce.Do(func() { C.vd_quiet() })
 
@@ -112,11 +142,16 @@ func New(c *frame.Codec, opts ...Option) (*Decoder, error) {
 	if len(c.Extradata) > 0 {
 		extra = (*C.uint8_t)(unsafe.Pointer(&c.Extradata[0]))
 	}
+	chw := C.CString(o.hwaccel)
+	defer C.free(unsafe.Pointer(chw))
 	var (
 		cd    *C.vd
 		dname *C.char
+		hw    *C.char
+		note  [512]C.char
 	)
-	ret := C.vd_open(cname, extra, C.int(len(c.Extradata)), C.int(max(c.Width, 0)), C.int(max(c.Height, 0)), C.int(o.threads), &cd, &dname)
+	ret := C.vd_open(cname, extra, C.int(len(c.Extradata)), C.int(max(c.Width, 0)), C.int(max(c.Height, 0)), C.int(o.threads),
+		chw, &cd, &dname, &hw, &note[0], C.int(len(note)))
 	switch {
 	case ret == C.VD_ERR_NOT_FOUND:
 		return nil, fmt.Errorf("decode: %w %q: FFmpeg has no decoder by that name", ErrUnsupportedCodec, c.Name)
@@ -125,18 +160,29 @@ func New(c *frame.Codec, opts ...Option) (*Decoder, error) {
 	case ret < 0:
 		return nil, fmt.Errorf("decode: open %s decoder: %w", c.Name, avError(ret))
 	}
-	return &Decoder{c: cd, name: C.GoString(dname), pool: &pool{}}, nil
+	dec := &Decoder{c: cd, name: C.GoString(dname), hw: C.GoString(hw)}
+	if o.hwaccel != HWNone && dec.hw == HWNone {
+		dec.fallback = fmt.Errorf("%w: hwaccel %s: %s", ErrNoHardware, o.hwaccel, C.GoString(&note[0]))
+	}
+	return dec, nil
 }
+
+// ErrNoHardware: the hardware decoding asked for cannot be used here; the decoder runs in
+// software.
+var ErrNoHardware = errors.New("hardware decoding unavailable, decoding in software")
 
 // Name is the name of the FFmpeg decoder in use.
 func (d *Decoder) Name() string { return d.name }
 
-// Stats reports the buffer pool's counts so far.
-func (d *Decoder) Stats() Stats {
-	d.pool.mu.Lock()
-	defer d.pool.mu.Unlock()
-	return d.pool.stats
-}
+// HWAccel is the hardware decoding in use: HWVAAPI, HWV4L2M2M or HWNone.
+func (d *Decoder) HWAccel() string { return d.hw }
+
+// HWFallback says why the hardware asked for in WithHWAccel is not in use (wrapping
+// ErrNoHardware), or nil when it is or none was asked for.
+func (d *Decoder) HWFallback() error { return d.fallback }
+
+// Stats reports the decoder's counts so far.
+func (d *Decoder) Stats() Stats { return d.stats }
 
 // Decode sends one packet to the decoder and returns the frames that are ready: none while the
 // decoder fills its reordering delay, sometimes more than one. Each frame carries the PTS and
@@ -224,20 +270,28 @@ func (d *Decoder) receive(frames []*frame.Frame) ([]*frame.Frame, error) {
 			return frames, fmt.Errorf("decode %s: %w", d.name, avError(ret))
 		}
 		w, h := int(info.width), int(info.height)
-		stride := 3 * w
-		buf := d.pool.get(stride * h)
-		if ret := C.vd_convert(d.c, (*C.uint8_t)(unsafe.Pointer(&buf[0])), C.int(stride)); ret < 0 {
-			d.pool.put(buf)
-			return frames, fmt.Errorf("decode %s: convert %dx%d picture to BGR: %w", d.name, w, h, avError(ret))
+		img := models.Image{Width: w, Height: h, Format: models.I420, FullRange: info.full_range != 0, Matrix: int(info.matrix)}
+		ch := (h + 1) / 2
+		img.Stride = int(info.linesize[0])
+		img.Pix = unsafe.Slice((*byte)(unsafe.Pointer(info.data[0])), img.Stride*h)
+		img.UStride = int(info.linesize[1])
+		img.U = unsafe.Slice((*byte)(unsafe.Pointer(info.data[1])), img.UStride*ch)
+		if info.format == C.VD_FMT_NV12 {
+			img.Format = models.NV12
+		} else {
+			img.VStride = int(info.linesize[2])
+			img.V = unsafe.Slice((*byte)(unsafe.Pointer(info.data[2])), img.VStride*ch)
 		}
+		d.stats.Frames++
+		d.stats.Converted += uint64(info.converted)
+		d.stats.Transferred += uint64(info.transferred)
 		pts := int64(info.pts)
 		at := d.capturedAt(pts)
 		if pts == math.MinInt64 {
 			pts = 0
 		}
-		img := models.Image{Width: w, Height: h, Stride: stride, Pix: buf}
-		p := d.pool
-		frames = append(frames, frame.NewFrame("", 0, time.Duration(pts)*time.Microsecond, at, img, func() { p.put(buf) }))
+		av := info.frame
+		frames = append(frames, frame.NewFrame("", 0, time.Duration(pts)*time.Microsecond, at, img, func() { C.vd_frame_free(av) }))
 	}
 }
 
@@ -265,41 +319,45 @@ func (d *Decoder) capturedAt(pts int64) time.Time {
 	return time.Time{}
 }
 
-// pool is a free list of frame buffers of one size; Release may call put from any goroutine.
-type pool struct {
-	mu    sync.Mutex
-	size  int
-	free  [][]byte
-	stats Stats
-}
-
-// get returns a buffer of n bytes that no frame holds.
-func (p *pool) get(n int) []byte {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if n != p.size { // the picture size changed: the old buffers are of no use
-		p.size = n
-		clear(p.free)
-		p.free = p.free[:0]
+// ToBGR converts a YUV frame image (as Decode gives) into packed BGR24 in dst, which it
+// grows when too small, and returns the BGR image (sharing dst's memory). A BGR image is
+// copied as is.
+func ToBGR(img models.Image, dst []byte) (models.Image, []byte, error) {
+	if !img.Valid() {
+		return models.Image{}, dst, fmt.Errorf("to bgr: %w: %s %dx%d", models.ErrBadImage, img.Format, img.Width, img.Height)
 	}
-	if k := len(p.free); k > 0 {
-		b := p.free[k-1]
-		p.free[k-1] = nil
-		p.free = p.free[:k-1]
-		p.stats.Reused++
-		return b
+	stride := 3 * img.Width
+	n := stride * img.Height
+	if cap(dst) < n {
+		dst = make([]byte, n)
 	}
-	p.stats.Allocated++
-	return make([]byte, n)
-}
-
-// put takes back a buffer no frame holds any more.
-func (p *pool) put(b []byte) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(b) == p.size && len(p.free) < maxFree {
-		p.free = append(p.free, b)
+	dst = dst[:n]
+	out := models.Image{Width: img.Width, Height: img.Height, Stride: stride, Pix: dst}
+	if img.Format == models.BGR24 {
+		for y := range img.Height {
+			copy(dst[y*stride:(y+1)*stride], img.Pix[y*img.Stride:])
+		}
+		return out, dst, nil
 	}
+	fmtC := C.int(C.VD_FMT_I420)
+	var v *C.uint8_t
+	if img.Format == models.NV12 {
+		fmtC = C.VD_FMT_NV12
+	} else {
+		v = (*C.uint8_t)(unsafe.Pointer(&img.V[0]))
+	}
+	full := C.int(0)
+	if img.FullRange {
+		full = 1
+	}
+	ret := C.vd_to_bgr(fmtC, C.int(img.Width), C.int(img.Height),
+		(*C.uint8_t)(unsafe.Pointer(&img.Pix[0])), C.int(img.Stride),
+		(*C.uint8_t)(unsafe.Pointer(&img.U[0])), C.int(img.UStride), v, C.int(img.VStride),
+		full, C.int(img.Matrix), (*C.uint8_t)(unsafe.Pointer(&dst[0])), C.int(stride))
+	if ret < 0 {
+		return models.Image{}, dst, fmt.Errorf("to bgr: %s %dx%d: %w", img.Format, img.Width, img.Height, avError(ret))
+	}
+	return out, dst, nil
 }
 
 // avError is an FFmpeg error code with FFmpeg's text for it.

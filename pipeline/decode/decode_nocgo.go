@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/vigil-edge/vigil/models"
 	"github.com/vigil-edge/vigil/pipeline/frame"
 )
 
@@ -25,16 +26,48 @@ var errNoCgo = errors.New("decode: this binary was built without cgo (CGO_ENABLE
 // Option changes how New opens a decoder.
 type Option func(*options)
 
-type options struct{ threads int }
+type options struct {
+	threads int
+	hwaccel string
+}
 
 // WithThreads sets libavcodec's thread count (ignored: see New).
 func WithThreads(n int) Option { return func(o *options) { o.threads = max(n, 0) } }
 
-// Stats counts what a Decoder's buffer pool did.
+// Hardware decoding choices for WithHWAccel.
+const (
+	HWAuto    = "auto"
+	HWVAAPI   = "vaapi"
+	HWV4L2M2M = "v4l2m2m"
+	HWNone    = "none"
+)
+
+// HWAccels lists the accepted WithHWAccel values.
+var HWAccels = []string{HWAuto, HWVAAPI, HWV4L2M2M, HWNone}
+
+// WithHWAccel asks for hardware decoding (ignored: see New).
+func WithHWAccel(name string) Option { return func(o *options) { o.hwaccel = name } }
+
+// ErrNoHardware: the hardware decoding asked for cannot be used here.
+var ErrNoHardware = errors.New("hardware decoding unavailable, decoding in software")
+
+// Stats counts what a Decoder did besides decoding.
 type Stats struct {
-	Allocated uint64 // buffers made
-	Reused    uint64 // buffers taken from the free list
+	Frames      uint64
+	Converted   uint64
+	Transferred uint64
 }
+
+// ToBGR fails: the conversion is libswscale's.
+func ToBGR(img models.Image, dst []byte) (models.Image, []byte, error) {
+	return models.Image{}, dst, errNoCgo
+}
+
+// HWAccel is HWNone.
+func (d *Decoder) HWAccel() string { return HWNone }
+
+// HWFallback is nil.
+func (d *Decoder) HWFallback() error { return nil }
 
 // Decoder is never made in this build.
 type Decoder struct{}

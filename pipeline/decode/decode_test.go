@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-edge/vigil/models"
 	"github.com/vigil-edge/vigil/pipeline/decode"
 	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/ingest/file"
@@ -82,8 +83,8 @@ func TestSharedVideos(t *testing.T) {
 			}
 			last := time.Duration(-1)
 			n := decodeAll(t, c, pkts, func(i int, f *frame.Frame) {
-				if f.Image.Width != v.width || f.Image.Height != v.height || !f.Image.Valid() || f.Image.Stride != 3*v.width {
-					t.Fatalf("frame %d: image %dx%d stride %d", i, f.Image.Width, f.Image.Height, f.Image.Stride)
+				if f.Image.Width != v.width || f.Image.Height != v.height || !f.Image.Valid() || f.Image.Format != models.I420 {
+					t.Fatalf("frame %d: %s image %dx%d stride %d", i, f.Image.Format, f.Image.Width, f.Image.Height, f.Image.Stride)
 				}
 				if f.PTS <= last {
 					t.Fatalf("frame %d: pts %v after %v", i, f.PTS, last)
@@ -118,7 +119,7 @@ func TestPixelsMatchFFmpeg(t *testing.T) {
 			var got []byte
 			decodeAll(t, readPackets(t, path)[0].Codec, readPackets(t, path), func(i int, f *frame.Frame) {
 				if i == v.checkFrame {
-					got = bytes.Clone(f.Image.Pix)
+					got = toBGR(t, f.Image)
 				}
 			})
 			mad, meanGot, meanWant := compare(got, want)
@@ -212,7 +213,7 @@ func TestAnnexB(t *testing.T) {
 					t.Fatalf("frame %d: pts %v captured %v, its packet's %v (found %v)", i, f.PTS, f.CapturedAt, at, ok)
 				}
 				delete(atOf, f.PTS)
-				if mad, _, _ := compare(f.Image.Pix, want[i*size:(i+1)*size]); mad > 2 {
+				if mad, _, _ := compare(toBGR(t, f.Image), want[i*size:(i+1)*size]); mad > 2 {
 					t.Fatalf("frame %d differs from ffmpeg's: mean abs diff %.3f", i, mad)
 				}
 			})
@@ -240,8 +241,8 @@ func TestResolutionChange(t *testing.T) {
 		if len(sizes) == 0 || sizes[len(sizes)-1] != s {
 			sizes = append(sizes, s)
 		}
-		if !f.Image.Valid() || len(f.Image.Pix) != 3*f.Image.Width*f.Image.Height {
-			t.Fatalf("frame %d: %s image with %d bytes", i, s, len(f.Image.Pix))
+		if !f.Image.Valid() || f.Image.Stride < f.Image.Width || len(f.Image.Pix) < f.Image.Stride*f.Image.Height {
+			t.Fatalf("frame %d: %s image, stride %d, with %d bytes", i, s, f.Image.Stride, len(f.Image.Pix))
 		}
 	})
 	if n != 36 || strings.Join(sizes, ",") != "320x240,176x144,320x240" {
@@ -353,8 +354,9 @@ func TestCloseTwiceAndUseAfterClose(t *testing.T) {
 	}
 }
 
-// TestPool: released buffers are reused; buffers of frames still held are never handed out.
-func TestPool(t *testing.T) {
+// TestHeldFrames: a frame's picture is never handed out again while the frame is held; frames
+// held across Close stay readable and can be released afterwards, from another goroutine.
+func TestHeldFrames(t *testing.T) {
 	pkts := readPackets(t, data.MustPath(t, "videos/mot15_tud_campus.mp4"))
 	d, err := decode.New(pkts[0].Codec)
 	if err != nil {
@@ -363,6 +365,7 @@ func TestPool(t *testing.T) {
 	defer d.Close()
 	const held = 10
 	var keep []*frame.Frame
+	var sums []uint32
 	seen := map[*byte]bool{}
 	for i, p := range pkts {
 		fs, err := d.Decode(p)
@@ -370,37 +373,136 @@ func TestPool(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, f := range fs {
+			if seen[&f.Image.Pix[0]] {
+				t.Fatalf("frame %d got the picture of a frame still held", i)
+			}
 			if i < held {
-				if seen[&f.Image.Pix[0]] {
-					t.Fatalf("frame %d shares a buffer with a frame still held", i)
-				}
 				seen[&f.Image.Pix[0]] = true
 				keep = append(keep, f)
+				sums = append(sums, crc32.ChecksumIEEE(f.Image.Pix[:f.Image.Stride*f.Image.Height]))
 				continue
-			}
-			if seen[&f.Image.Pix[0]] {
-				t.Fatalf("frame %d got the buffer of a frame still held", i)
 			}
 			f.Release()
 		}
 	}
-	st := d.Stats()
-	if st.Allocated != held+1 || st.Reused != uint64(len(pkts)-held-1) {
-		t.Fatalf("stats %+v with %d frames held, want %d allocated, %d reused", st, held, held+1, len(pkts)-held-1)
+	if st := d.Stats(); st.Frames != uint64(len(pkts)) || st.Converted != 0 || st.Transferred != 0 {
+		t.Fatalf("stats %+v for %d packets", st, len(pkts))
 	}
-	// Frames held across Close stay readable and can be released afterwards, from another
-	// goroutine.
 	d.Close()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for _, f := range keep {
-			_ = f.Image.Pix[len(f.Image.Pix)-1]
+		for i, f := range keep {
+			if s := crc32.ChecksumIEEE(f.Image.Pix[:f.Image.Stride*f.Image.Height]); s != sums[i] {
+				t.Errorf("held frame %d changed", i)
+			}
 			f.Release()
 			f.Release()
 		}
 	}()
 	<-done
+}
+
+// TestHWAccelFallback: asked for hardware decoding on a machine without it, the decoder opens
+// in software, says why, and decodes the same frames.
+func TestHWAccelFallback(t *testing.T) {
+	pkts := readPackets(t, data.MustPath(t, "videos/parking_lot_cars_intel.mp4"))
+	for _, hw := range []string{decode.HWAuto, decode.HWVAAPI, decode.HWV4L2M2M} {
+		t.Run(hw, func(t *testing.T) {
+			d, err := decode.New(pkts[0].Codec, decode.WithHWAccel(hw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			if d.HWAccel() != decode.HWNone {
+				t.Skipf("this machine decodes with %s; the fallback is not exercised here", d.HWAccel())
+			}
+			fb := d.HWFallback()
+			if !errors.Is(fb, decode.ErrNoHardware) || !strings.Contains(fb.Error(), hw) {
+				t.Fatalf("HWFallback() = %v, want ErrNoHardware naming %s", fb, hw)
+			}
+			t.Logf("fallback: %v", fb)
+			n := 0
+			for _, p := range pkts[:30] {
+				fs, err := d.Decode(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, f := range fs {
+					if f.Image.Width != 768 || f.Image.Height != 432 || !f.Image.Valid() {
+						t.Fatalf("frame %dx%d", f.Image.Width, f.Image.Height)
+					}
+					f.Release()
+					n++
+				}
+			}
+			if n != 30 {
+				t.Fatalf("%d frames from 30 packets", n)
+			}
+		})
+	}
+	d, err := decode.New(pkts[0].Codec, decode.WithHWAccel(decode.HWNone))
+	if err != nil || d.HWFallback() != nil || d.HWAccel() != decode.HWNone {
+		t.Fatalf("hwaccel none: %v, fallback %v", err, d.HWFallback())
+	}
+	d.Close()
+	if _, err := decode.New(pkts[0].Codec, decode.WithHWAccel("cuda")); err == nil || !strings.Contains(err.Error(), "hwaccel \"cuda\"") {
+		t.Fatalf("hwaccel cuda: %v, want an error naming it", err)
+	}
+}
+
+// TestConvertedLayout: a 4:4:4 stream comes out as I420 frames, counted as converted, with
+// the picture ffmpeg sees.
+func TestConvertedLayout(t *testing.T) {
+	dir := t.TempDir()
+	p := makeClip(t, dir, "c444.h264", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-frames:v", "5",
+		"-pix_fmt", "yuv444p", "-c:v", "libx264", "-preset", "ultrafast", "-f", "h264")
+	raw, err := readFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ffmpeg(t, "-i", p, "-f", "rawvideo", "-pix_fmt", "bgr24", "-")
+	c := &frame.Codec{Name: "h264"}
+	d, err := decode.New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var frames []*frame.Frame
+	fs, err := d.Decode(frame.Packet{Codec: c, Data: raw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames = append(frames, fs...)
+	fs, _ = d.Flush()
+	frames = append(frames, fs...)
+	if len(frames) == 0 {
+		t.Fatal("no frame")
+	}
+	const size = 160 * 120 * 3
+	for i, f := range frames {
+		if f.Image.Format != models.I420 || !f.Image.Valid() {
+			t.Fatalf("frame %d: %s", i, f.Image.Format)
+		}
+		// 4:4:4 chroma halved and brought back: colours blur at edges, the picture stays.
+		if mad, _, _ := compare(toBGR(t, f.Image), want[i*size:(i+1)*size]); mad > 8 {
+			t.Fatalf("frame %d differs from ffmpeg's: mean abs diff %.3f", i, mad)
+		}
+		f.Release()
+	}
+	if st := d.Stats(); st.Converted != uint64(len(frames)) {
+		t.Fatalf("stats %+v for %d frames", st, len(frames))
+	}
+}
+
+// toBGR converts a decoded frame's picture to packed BGR rows without padding.
+func toBGR(tb testing.TB, img models.Image) []byte {
+	tb.Helper()
+	out, _, err := decode.ToBGR(img, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return bytes.Clone(out.Pix)
 }
 
 // TestNoLeak decodes a clip many times with fresh decoders and checks that the process's
@@ -463,7 +565,7 @@ func TestLoopedFile(t *testing.T) {
 }
 
 // benchDecode decodes a file's packets, read into memory first, over and over; it reports
-// decoded (and BGR-converted) frames per second.
+// decoded frames per second (YUV, as the pipeline takes them; no BGR conversion).
 func benchDecode(b *testing.B, rel string, threads int) {
 	pkts := readPackets(b, data.MustPath(b, rel))
 	d, err := decode.New(pkts[0].Codec, decode.WithThreads(threads))
@@ -493,7 +595,7 @@ func benchDecode(b *testing.B, rel string, threads int) {
 }
 
 // BenchmarkDecodeH264_720p: compare with `ffmpeg -threads 1 -i FILE -f null -` (which does
-// not convert to BGR).
+// not convert either).
 func BenchmarkDecodeH264_720p(b *testing.B) {
 	for _, th := range []int{1, 2} {
 		b.Run(fmt.Sprintf("threads=%d", th), func(b *testing.B) { benchDecode(b, "videos/traffic_highway_fixed_1.mp4", th) })
@@ -524,13 +626,13 @@ func TestFramesHeldElsewhere(t *testing.T) {
 		var window []held
 		var err error
 		check := func(h held) {
-			if s := crc32.ChecksumIEEE(h.f.Image.Pix); s != h.sum && err == nil {
+			if s := crc32.ChecksumIEEE(h.f.Image.Pix[:h.f.Image.Stride*h.f.Image.Height]); s != h.sum && err == nil {
 				err = fmt.Errorf("frame pts %v changed while held", h.f.PTS)
 			}
 			h.f.Release()
 		}
 		for f := range ch {
-			window = append(window, held{f, crc32.ChecksumIEEE(f.Image.Pix)})
+			window = append(window, held{f, crc32.ChecksumIEEE(f.Image.Pix[:f.Image.Stride*f.Image.Height])})
 			if len(window) > 5 {
 				check(window[0])
 				window = window[1:]
@@ -561,7 +663,7 @@ func TestFramesHeldElsewhere(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if st := d.Stats(); st.Allocated+st.Reused != 3*uint64(len(pkts)) || st.Allocated > 6+4+1 { // held by the consumer, in the channel, being sent
+	if st := d.Stats(); st.Frames != 3*uint64(len(pkts)) {
 		t.Fatalf("stats %+v for %d frames", st, 3*len(pkts))
 	}
 }

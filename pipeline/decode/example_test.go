@@ -12,7 +12,7 @@ import (
 	"github.com/vigil-edge/vigil/testvideos/data"
 )
 
-// A file source's packets, decoded to BGR frames. In the agent the source's sink hands
+// A file source's packets, decoded to YUV frames. In the agent the source's sink hands
 // packets to the decode stage's goroutine instead of decoding in the sink.
 func Example() {
 	path, err := data.Path("videos/mot15_tud_campus.mp4")
@@ -35,7 +35,7 @@ func Example() {
 			if frames++; frames == 1 {
 				fmt.Printf("first frame %dx%d at %v\n", f.Image.Width, f.Image.Height, f.PTS)
 			}
-			f.Release() // its buffer goes back to the decoder's pool
+			f.Release() // its picture goes back to libavcodec's pool
 		}
 	}
 	err = src.Run(context.Background(), func(p frame.Packet) {

@@ -34,7 +34,7 @@ type Frame struct {
 	Seq        uint64 // frame number within the camera's run, from 1
 	PTS        time.Duration
 	CapturedAt time.Time
-	Image      models.Image // BGR
+	Image      models.Image // the decoder's YUV picture (or BGR, from an image file)
 
 	release func()
 }

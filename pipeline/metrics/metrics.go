@@ -4,6 +4,7 @@
 package metrics
 
 import (
+	"errors"
 	"runtime"
 	"time"
 
@@ -39,7 +40,22 @@ type Metrics struct {
 	MQTTConnected    prometheus.Gauge
 	MQTTAttempts     prometheus.Counter
 	BuildInfo        *prometheus.GaugeVec // version, goversion
+
+	// Cost and latency of the camera path.
+	DeliveryLatency *prometheus.HistogramVec // kind: capture → the broker's PUBACK
+	Stage           *prometheus.HistogramVec // camera, stage: decode, queue_wait, inference, analysis
+	PoolWait        *prometheus.HistogramVec // pool: a frame's wait for a detector
+	PoolDetected    *prometheus.CounterVec   // pool
+	HWFallbacks     *prometheus.CounterVec   // camera, hwaccel: hardware decoding asked for, software used
 }
+
+// Stages of vigil_stage_duration_seconds.
+const (
+	StageDecode    = "decode"     // one packet through the decoder
+	StageQueueWait = "queue_wait" // a frame waiting in its camera's slot for a detector
+	StageInference = "inference"  // the camera's detection on a pool detector (letterbox, run, NMS)
+	StageAnalysis  = "analysis"   // tracking, rules, events and storing the results
+)
 
 // Version is the agent's version, set at build time with -ldflags.
 var Version = "dev"
@@ -87,6 +103,18 @@ func New(reg prometheus.Registerer) *Metrics {
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
 			Help: "Always 1; labels give the agent's version and Go version."}, []string{"version", "goversion"}),
 	}
+	m.DeliveryLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "delivery_latency_seconds",
+		Help:    "Time from a message's capture (its frame) to the broker's acknowledgement (PUBACK), by message kind.",
+		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 3600}}, []string{"kind"})
+	m.Stage = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "stage_duration_seconds",
+		Help:    "Time a camera's frames spend in each stage: decode (per packet), queue_wait (for a pooled detector), inference, analysis.",
+		Buckets: []float64{.0005, .001, .002, .005, .01, .015, .02, .03, .05, .1, .2, .5, 1}}, []string{"camera", "stage"})
+	m.PoolWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "detector_pool_wait_seconds",
+		Help:    "Time a frame waits in the detector pool for a free detector, by pool (model).",
+		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1}}, []string{"pool"})
+	m.PoolDetected = cv("detector_pool_frames_total", "Frames the detector pool ran, by pool (model).", "pool")
+	m.HWFallbacks = cv("hwaccel_fallbacks_total", "Decoder openings that asked for hardware decoding and fell back to software, by the hwaccel asked for.", "camera", "hwaccel")
+	reg.MustRegister(m.DeliveryLatency, m.Stage, m.PoolWait, m.PoolDetected, m.HWFallbacks)
 	reg.MustRegister(m.PacketsReceived, m.FramesDecoded, m.FramesDropped, m.FramesDetected, m.FramesSkipped, m.DecodeErrors,
 		m.SourceErrors, m.Reconnects, m.SourceUp, m.Inference, m.DetectErrors, m.Detections, m.Publishes,
 		m.PublishFailures, m.Replayed, m.OutboxDropped, m.OutboxErrors, m.LineCrossings, m.Alerts, m.TracksActive, m.CommandsRejected, m.PicturesSent, m.PicturesSkipped, m.MQTTConnected, m.MQTTAttempts, m.BuildInfo,
@@ -119,6 +147,21 @@ func WatchOutbox(reg prometheus.Registerer, stats func() OutboxStats) {
 			}
 			return time.Since(s.Oldest).Seconds()
 		}),
+	)
+}
+
+// WatchPool registers gauges that read a detector pool's state at scrape time:
+// vigil_detector_pool_queue_depth (frames waiting for a detector) and
+// vigil_detector_pool_detectors (its size), labelled pool.
+func WatchPool(reg prometheus.Registerer, pool string, depth func() int, size int) error {
+	lbl := prometheus.Labels{"pool": pool}
+	return errors.Join(
+		reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "vigil", Name: "detector_pool_queue_depth",
+			Help: "Frames waiting in the detector pool for a free detector.", ConstLabels: lbl},
+			func() float64 { return float64(depth()) })),
+		reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "vigil", Name: "detector_pool_detectors",
+			Help: "Detectors (model sessions) in the pool, shared by its cameras.", ConstLabels: lbl},
+			func() float64 { return float64(size) })),
 	)
 }
 

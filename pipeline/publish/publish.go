@@ -116,6 +116,7 @@ type inflight struct {
 	replayed bool
 	tok      mqtt.Token
 	sent     time.Time
+	captured time.Time // when its data was captured, for the delivery latency
 }
 
 // New validates cfg and builds the client; nothing connects until Start.
@@ -440,7 +441,7 @@ func (p *Publisher) drainLane(l *lane, budget int, gen uint64) (int, bool) {
 		}
 		tok := p.client.Publish(e.Topic, 1, false, payload)
 		select {
-		case p.acks <- inflight{gen: gen, seq: e.Seq, class: e.Class, replayed: l.replayed, tok: tok, sent: time.Now()}:
+		case p.acks <- inflight{gen: gen, seq: e.Seq, class: e.Class, replayed: l.replayed, tok: tok, sent: time.Now(), captured: e.CapturedAt}:
 		case <-p.closing:
 			return sent, false
 		}
@@ -509,6 +510,9 @@ func (p *Publisher) await(in inflight, poll <-chan time.Time) bool {
 			}
 			p.q.Ack(in.seq)
 			p.m.Publishes.WithLabelValues(in.class.String()).Inc()
+			if !in.captured.IsZero() {
+				p.m.DeliveryLatency.WithLabelValues(in.class.String()).Observe(time.Since(in.captured).Seconds())
+			}
 			if in.replayed {
 				p.m.Replayed.WithLabelValues(in.class.String()).Inc()
 			}

@@ -253,8 +253,10 @@ func Detections(ctx context.Context, cfg Config) ([]frame.Detections, error) {
 	}
 	labels := slices.Clone(cfg.Labels)
 	slices.Sort(labels)
-	key := fmt.Sprintf("%s-%.16s-%.16s-s%g-%s", strings.TrimSuffix(filepath.Base(cfg.Clip), filepath.Ext(cfg.Clip)),
-		man.SHA256, clipSum, cfg.Score, strings.ReplaceAll(strings.Join(labels, "+"), " ", "_"))
+	// preprocess names how frames become the model's input: a change there changes detections.
+	const preprocess = "yuv-sws"
+	key := fmt.Sprintf("%s-%.16s-%.16s-s%g-%s-%s", strings.TrimSuffix(filepath.Base(cfg.Clip), filepath.Ext(cfg.Clip)),
+		man.SHA256, clipSum, cfg.Score, strings.ReplaceAll(strings.Join(labels, "+"), " ", "_"), preprocess)
 	cachePath := ""
 	cache := cacheFile{Frames: map[int]cachedFrame{}}
 	if cfg.CacheDir != "off" {

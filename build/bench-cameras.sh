@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Many cameras on one box: N copies of the 720p traffic clip (1280x720 H.264, 30 fps) served
+# over RTSP (TCP) by vigil-testvideos into the real vigil-agent (detect_fps 5, a Mosquitto on
+# loopback as the broker). After a warm-up it measures, over MEASURE seconds:
+#   per camera: detected frames/s, frames dropped/s before detection, decoded frames/s
+#   the agent: CPU in cores (utime+stime from /proc/PID/stat) and peak RSS (VmHWM)
+# Usage: build/bench-cameras.sh [N...]   (default: 1 12 16); env WARMUP (s), MEASURE (s),
+# DETECT_FPS, POOL_SIZE (detector sessions; default one per core), THREADS (per session).
+# Needs bin/vigil-agent and bin/vigil-testvideos (make build) and mosquitto.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+DATA="${EDGE_DATA_DIR:-$ROOT/../shared/data}"
+CLIP="$DATA/videos/traffic_highway_fixed_1.mp4"
+WARMUP="${WARMUP:-15}"
+MEASURE="${MEASURE:-30}"
+DETECT_FPS="${DETECT_FPS:-5}"
+THREADS="${THREADS:-1}"
+COUNTS=("$@")
+[ ${#COUNTS[@]} -gt 0 ] || COUNTS=(1 12 16)
+for b in bin/vigil-agent bin/vigil-testvideos; do
+	[ -x "$b" ] || { echo "bench-cameras: $b missing (make build)" >&2; exit 1; }
+done
+command -v mosquitto >/dev/null || { echo "bench-cameras: mosquitto missing (make deps)" >&2; exit 1; }
+
+WORK=$(mktemp -d /tmp/vigil-bench-cameras.XXXXXX)
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# The broker and the camera server, shared by every run.
+MQTT_PORT=$(freeport)
+printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$MQTT_PORT" >"$WORK/mosquitto.conf"
+mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
+PIDS+=($!)
+MAXN=0
+for n in "${COUNTS[@]}"; do [ "$n" -gt "$MAXN" ] && MAXN=$n; done
+mkdir -p "$WORK/clips"
+for i in $(seq -w 1 "$MAXN"); do ln -s "$CLIP" "$WORK/clips/cam$i.mp4"; done
+RTSP_PORT=$(freeport)
+bin/vigil-testvideos serve --addr "127.0.0.1:$RTSP_PORT" "$WORK"/clips/*.mp4 >"$WORK/testvideos.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 120); do
+	grep -q "serving" "$WORK/testvideos.log" && break
+	sleep 1
+done
+grep -q "serving" "$WORK/testvideos.log" || { echo "bench-cameras: vigil-testvideos did not start:" >&2; cat "$WORK/testvideos.log" >&2; exit 1; }
+
+# metric NAME CAMERA FILE: the value of a per-camera counter in a scrape.
+metric() { awk -v n="$1" -v c="camera=\"$2\"" '$1 ~ "^"n"\\{" && index($1, c) && !/stage="/ {v+=$2} END {printf "%.0f", v+0}' "$3"; }
+dropped() { awk -v c="camera=\"$1\"" '$1 ~ /^vigil_frames_dropped_total\{/ && index($1, c) {v+=$2} END {printf "%.0f", v+0}' "$2"; }
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+
+run() {
+	local n=$1 dir="$WORK/run$1" http
+	mkdir -p "$dir"
+	http=$(freeport)
+	{
+		echo "device_id: bench"
+		echo "log_level: warn"
+		echo "http: {listen: 127.0.0.1:$http}"
+		echo "mqtt: {url: tcp://127.0.0.1:$MQTT_PORT}"
+		echo "outbox: {path: $dir/outbox.db}"
+		echo "snapshots: {dir: $dir/snapshots}"
+		echo "model:"
+		echo "  manifest: $ROOT/models/yolox_nano_coco_416.json"
+		echo "  dir: $DATA/models"
+		echo "  threads: $THREADS"
+		[ -n "${POOL_SIZE:-}" ] && echo "  pool_size: $POOL_SIZE"
+		echo "cameras:"
+		for i in $(seq -w 1 "$n"); do
+			echo "  - {id: cam$i, url: rtsp://127.0.0.1:$RTSP_PORT/cam$i, transport: tcp, detect_fps: $DETECT_FPS}"
+		done
+	} >"$dir/agent.yaml"
+	bin/vigil-agent run --config "$dir/agent.yaml" >"$dir/agent.log" 2>&1 &
+	local pid=$!
+	PIDS+=("$pid")
+	sleep "$WARMUP"
+	if ! kill -0 "$pid" 2>/dev/null; then echo "bench-cameras: the agent died:" >&2; cat "$dir/agent.log" >&2; exit 1; fi
+	curl -fsS "http://127.0.0.1:$http/metrics" >"$dir/m0"
+	local t0 c0 t1 c1
+	t0=$(date +%s.%N); c0=$(cpu_ticks "$pid")
+	sleep "$MEASURE"
+	curl -fsS "http://127.0.0.1:$http/metrics" >"$dir/m1"
+	t1=$(date +%s.%N); c1=$(cpu_ticks "$pid")
+	local hwm load
+	hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
+	load=$(cut -d' ' -f1-3 /proc/loadavg)
+	kill "$pid"; wait "$pid" 2>/dev/null || true
+	local el tck min=999 sum=0
+	el=$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')
+	tck=$(getconf CLK_TCK)
+	echo "### $n camera(s), detect_fps $DETECT_FPS, ${MEASURE}s measured after ${WARMUP}s, pool_size ${POOL_SIZE:-one per core ($(nproc))}, threads $THREADS"
+	printf '%-6s %12s %12s %12s\n' camera "detected/s" "dropped/s" "decoded/s"
+	for i in $(seq -w 1 "$n"); do
+		local c=cam$i d0 d1 x0 x1 f0 f1 det drp dec
+		d0=$(metric vigil_frames_detected_total "$c" "$dir/m0"); d1=$(metric vigil_frames_detected_total "$c" "$dir/m1")
+		x0=$(dropped "$c" "$dir/m0"); x1=$(dropped "$c" "$dir/m1")
+		f0=$(metric vigil_frames_decoded_total "$c" "$dir/m0"); f1=$(metric vigil_frames_decoded_total "$c" "$dir/m1")
+		det=$(awk -v a="$d0" -v b="$d1" -v t="$el" 'BEGIN{printf "%.2f", (b-a)/t}')
+		drp=$(awk -v a="$x0" -v b="$x1" -v t="$el" 'BEGIN{printf "%.2f", (b-a)/t}')
+		dec=$(awk -v a="$f0" -v b="$f1" -v t="$el" 'BEGIN{printf "%.1f", (b-a)/t}')
+		printf '%-6s %12s %12s %12s\n' "$c" "$det" "$drp" "$dec"
+		min=$(awk -v a="$min" -v b="$det" 'BEGIN{print (b<a)?b:a}')
+		sum=$(awk -v a="$sum" -v b="$det" 'BEGIN{print a+b}')
+	done
+	awk -v n="$n" -v min="$min" -v sum="$sum" -v c0="$c0" -v c1="$c1" -v t="$el" -v tck="$tck" -v hwm="$hwm" -v load="$load" 'BEGIN{
+		printf "summary: %d cameras, detected %.1f frames/s in all, slowest camera %.2f/s; agent %.2f cores, peak RSS %.0f MiB; load average %s\n",
+			n, sum, min, (c1-c0)/tck/t, hwm/1024, load }'
+}
+
+for n in "${COUNTS[@]}"; do run "$n"; done
