@@ -16,6 +16,7 @@ import (
 
 	"github.com/vigil-edge/vigil/agent/config"
 	"github.com/vigil-edge/vigil/models"
+	"github.com/vigil-edge/vigil/pipeline/clip"
 	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/metrics"
 	"github.com/vigil-edge/vigil/pipeline/wire"
@@ -193,7 +194,7 @@ func detectFile(det models.Detector, path string, maxFrames, every int, enc *jso
 		d.Model = info
 		return emit(d)
 	}
-	_, err := DecodeClip(ctx, path, maxFrames, func(n int, f *frame.Frame) error {
+	_, err := clip.Decode(ctx, path, maxFrames, func(n int, f *frame.Frame) error {
 		if (n-1)%every != 0 {
 			return nil
 		}

@@ -360,6 +360,25 @@ func TestBadInputIsNamedAndOtherCamerasKeepRunning(t *testing.T) {
 		m["input"].(map[string]any)["height"] = 320
 	})
 
+	// A stream whose picture size changes twice in each loop (320x240, 176x144, 320x240).
+	resizing := filepath.Join(dir, "resizing.h264")
+	if ff, err := exec.LookPath("ffmpeg"); err == nil {
+		var all []byte
+		for i, size := range []string{"320x240", "176x144", "320x240"} {
+			part := filepath.Join(dir, fmt.Sprintf("part%d.h264", i))
+			out, err := exec.Command(ff, "-hide_banner", "-loglevel", "error", "-nostdin", "-f", "lavfi", "-i", "testsrc2=size="+size+":rate=25",
+				"-frames:v", "25", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "ultrafast", "-bf", "0", "-f", "h264", part).CombinedOutput()
+			if err != nil {
+				t.Fatalf("ffmpeg: %v: %s", err, out)
+			}
+			b, _ := os.ReadFile(part)
+			all = append(all, b...)
+		}
+		os.WriteFile(resizing, all, 0o644)
+	} else {
+		t.Skip("ffmpeg CLI not installed")
+	}
+
 	pets := rtsp.URL("pedestrians_pets09_s2l1_vtest")
 	wrong := strings.Replace(locked.URL("mot15_tud_campus"), "rtsp://", "rtsp://viewer:wrong@", 1)
 	cfg := baseConfig(t, broker.URL,
@@ -369,6 +388,8 @@ func TestBadInputIsNamedAndOtherCamerasKeepRunning(t *testing.T) {
 		config.Camera{ID: "notvideo", URL: notVideo},
 		config.Camera{ID: "corruptmodel", URL: pets, Model: &config.Model{Manifest: corrupt, Dir: dir, Threads: 1}},
 		config.Camera{ID: "badshape", URL: pets, Model: &config.Model{Manifest: shape, Dir: dir, Threads: 1}},
+		config.Camera{ID: "batched", URL: pets, Model: &config.Model{Manifest: realManifest, Dir: data.MustPath(t, "models"), Threads: 1, BatchSize: 4}},
+		config.Camera{ID: "resizing", URL: resizing, Loop: true},
 	)
 	ra := startAgent(t, cfg)
 
@@ -379,6 +400,7 @@ func TestBadInputIsNamedAndOtherCamerasKeepRunning(t *testing.T) {
 		"notvideo":     {"notes.mp4", "not a video"},
 		"corruptmodel": {"corrupt.onnx"},
 		"badshape":     {"does not match"},
+		"batched":      {"'cameras[5].model.batch_size' is 4"},
 	}
 	waitFor(t, 30*time.Second, "an error on every bad camera", func() bool {
 		for _, c := range ra.Status().Cameras {
@@ -390,6 +412,9 @@ func TestBadInputIsNamedAndOtherCamerasKeepRunning(t *testing.T) {
 	})
 	for _, c := range ra.Status().Cameras {
 		frags, bad := want[c.ID]
+		if c.ID == "resizing" {
+			continue // below
+		}
 		if !bad {
 			if c.ID != "good" || c.State != agent.StateStreaming || c.Detected == 0 {
 				t.Errorf("good camera: %+v", c)
@@ -410,10 +435,49 @@ func TestBadInputIsNamedAndOtherCamerasKeepRunning(t *testing.T) {
 	for _, b := range col.get(wire.KindDetections) {
 		var d wire.Detections
 		json.Unmarshal(b, &d)
-		if d.Camera != "good" {
+		if d.Camera != "good" && d.Camera != "resizing" {
 			t.Fatalf("detections from camera %s, which cannot run", d.Camera)
 		}
 	}
+	// The camera whose picture size changes goes on, counting each change.
+	waitFor(t, 30*time.Second, "the resizing camera through a size change", func() bool {
+		return registryValue(t, ra.Agent, `vigil_source_errors_total{camera="resizing",reason="resolution_change"}`) >= 1
+	})
+	for _, c := range ra.Status().Cameras {
+		if c.ID == "resizing" && (c.State != agent.StateStreaming || c.Detected == 0) {
+			t.Errorf("resizing camera: %+v", c)
+		}
+	}
+}
+
+// registryValue reads one series from the agent's registry, 0 when absent.
+func registryValue(t *testing.T, a *agent.Agent, series string) float64 {
+	t.Helper()
+	mfs, err := a.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName() + "{"
+			for i, l := range m.GetLabel() {
+				if i > 0 {
+					name += ","
+				}
+				name += l.GetName() + "=\"" + l.GetValue() + "\""
+			}
+			name += "}"
+			if name == series {
+				switch {
+				case m.GetCounter() != nil:
+					return m.GetCounter().GetValue()
+				case m.GetGauge() != nil:
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
 
 func TestCheckConfigNamesEveryBadKey(t *testing.T) {

@@ -26,7 +26,7 @@ type pools struct {
 
 // poolKey identifies a model configuration: cameras with the same one share a pool.
 func poolKey(mc config.Model) string {
-	return strings.Join([]string{mc.Manifest, mc.Dir, strconv.Itoa(mc.Threads), strconv.Itoa(mc.Sessions())}, "\x00")
+	return strings.Join([]string{mc.Manifest, mc.Dir, strconv.Itoa(mc.Threads), strconv.Itoa(mc.Sessions()), strconv.Itoa(mc.BatchSize)}, "\x00")
 }
 
 // poolLabel names a pool in metrics: "default" for the agent's model, else the manifest's

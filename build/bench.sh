@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make bench: the pipeline beside its limits, measured in one run on this machine.
 #   1. raw ONNX Runtime inference (1 thread) vs the whole pipeline on a file, detection on every frame
-#   2. our libavcodec decode (1 thread, BGR out) vs `ffmpeg -threads 1 -f null` on the same file
+#   2. our libavcodec decode (1 thread, YUV out) vs `ffmpeg -threads 1 -f null` on the same file
+#   3. many cameras: N copies of a 720p camera into the real agent (build/bench-cameras.sh;
+#      BENCH_CAMERAS="1 12 16" by default)
 # Results go to stdout and .cache/bench/latest.txt; copy the figures into docs/BENCHMARKS.md.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,4 +47,9 @@ BENCHTIME="${BENCHTIME:-200x}"
 		VIGIL_SCALE_EVENTS="${SCALE_EVENTS:-10000000}" \
 		go test -count=1 -timeout 60m -run 'TestScaleLoad$|TestEventQueryLatency$' -v ./fleet/postgres/ |
 		grep -vE '^(=== RUN|--- PASS|PASS$|ok )|level='
+} | tee -a "$OUT/latest.txt"
+{
+	echo "## many cameras: N x 720p@30 H.264 over RTSP (TCP) into the real agent, detect_fps 5 (build/bench-cameras.sh)"
+	make -s build >/dev/null
+	./build/bench-cameras.sh ${BENCH_CAMERAS:-1 12 16}
 } | tee -a "$OUT/latest.txt"

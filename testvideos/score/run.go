@@ -17,9 +17,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vigil-edge/vigil/agent"
 	"github.com/vigil-edge/vigil/models"
 	"github.com/vigil-edge/vigil/models/onnx"
+	"github.com/vigil-edge/vigil/pipeline/clip"
 	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/track"
 	"github.com/vigil-edge/vigil/testvideos/data"
@@ -294,7 +294,7 @@ func Detections(ctx context.Context, cfg Config) ([]frame.Detections, error) {
 		defer det.Close()
 		start := time.Now()
 		detected := 0
-		total, err := agent.DecodeClip(ctx, cfg.Clip, cfg.MaxFrames, func(n int, f *frame.Frame) error {
+		total, err := clip.Decode(ctx, cfg.Clip, cfg.MaxFrames, func(n int, f *frame.Frame) error {
 			if !wanted(n) {
 				return nil
 			}

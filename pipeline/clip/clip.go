@@ -1,4 +1,8 @@
-package agent
+// Package clip reads a video file frame by frame: the file source and the decoder, run
+// together on the caller's goroutine. It is a shortcut for tools (vigil-agent detect, the
+// scorer in testvideos), not a stage of the running pipeline, where a camera's packets go
+// through its supervisor and decoder (agent/camera.go).
+package clip
 
 import (
 	"context"
@@ -10,11 +14,11 @@ import (
 	"github.com/vigil-edge/vigil/pipeline/ingest/file"
 )
 
-// DecodeClip decodes the video file at path frame by frame (n from 1), calling fn for each, until the end of
-// the file or maxFrames (0: no limit). It returns the number of frames in the clip when it
-// read to the end, else 0. Each frame is released after fn returns. Tools use it
-// (vigil-agent detect, the scorer); the running agent reads files through its cameras.
-func DecodeClip(ctx context.Context, path string, maxFrames int, fn func(n int, f *frame.Frame) error) (int, error) {
+// Decode decodes the video file at path frame by frame (n from 1), calling fn for each, until
+// the end of the file or maxFrames (0: no limit). It returns the number of frames in the clip
+// when it read to the end, else 0. Each frame (the decoder's YUV picture) is released after fn
+// returns.
+func Decode(ctx context.Context, path string, maxFrames int, fn func(n int, f *frame.Frame) error) (int, error) {
 	src, err := file.New(file.Config{Path: path})
 	if err != nil {
 		return 0, err
