@@ -400,7 +400,7 @@ func TestBadInputIsNamedAndOtherCamerasKeepRunning(t *testing.T) {
 		"notvideo":     {"notes.mp4", "not a video"},
 		"corruptmodel": {"corrupt.onnx"},
 		"badshape":     {"does not match"},
-		"batched":      {"'cameras[5].model.batch_size' is 4"},
+		"batched":      {"'cameras[6].model.batch_size' is 4"},
 	}
 	waitFor(t, 30*time.Second, "an error on every bad camera", func() bool {
 		for _, c := range ra.Status().Cameras {
