@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image"
 	"log/slog"
 	"net"
 	"net/http"
@@ -237,7 +238,6 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		a.log.Info("serving metrics and status", "addr", a.httpAddr)
 	}
 
-	stack = append(stack, a.startSensors(ctx, ob)) // before the cameras; stopped after them
 
 	fleetModel, stopOTA, err := a.startOTA(ctx)
 	if err != nil {
@@ -258,6 +258,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	a.mu.Lock()
 	a.cams, a.pools = cams, ps
 	a.mu.Unlock()
+	// The sensors start before the cameras run and stop after them; the telemetry they
+	// report names the cameras and their model from the first message.
+	stack = append(stack, a.startSensors(ctx, ob))
 
 	pub.Start()                                                  // connects, then subscribes to commands
 	stack = append(stack, func() { pub.Close(shutdownTimeout) }) // sends "offline" once the cameras have handed on every result
@@ -307,9 +310,12 @@ func (a *Agent) newCameras(ps *pools, snaps *snapshot.Store) ([]*camera, error) 
 		if cc.Optics != nil {
 			deps.locate = a.sensors.geoReference
 		}
+		deps.motion = motionOf(cc)
 		pool, perr := ps.forCamera(a.cfg.Model, cc)
 		if pool != nil {
 			deps.pool = pool
+			in := pool.Manifest().Input
+			deps.input = image.Pt(in.Width, in.Height)
 		}
 		cam, err := newCamera(cc, deps)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
 	"io"
 	"log/slog"
 	"math"
@@ -25,6 +26,7 @@ import (
 	"github.com/vigil-edge/vigil/pipeline/ingest/rtsp"
 	"github.com/vigil-edge/vigil/pipeline/mask"
 	"github.com/vigil-edge/vigil/pipeline/metrics"
+	"github.com/vigil-edge/vigil/pipeline/motion"
 	"github.com/vigil-edge/vigil/pipeline/rules"
 	"github.com/vigil-edge/vigil/pipeline/snapshot"
 	"github.com/vigil-edge/vigil/pipeline/track"
@@ -90,6 +92,9 @@ type camera struct {
 	pool   detectorPool                                  // nil: the camera cannot run (its model did not open)
 	wrap   func(models.Detector) (models.Detector, error)
 
+	gate  *motionGate   // nil: motion-driven detection is off
+	input atomic.Uint64 // the model's input size (w<<32 | h), for motion plans
+
 	// Used only on the pool's workers, one at a time (detectOn).
 	bound      *pooledDetector // the pool detector the frame runs on, with the camera's filter
 	chain      models.Detector // bound, tiled when the camera asks for it
@@ -105,6 +110,7 @@ type camera struct {
 	frameH  int
 	bgr     []byte // the BGR copy of frame bgrSeq, for snapshots and live views; reused
 	bgrSeq  uint64
+	seen    []image.Rectangle // where the detector looked on the frame being analysed (motion)
 	slot    *detect.Slot
 
 	mu     sync.Mutex
@@ -137,6 +143,10 @@ type cameraDeps struct {
 	pool detectorPool
 	// wrap prepares the pool detector for the camera (tiling); nil: used as it is.
 	wrap func(models.Detector) (models.Detector, error)
+	// motion turns on motion-driven detection; nil: every frame due at detect_fps is detected
+	// whole. input is the model's input size (crops are at least that large).
+	motion *motionSettings
+	input  image.Point
 }
 
 func newCamera(cfg config.Camera, deps cameraDeps) (*camera, error) {
@@ -152,6 +162,12 @@ func newCamera(cfg config.Camera, deps cameraDeps) (*camera, error) {
 		tracker: track.New(track.Default()), rules: eng, events: events.New(events.Default()),
 		exclude: mask.Polygons(cfg.Exclude)}
 	c.status = CameraStatus{ID: cfg.ID, URL: config.RedactURL(cfg.URL), State: StateStarting}
+	c.input.Store(uint64(deps.input.X)<<32 | uint64(uint32(deps.input.Y)))
+	if deps.motion != nil {
+		if c.gate, err = newMotionGate(*deps.motion); err != nil {
+			return nil, fmt.Errorf("camera %s: motion: %w", cfg.ID, err)
+		}
+	}
 	m := deps.metrics
 	// Make the per-camera series exist from the start, so dashboards see zeros, not gaps.
 	m.PacketsReceived.WithLabelValues(cfg.ID)
@@ -160,6 +176,7 @@ func newCamera(cfg config.Camera, deps cameraDeps) (*camera, error) {
 	m.FramesDetected.WithLabelValues(cfg.ID)
 	m.DecodeErrors.WithLabelValues(cfg.ID)
 	m.Reconnects.WithLabelValues(cfg.ID)
+	m.Inferences.WithLabelValues(cfg.ID)
 	m.SourceUp.WithLabelValues(cfg.ID).Set(0)
 	m.TracksActive.WithLabelValues(cfg.ID).Set(0)
 	return c, nil
@@ -202,7 +219,13 @@ func (c *camera) analyse(ctx context.Context, d frame.Detections) {
 	if err := c.sink(ctx, pub); err != nil {
 		c.log.Error("store detections", "err", err)
 	}
-	tracks := c.tracker.Update(d)
+	var tracks frame.Tracks
+	if c.gate != nil { // the detector looked only at c.seen: tracks elsewhere are held
+		tracks = c.tracker.UpdateSeen(d, c.seen)
+		c.gate.setTracks(tracks.Tracks, d.Width, d.Height)
+	} else {
+		tracks = c.tracker.Update(d)
+	}
 	confirmed := 0
 	for _, t := range tracks.Tracks {
 		if t.State == frame.Confirmed {
@@ -413,10 +436,26 @@ func (c *camera) detectOn(ctx context.Context, det models.Detector, f *frame.Fra
 		}
 		c.chain, c.chainModel = chain, id
 		c.modelScore.Store(math.Float32bits(m.Defaults.Score))
+		c.input.Store(uint64(m.Input.Width)<<32 | uint64(uint32(m.Input.Height)))
 	}
 	c.bound.det = det
 	defer func() { c.bound.det = nil }()
-	return c.chain.Detect(ctx, f.Image)
+	if f.Regions != nil { // motion-driven: crops around motion and active tracks
+		nms := c.cfg.NMS
+		if nms == 0 {
+			nms = m.Defaults.NMS
+		}
+		objs, runs, err := detectRegions(ctx, c.bound, f.Image, f.Regions, nms)
+		c.m.Inferences.WithLabelValues(c.cfg.ID).Add(float64(runs))
+		return objs, err
+	}
+	objs, err := c.chain.Detect(ctx, f.Image)
+	runs := 1
+	if t, ok := c.chain.(interface{ LastInferences() int }); ok {
+		runs = t.LastInferences() // tiles
+	}
+	c.m.Inferences.WithLabelValues(c.cfg.ID).Add(float64(runs))
+	return objs, err
 }
 
 // onResult is the slot's sink: each detected frame, in order, on the slot's goroutine.
@@ -437,6 +476,10 @@ func (c *camera) onResult(ctx context.Context, r detect.Result) {
 	c.update(func(s *CameraStatus) { s.Detected++ })
 	if c.frameW != 0 && (d.Width != c.frameW || d.Height != c.frameH) {
 		c.restart(ctx, d)
+	}
+	c.seen = f.Regions
+	if c.seen == nil {
+		c.seen = []image.Rectangle{image.Rect(0, 0, d.Width, d.Height)}
 	}
 	start := time.Now()
 	c.analyse(ctx, d)
@@ -589,8 +632,29 @@ func (p *packetSink) queue(frames []*frame.Frame) {
 			f.Release() // never converted: its picture goes straight back to the decoder
 			continue
 		}
+		if c.gate != nil && !p.plan(f) {
+			f.Release() // nothing moves and no track is active: no inference
+			continue
+		}
 		p.slot.Submit(f)
 	}
+}
+
+// plan runs motion-driven detection's decision for f, on the decoder's Y plane: it sets
+// f.Regions to the crops to detect, leaves them nil for a full-frame pass, or returns false
+// when the frame needs no inference.
+func (p *packetSink) plan(f *frame.Frame) bool {
+	c := p.cam
+	in := c.input.Load()
+	d := c.gate.plan(f, int(in>>32), int(uint32(in)))
+	c.m.MotionPlans.WithLabelValues(c.cfg.ID, d.Mode.String(), d.Reason).Inc()
+	switch d.Mode {
+	case motion.None:
+		return false
+	case motion.Regions:
+		f.Regions = d.Regions
+	}
+	return true
 }
 
 // logErr logs a per-packet error at most once per errorLogPeriod, with the count since.

@@ -115,7 +115,22 @@ func TestEventsAlertsAndRedactedSnapshotsOnPETS(t *testing.T) {
 	// The snapshots also went to the broker, on their own topic, each naming a sent event,
 	// masked the same way.
 	waitFor(t, 20*time.Second, "snapshots over MQTT", func() bool { return len(col.get(wire.KindSnapshots)) > 0 })
-	for i, b := range col.get(wire.KindSnapshots) {
+	// An event's first snapshot is stored just before the event itself: wait for the events
+	// of the snapshots received so far.
+	snaps := col.get(wire.KindSnapshots)
+	waitFor(t, 20*time.Second, "the events of the snapshots", func() bool {
+		decode()
+		for _, e := range events {
+			ids[e.After.ID] = true
+		}
+		for _, b := range snaps {
+			if p, err := wire.DecodePicture(b, wire.MaxPictureBytes); err == nil && !ids[p.EventID] {
+				return false
+			}
+		}
+		return true
+	})
+	for i, b := range snaps {
 		p, err := wire.DecodePicture(b, wire.MaxPictureBytes)
 		if err != nil {
 			t.Fatalf("snapshot message %d: %v", i, err)

@@ -4,6 +4,7 @@
 package frame
 
 import (
+	"image"
 	"time"
 
 	"github.com/vigil-edge/vigil/models"
@@ -35,6 +36,9 @@ type Frame struct {
 	PTS        time.Duration
 	CapturedAt time.Time
 	Image      models.Image // the decoder's YUV picture (or BGR, from an image file)
+	// Regions, when not nil, are where the detector should look (motion-driven detection), in
+	// the frame's pixels; nil: the whole frame.
+	Regions []image.Rectangle
 
 	release func()
 }

@@ -47,6 +47,8 @@ type Metrics struct {
 	PoolWait        *prometheus.HistogramVec // pool: a frame's wait for a detector
 	PoolDetected    *prometheus.CounterVec   // pool
 	HWFallbacks     *prometheus.CounterVec   // camera, hwaccel: hardware decoding asked for, software used
+	MotionPlans     *prometheus.CounterVec   // camera, plan, reason: motion-driven detection's decision per frame
+	Inferences      *prometheus.CounterVec   // camera: model runs (one per crop, tile or full frame)
 }
 
 // Stages of vigil_stage_duration_seconds.
@@ -114,7 +116,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1}}, []string{"pool"})
 	m.PoolDetected = cv("detector_pool_frames_total", "Frames the detector pool ran, by pool (model).", "pool")
 	m.HWFallbacks = cv("hwaccel_fallbacks_total", "Decoder openings that asked for hardware decoding and fell back to software, by the hwaccel asked for.", "camera", "hwaccel")
-	reg.MustRegister(m.DeliveryLatency, m.Stage, m.PoolWait, m.PoolDetected, m.HWFallbacks)
+	m.MotionPlans = cv("motion_plans_total", "Frames due at detect_fps on cameras with motion-driven detection, by what the detector did (none, regions, full_frame) and why.", "camera", "plan", "reason")
+	m.Inferences = cv("inferences_total", "Model runs for the camera's frames: one per crop, tile or full frame.", "camera")
+	reg.MustRegister(m.DeliveryLatency, m.Stage, m.PoolWait, m.PoolDetected, m.HWFallbacks, m.MotionPlans, m.Inferences)
 	reg.MustRegister(m.PacketsReceived, m.FramesDecoded, m.FramesDropped, m.FramesDetected, m.FramesSkipped, m.DecodeErrors,
 		m.SourceErrors, m.Reconnects, m.SourceUp, m.Inference, m.DetectErrors, m.Detections, m.Publishes,
 		m.PublishFailures, m.Replayed, m.OutboxDropped, m.OutboxErrors, m.LineCrossings, m.Alerts, m.TracksActive, m.CommandsRejected, m.PicturesSent, m.PicturesSkipped, m.MQTTConnected, m.MQTTAttempts, m.BuildInfo,
