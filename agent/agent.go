@@ -238,7 +238,6 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		a.log.Info("serving metrics and status", "addr", a.httpAddr)
 	}
 
-
 	fleetModel, stopOTA, err := a.startOTA(ctx)
 	if err != nil {
 		return err

@@ -18,7 +18,7 @@ import (
 	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/metrics"
 	"github.com/vigil-edge/vigil/testvideos/data"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // runClip runs one camera over a file, as fast as the detector goes, on a pool of one real
@@ -31,7 +31,7 @@ func runClip(t *testing.T, path string, motionOn bool) (*metrics.Metrics, int) {
 		cc.Motion = &config.Motion{Enabled: true}
 	}
 	cc.ApplyDefaults()
-	mc := config.Model{Manifest: filepath.Join(harness.RepoRoot(), "models", "yolox_nano_coco_416.json"), Dir: data.MustPath(t, "models"), Threads: 1}
+	mc := config.Model{Manifest: filepath.Join(testharness.RepoRoot(), "models", "yolox_nano_coco_416.json"), Dir: data.MustPath(t, "models"), Threads: 1}
 	dets, err := openSessions(mc, nil, 1)
 	if err != nil {
 		t.Fatal(err)

@@ -16,14 +16,14 @@ import (
 	"github.com/vigil-edge/vigil/pipeline/detect"
 	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/testvideos/data"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // The pool runs the real model (YOLOX-nano through ONNX Runtime) on a real picture.
 
 func manifest(t testing.TB) models.Manifest {
 	t.Helper()
-	m, err := models.LoadManifest(filepath.Join(harness.RepoRoot(), "models", "yolox_nano_coco_416.json"))
+	m, err := models.LoadManifest(filepath.Join(testharness.RepoRoot(), "models", "yolox_nano_coco_416.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,10 +8,10 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/vigil-edge/vigil/agent"
 	"github.com/vigil-edge/vigil/models"
 	"github.com/vigil-edge/vigil/models/onnx"
 	"github.com/vigil-edge/vigil/models/tile"
+	"github.com/vigil-edge/vigil/pipeline/clip"
 	"github.com/vigil-edge/vigil/pipeline/detect"
 	"github.com/vigil-edge/vigil/pipeline/events"
 	"github.com/vigil-edge/vigil/pipeline/frame"
@@ -128,7 +128,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 		hyp      = map[int][]Object{}
 		scored   []int
 	)
-	total, err := agent.DecodeClip(ctx, cfg.Clip, cfg.MaxFrames, func(n int, f *frame.Frame) error {
+	total, err := clip.Decode(ctx, cfg.Clip, cfg.MaxFrames, func(n int, f *frame.Frame) error {
 		if !rl.Allow(f.PTS) {
 			return nil
 		}
@@ -236,6 +236,16 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 // lumaOf returns the BT.601 luma of a BGR image, packed (stride = width), in buf if large enough.
 func lumaOf(img models.Image, buf []byte) []byte {
 	n := img.Width * img.Height
+	if img.Format != models.BGR24 { // a decoder's frame: its Y plane is the luma
+		if cap(buf) < n {
+			buf = make([]byte, n)
+		}
+		buf = buf[:n]
+		for y := range img.Height {
+			copy(buf[y*img.Width:(y+1)*img.Width], img.Pix[y*img.Stride:])
+		}
+		return buf
+	}
 	if cap(buf) < n {
 		buf = make([]byte, n)
 	}
