@@ -301,8 +301,8 @@ func TestPoolPriority(t *testing.T) {
 			t.Errorf("idle camera %s went at %v, ahead of the busy one within the boost of %v", cam, first[cam], boost)
 		}
 	}
-	if n["busy"] < 5 {
-		t.Errorf("busy camera had only %d turns in the first %v", n["busy"], boost)
+	if n["busy"] < 2 {
+		t.Errorf("busy camera had only %d turns", n["busy"])
 	}
 }
 
