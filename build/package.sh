@@ -11,7 +11,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-ARCHES=${ARCHES:-"amd64"}
+ARCHES=${ARCHES:-"amd64 arm64"}
 EDGE_DATA_DIR=${EDGE_DATA_DIR:-$ROOT/../shared/data}
 VERSION=${DEB_VERSION:-$("$ROOT/build/deb-version.sh")}
 DIST=$ROOT/dist

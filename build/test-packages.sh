@@ -11,7 +11,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-ARCHES=${ARCHES:-"amd64"}
+ARCHES=${ARCHES:-"amd64 arm64"}
 export EDGE_DATA_DIR=${EDGE_DATA_DIR:-$ROOT/../shared/data}
 log() { printf 'test-packages: %s\n' "$*" >&2; }
 fail() { log "FAIL: $*"; exit 1; }

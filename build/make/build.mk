@@ -12,9 +12,9 @@ build: ## build the three binaries into bin/
 demo: deps build ## run the fleet, a test RTSP camera and the agent; live detections (DEMO_SECONDS=N to stop)
 	@./build/demo.sh
 
-.PHONY: build-arm64
-build-arm64: ## cross-build the pure-Go binaries (vigil-fleet, vigil-dronesim) for linux/arm64 into bin/arm64/
-	@mkdir -p bin/arm64
-	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build -ldflags '$(LDFLAGS)' -o bin/arm64/vigil-fleet ./fleet/cmd/vigil-fleet
-	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build -ldflags '$(LDFLAGS)' -o bin/arm64/vigil-dronesim ./hal/cmd/vigil-dronesim
-	@echo "vigil-agent and vigil-testvideos link OpenCV, FFmpeg and ONNX Runtime through cgo: build it on the arm64 box itself (make deps && make build; make deps fetches the arm64 ONNX Runtime)"
+.PHONY: build-arm64 deps-arm64
+build-arm64: deps-arm64 ## cross-build every binary (the agent with cgo: FFmpeg, OpenCV) for linux/arm64 into bin/arm64/; run them with build/run-arm64
+	@LDFLAGS='$(LDFLAGS)' ./build/build-arm64.sh
+
+deps-arm64: ## arm64 cross toolchain, FFmpeg (multiarch), OpenCV sysroot, qemu-user 10 (idempotent)
+	@./build/deps-arm64.sh
