@@ -87,6 +87,12 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return 1
 	}
+	if errs := Preflight(cfg); len(errs) > 0 { // preflight.go: the files the settings name
+		for _, err := range errs {
+			fmt.Fprintln(stderr, err)
+		}
+		return 1
+	}
 	fmt.Fprintf(stdout, "config ok: device %s, %d camera(s), broker %s\n", cfg.DeviceID, len(cfg.Cameras), config.RedactURL(cfg.MQTT.URL))
 	return 0
 }

@@ -500,7 +500,8 @@ func TestCheckConfigNamesEveryBadKey(t *testing.T) {
 		}
 	}
 	good := filepath.Join(t.TempDir(), "good.yaml")
-	os.WriteFile(good, []byte("device_id: d\ncameras:\n  - id: c1\n    url: rtsp://127.0.0.1/x\n"), 0o644)
+	os.WriteFile(good, []byte(fmt.Sprintf("device_id: d\nmodel: {manifest: %q, dir: %q}\ncameras:\n  - id: c1\n    url: rtsp://127.0.0.1/x\n",
+		filepath.Join(testharness.RepoRoot(), "models", "yolox_nano_coco_416.json"), data.MustPath(t, "models"))), 0o644)
 	out.Reset()
 	errb.Reset()
 	if code := agent.Main([]string{"check-config", "--config", good}, &out, &errb); code != 0 || !strings.Contains(out.String(), "config ok") {

@@ -217,3 +217,29 @@ func TestCommandsWaitForCameras(t *testing.T) {
 		return len(seen) == len(cfg.Cameras)
 	})
 }
+
+// TestCheckConfigChecksTheFilesSettingsName: check-config (which passed these before) names a
+// model manifest that does not exist, a camera model whose file is missing and an MQTT CA
+// file that holds no certificate.
+func TestCheckConfigChecksTheFilesSettingsName(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "ca.pem")
+	os.WriteFile(notPEM, []byte("not a certificate"), 0o600)
+	cfg := writeYAML(t, fmt.Sprintf(`device_id: d
+model: {manifest: %q}
+mqtt: {url: "ssl://127.0.0.1:8883", tls: {ca_file: %q}}
+cameras:
+  - {id: c1, url: "rtsp://127.0.0.1/x"}
+  - {id: c2, url: "rtsp://127.0.0.1/y", model: {manifest: %q, dir: %q, threads: 1}}
+`, filepath.Join(dir, "missing.json"), notPEM, filepath.Join(testharness.RepoRoot(), "models", "yolox_nano_coco_416.json"), dir))
+	var out, errb strings.Builder
+	code := agent.Main([]string{"check-config", "--config", cfg}, &out, &errb)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stdout %q stderr %q", code, out.String(), errb.String())
+	}
+	for _, key := range []string{"'model.manifest'", "'cameras[1].model.dir'", "'mqtt.tls'"} {
+		if !strings.Contains(errb.String(), key) {
+			t.Errorf("stderr names no %s:\n%s%s", key, errb.String(), out.String())
+		}
+	}
+}
