@@ -42,7 +42,7 @@ PIDS+=($!)
 MAXN=0
 for n in "${COUNTS[@]}"; do [ "$n" -gt "$MAXN" ] && MAXN=$n; done
 mkdir -p "$WORK/clips"
-for i in $(seq -w 1 "$MAXN"); do ln -s "$CLIP" "$WORK/clips/cam$i.mp4"; done
+for i in $(seq 1 "$MAXN"); do ln -s "$CLIP" "$WORK/clips/cam$(printf %02d "$i").mp4"; done
 RTSP_PORT=$(freeport)
 bin/vigil-testvideos serve --addr "127.0.0.1:$RTSP_PORT" "$WORK"/clips/*.mp4 >"$WORK/testvideos.log" 2>&1 &
 PIDS+=($!)
@@ -74,7 +74,8 @@ run() {
 		echo "  threads: $THREADS"
 		[ -n "${POOL_SIZE:-}" ] && echo "  pool_size: $POOL_SIZE"
 		echo "cameras:"
-		for i in $(seq -w 1 "$n"); do
+		for i in $(seq 1 "$n"); do
+			i=$(printf %02d "$i")
 			echo "  - {id: cam$i, url: rtsp://127.0.0.1:$RTSP_PORT/cam$i, transport: tcp, detect_fps: $DETECT_FPS}"
 		done
 	} >"$dir/agent.yaml"
@@ -98,8 +99,8 @@ run() {
 	tck=$(getconf CLK_TCK)
 	echo "### $n camera(s), detect_fps $DETECT_FPS, ${MEASURE}s measured after ${WARMUP}s, pool_size ${POOL_SIZE:-one per core ($(nproc))}, threads $THREADS"
 	printf '%-6s %12s %12s %12s\n' camera "detected/s" "dropped/s" "decoded/s"
-	for i in $(seq -w 1 "$n"); do
-		local c=cam$i d0 d1 x0 x1 f0 f1 det drp dec
+	for i in $(seq 1 "$n"); do
+		local c=cam$(printf %02d "$i") d0 d1 x0 x1 f0 f1 det drp dec
 		d0=$(metric vigil_frames_detected_total "$c" "$dir/m0"); d1=$(metric vigil_frames_detected_total "$c" "$dir/m1")
 		x0=$(dropped "$c" "$dir/m0"); x1=$(dropped "$c" "$dir/m1")
 		f0=$(metric vigil_frames_decoded_total "$c" "$dir/m0"); f1=$(metric vigil_frames_decoded_total "$c" "$dir/m1")
@@ -110,6 +111,7 @@ run() {
 		min=$(awk -v a="$min" -v b="$det" 'BEGIN{print (b<a)?b:a}')
 		sum=$(awk -v a="$sum" -v b="$det" 'BEGIN{print a+b}')
 	done
+	awk '/^go_memstats_heap_inuse_bytes / {printf "memory at the end: Go heap in use %.0f MiB, ", $2/1048576} /^process_resident_memory_bytes / {printf "resident %.0f MiB\n", $2/1048576}' "$dir/m1"
 	awk -v n="$n" -v min="$min" -v sum="$sum" -v c0="$c0" -v c1="$c1" -v t="$el" -v tck="$tck" -v hwm="$hwm" -v load="$load" 'BEGIN{
 		printf "summary: %d cameras, detected %.1f frames/s in all, slowest camera %.2f/s; agent %.2f cores, peak RSS %.0f MiB; load average %s\n",
 			n, sum, min, (c1-c0)/tck/t, hwm/1024, load }'
