@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-edge/vigil/internal/backoff"
 	"github.com/vigil-edge/vigil/models"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
@@ -270,9 +271,12 @@ func hashFile(path string) (string, int64, error) {
 }
 
 // retry runs attempt until it succeeds, fails for good, ctx ends, or Options.Attempts
-// attempts in a row fail without progress; it waits with doubling back-off in between.
+// attempts in a row fail without progress; it waits with back-off in between (doubling from
+// Options.Backoff to Options.MaxBackoff, less up to 20 % jitter so that a fleet of devices
+// that lost the server together do not come back in step).
 func (s *Store) retry(ctx context.Context, what string, attempt func() (progressed bool, err error)) error {
-	wait, failures := s.opts.Backoff, 0
+	policy := backoff.Policy{Min: s.opts.Backoff, Max: s.opts.MaxBackoff}
+	failures := 0
 	for {
 		progressed, err := attempt()
 		if err == nil {
@@ -285,21 +289,17 @@ func (s *Store) retry(ctx context.Context, what string, attempt func() (progress
 			return err
 		}
 		if progressed {
-			wait, failures = s.opts.Backoff, 0
+			failures = 0
 		}
 		failures++
 		if failures >= s.opts.Attempts {
 			return fmt.Errorf("%s: gave up after %d attempts: %w", what, failures, err)
 		}
+		wait := policy.Delay(failures - 1)
 		s.log.Warn("download failed, retrying", "what", what, "attempt", failures, "wait", wait, "err", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !backoff.Sleep(ctx, wait) {
 			return fmt.Errorf("%s: %w", what, context.Cause(ctx))
-		case <-t.C:
 		}
-		wait = min(2*wait, s.opts.MaxBackoff)
 	}
 }
 

@@ -68,7 +68,7 @@ type Options struct {
 	// before Install gives up; an attempt that made progress resets the count. 0 means 8.
 	Attempts int
 	// Backoff is the wait after the first failed attempt, doubled after each further one up
-	// to MaxBackoff. 0 means 1 s and 1 min.
+	// to MaxBackoff, each less up to 20 % at random (internal/backoff). 0 means 1 s and 1 min.
 	Backoff, MaxBackoff time.Duration
 	// Stall aborts (and retries) a download that receives nothing for this long. 0 means 1 min.
 	Stall time.Duration

@@ -4,44 +4,21 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"sync"
 	"time"
 
+	"github.com/vigil-edge/vigil/internal/backoff"
 	"github.com/vigil-edge/vigil/pipeline/frame"
 )
 
-// Backoff is a capped exponential back-off with jitter.
-type Backoff struct {
-	Min    time.Duration // first wait; default 500 ms
-	Max    time.Duration // cap; default 30 s
-	Factor float64       // growth per failure; default 2
-}
+// Backoff is the supervisor's retry policy (the module's one back-off, internal/backoff). A
+// zero Min waits FirstRetry; the other zero fields take backoff's defaults (30 s cap, doubling,
+// 20 % jitter).
+type Backoff = backoff.Policy
 
-func (b Backoff) withDefaults() Backoff {
-	if b.Min <= 0 {
-		b.Min = 500 * time.Millisecond
-	}
-	if b.Max <= 0 {
-		b.Max = 30 * time.Second
-	}
-	if b.Factor < 1 {
-		b.Factor = 2
-	}
-	return b
-}
-
-// Delay returns the wait before retry number n (0 = first retry): Min*Factor^n capped at Max,
-// with up to 20 % jitter taken off so that many cameras do not retry in step.
-func (b Backoff) Delay(n int) time.Duration {
-	b = b.withDefaults()
-	d := float64(b.Min)
-	for i := 0; i < n && d < float64(b.Max); i++ {
-		d *= b.Factor
-	}
-	d = min(d, float64(b.Max))
-	return time.Duration(d * (1 - 0.2*rand.Float64()))
-}
+// FirstRetry is the first wait after a camera's session fails when Backoff.Min is zero:
+// shorter than backoff's default, as a camera that drops once usually comes straight back.
+const FirstRetry = 500 * time.Millisecond
 
 // Watchdog restarts a session whose pictures stop. The session's owner calls Alive after each
 // decoded frame; when none came for Timeout, the session's context is cancelled.
@@ -93,6 +70,9 @@ const (
 // produces no Alive on w for watchdog is cancelled and counted as failed with ErrStalled.
 // It returns nil when ctx is done, or io.EOF when a finite source ends.
 func Supervise(ctx context.Context, src Source, sink func(frame.Packet), w *Watchdog, watchdog time.Duration, b Backoff, h Hooks) error {
+	if b.Min <= 0 {
+		b.Min = FirstRetry
+	}
 	failures := 0
 	var lastPacket time.Time // of the last session that delivered packets
 	for attempt := 0; ; attempt++ {
@@ -115,7 +95,7 @@ func Supervise(ctx context.Context, src Source, sink func(frame.Packet), w *Watc
 		if got {
 			lastPacket = time.Now()
 		}
-		if time.Since(start) > b.withDefaults().Max {
+		if time.Since(start) > b.Cap() {
 			failures = 0 // it ran for a while: start the back-off afresh
 		}
 		wait := b.Delay(failures)

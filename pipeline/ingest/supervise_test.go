@@ -11,24 +11,22 @@ import (
 	"github.com/vigil-edge/vigil/pipeline/frame"
 )
 
-func TestBackoffGrowsAndCaps(t *testing.T) {
-	b := Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second}
-	prev := time.Duration(0)
-	for n := 0; n < 12; n++ {
-		d := b.Delay(n)
-		if d > 2*time.Second || d < 80*time.Millisecond {
-			t.Fatalf("Delay(%d) = %v, outside [80ms, 2s]", n, d)
-		}
-		if n < 4 && d < prev/2 {
-			t.Fatalf("Delay(%d) = %v did not grow from %v", n, d, prev)
-		}
-		prev = d
+func TestBackoffFirstRetry(t *testing.T) {
+	// The zero Backoff the agent passes waits FirstRetry first (backoff's own default is 1 s).
+	src := &scripted{sessions: []func(ctx context.Context, sink func(frame.Packet)) error{
+		func(context.Context, func(frame.Packet)) error { return errors.New("refused") },
+		func(context.Context, func(frame.Packet)) error { return io.EOF },
+	}}
+	var w Watchdog
+	var wait time.Duration
+	err := Supervise(context.Background(), src, func(frame.Packet) {}, &w, time.Second, Backoff{}, Hooks{
+		SessionEnded: func(_ error, d time.Duration) { wait = d },
+	})
+	if !errors.Is(err, io.EOF) {
+		t.Fatalf("Supervise = %v, want io.EOF", err)
 	}
-	if d := b.Delay(30); d < 1600*time.Millisecond {
-		t.Fatalf("Delay(30) = %v, want near the 2s cap", d)
-	}
-	if d := (Backoff{}).Delay(100); d > 30*time.Second || d < 24*time.Second {
-		t.Fatalf("default cap: Delay(100) = %v, want 24-30s", d)
+	if wait > FirstRetry || wait < FirstRetry*8/10 {
+		t.Fatalf("first wait %v, want within 20 %% below %v", wait, FirstRetry)
 	}
 }
 

@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"math/rand/v2"
 	"net/url"
 	"os"
 	"sync"
@@ -29,6 +28,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
+	"github.com/vigil-edge/vigil/internal/backoff"
 	"github.com/vigil-edge/vigil/internal/redact"
 	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/metrics"
@@ -270,16 +270,9 @@ func (p *Publisher) Start() {
 	go p.connectLoop()
 }
 
-// Reconnect back-off: 1 s doubling to 30 s, less up to 20 % jitter.
-const (
-	minRetry = time.Second
-	maxRetry = 30 * time.Second
-)
-
-func retryDelay(failures int) time.Duration {
-	d := minRetry << min(failures, 5)
-	return time.Duration(float64(min(d, maxRetry)) * (1 - 0.2*rand.Float64()))
-}
+// reconnect is the back-off between connection attempts: 1 s doubling to 30 s, less up to
+// 20 % jitter (backoff's defaults).
+var reconnect = backoff.Policy{}
 
 // connectLoop connects, waits for the connection to be lost, and connects again, until Close.
 // Every failed attempt is recorded in LastError with the broker's reason (bad credentials,
@@ -296,8 +289,8 @@ func (p *Publisher) connectLoop() {
 		}
 		if err := tok.Error(); err != nil {
 			p.setErr(err)
-			wait := retryDelay(failures)
-			if failures == 0 || wait >= maxRetry*8/10 {
+			wait := reconnect.Delay(failures)
+			if failures == 0 || wait >= reconnect.Cap()*8/10 {
 				p.log.Error("connect to broker failed; retrying", "broker", p.broker, "err", p.scrub(err), "retry_in", wait.Round(time.Millisecond))
 			}
 			failures++
