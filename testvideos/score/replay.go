@@ -10,7 +10,6 @@ import (
 
 	"github.com/vigil-edge/vigil/models"
 	"github.com/vigil-edge/vigil/models/onnx"
-	"github.com/vigil-edge/vigil/models/tile"
 	"github.com/vigil-edge/vigil/pipeline/clip"
 	"github.com/vigil-edge/vigil/pipeline/detect"
 	"github.com/vigil-edge/vigil/pipeline/events"
@@ -170,14 +169,16 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 			lastFull = f.PTS
 		case motion.Regions:
 			per := make([][]models.Detection, len(plan.Regions))
+			seen = make([]image.Rectangle, len(plan.Regions))
 			for i, r := range plan.Regions {
-				if per[i], err = det.Detect(ctx, tile.SubImage(img, r)); err != nil {
+				var sub models.Image
+				sub, seen[i] = img.Crop(r) // a YUV crop starts on even coordinates
+				if per[i], err = det.Detect(ctx, sub); err != nil {
 					return fmt.Errorf("frame %d crop %v: %w", n, r, err)
 				}
 				res.Inferences++
 			}
-			d.Objects = motion.MapBack(img.Width, img.Height, plan.Regions, per, man.Defaults.NMS)
-			seen = plan.Regions
+			d.Objects = motion.MapBack(img.Width, img.Height, seen, per, man.Defaults.NMS)
 		}
 		res.InferTime += time.Since(start)
 		var ts frame.Tracks
