@@ -170,12 +170,15 @@ type Snapshots struct {
 // DefaultLabels are the labels kept when a camera names none.
 var DefaultLabels = []string{"person", "bicycle", "car", "motorcycle", "bus", "truck"}
 
-// Default returns the defaults that a file and the environment override.
+// Default returns the defaults that a file and the environment override. The HTTP port, 7090,
+// is outside Prometheus's own ports (9090-9094) and the 9100-9999 range that its wiki's
+// "default port allocations" hands to exporters: the agent shares a box with Prometheus or a
+// node_exporter without a clash.
 func Default() Config {
 	return Config{
 		DeviceID: hostnameID(),
 		LogLevel: "info",
-		HTTP:     HTTP{Listen: "127.0.0.1:9090", HealthMaxBacklog: 5 * time.Minute},
+		HTTP:     HTTP{Listen: "127.0.0.1:7090", HealthMaxBacklog: 5 * time.Minute},
 		MQTT:     MQTT{URL: "tcp://127.0.0.1:1883", KeepAlive: 30 * time.Second, MaxInflight: 64},
 		Outbox: Outbox{Path: "/var/lib/vigil/outbox.db", MaxBytes: 256 << 20, HardMaxBytes: 320 << 20,
 			MaxAge: 7 * 24 * time.Hour, ReplayRate: 500},
