@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -90,6 +91,12 @@ const (
 // DefaultReadTimeout is the read timeout when Config.ReadTimeout is 0.
 const DefaultReadTimeout = 10 * time.Second
 
+// DefaultSilence is Config.Silence when 0: a camera sends tens of packets a second.
+const DefaultSilence = 2 * time.Second
+
+// ErrSilent is the Kind of a session ended by Config.Silence.
+var ErrSilent = errors.New("no RTP packets")
+
 // Config describes one camera.
 type Config struct {
 	// URL is rtsp://[user:pass@]host[:port]/path or rtsps://...
@@ -99,6 +106,11 @@ type Config struct {
 	// ReadTimeout bounds the dial, each request, and the time without packets while playing;
 	// DefaultReadTimeout when 0. In auto mode, UDP gives way to TCP after 3 s without packets.
 	ReadTimeout time.Duration
+	// Silence ends a session that has delivered RTP packets and then receives none for this
+	// long (a camera that died without closing its connection, or whose UDP stream stopped):
+	// DefaultSilence when 0; negative leaves it to ReadTimeout. It applies only after the first
+	// packet, so the start (and auto mode's switch to TCP) keeps ReadTimeout.
+	Silence time.Duration
 	// Logger receives the source's logs; slog.Default() when nil.
 	Logger *slog.Logger
 }
@@ -146,6 +158,9 @@ func New(cfg Config) (*Source, error) {
 	}
 	if s.cfg.ReadTimeout == 0 {
 		s.cfg.ReadTimeout = DefaultReadTimeout
+	}
+	if s.cfg.Silence == 0 {
+		s.cfg.Silence = DefaultSilence
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -212,6 +227,8 @@ func (s *Source) Run(ctx context.Context, sink func(frame.Packet)) error {
 type session struct {
 	src     *Source
 	packets chan frame.Packet
+
+	lastRTP atomic.Int64 // UnixNano of the last RTP packet received; 0 before the first
 
 	mu      sync.Mutex // guards dep and the counters: RTP callbacks may come from several goroutines
 	dep     *depacketizer
@@ -285,8 +302,18 @@ func (ss *session) run(ctx context.Context, sink func(frame.Packet)) (err error)
 	}
 	s.log.Debug("playing", "codec", ss.dep.name)
 
+	var silence <-chan time.Time
+	if s.cfg.Silence > 0 {
+		tk := time.NewTicker(min(s.cfg.Silence/4, 250*time.Millisecond))
+		defer tk.Stop()
+		silence = tk.C
+	}
 	for {
 		select {
+		case now := <-silence:
+			if last := ss.lastRTP.Load(); last != 0 && now.Sub(time.Unix(0, last)) > s.cfg.Silence {
+				return s.fail("session", ErrSilent, fmt.Errorf("none for %s", s.cfg.Silence))
+			}
 		case p := <-ss.packets:
 			if ctx.Err() == nil { // after cancel, nothing more reaches the sink
 				sink(p)
@@ -303,6 +330,7 @@ func (ss *session) run(ctx context.Context, sink func(frame.Packet)) (err error)
 
 // onRTP runs on gortsplib's reading goroutine: depacketize, then hand over without blocking.
 func (ss *session) onRTP(pkt *rtp.Packet) {
+	ss.lastRTP.Store(time.Now().UnixNano())
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	p, ok, err := ss.dep.push(pkt, time.Now())
