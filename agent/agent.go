@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vigil-edge/vigil/agent/config"
+	"github.com/vigil-edge/vigil/internal/version"
 	"github.com/vigil-edge/vigil/models"
 	"github.com/vigil-edge/vigil/models/ota"
 	"github.com/vigil-edge/vigil/pipeline/frame"
@@ -195,7 +196,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		DeviceID: a.cfg.DeviceID, Epoch: ob.Epoch(), URL: a.cfg.MQTT.URL, ClientID: a.cfg.MQTT.ClientID,
 		Username: a.cfg.MQTT.Username, Password: a.cfg.MQTT.Password, TLS: a.cfg.MQTT.TLS,
 		KeepAlive: a.cfg.MQTT.KeepAlive, MaxInflight: a.cfg.MQTT.MaxInflight, ReplayRate: a.cfg.Outbox.ReplayRate,
-		Version: metrics.Version, Cameras: ids, OnCommand: a.handleCommand, OutboxLost: outboxLost(ob.Recovered()),
+		Version: version.Get(), Cameras: ids, OnCommand: a.handleCommand, OutboxLost: outboxLost(ob.Recovered()),
 	}, ob, a.m, a.log)
 	if err != nil {
 		return err
@@ -382,7 +383,7 @@ type MQTTStatus struct {
 
 // Status reports the agent's state now.
 func (a *Agent) Status() Status {
-	s := Status{DeviceID: a.cfg.DeviceID, Version: metrics.Version, MQTT: MQTTStatus{URL: config.RedactURL(a.cfg.MQTT.URL)}}
+	s := Status{DeviceID: a.cfg.DeviceID, Version: version.Get(), MQTT: MQTTStatus{URL: config.RedactURL(a.cfg.MQTT.URL)}}
 	a.mu.Lock()
 	pub, ob := a.pub, a.ob
 	a.mu.Unlock()

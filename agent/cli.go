@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,10 +16,10 @@ import (
 	"time"
 
 	"github.com/vigil-edge/vigil/agent/config"
+	"github.com/vigil-edge/vigil/internal/version"
 	"github.com/vigil-edge/vigil/models"
 	"github.com/vigil-edge/vigil/pipeline/clip"
 	"github.com/vigil-edge/vigil/pipeline/frame"
-	"github.com/vigil-edge/vigil/pipeline/metrics"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
@@ -30,7 +31,9 @@ Usage:
   vigil-agent detect [flags] FILE...       detect objects in images or video files, one JSON line each
   vigil-agent doctor --config FILE [--json] check the device: model, cameras, broker, outbox, clock, drone link
   vigil-agent discover (--multicast | --probe-addr HOST:PORT) [--user U]  print camera entries for ONVIF cameras
-  vigil-agent version
+  vigil-agent version | --version         print the version
+
+Every command takes -h for its flags.
 
 Settings can be overridden with VIGIL_ environment variables: VIGIL_DEVICE_ID,
 VIGIL_MQTT_URL, VIGIL_MQTT_PASSWORD, VIGIL_CAMERAS_0_URL, ...
@@ -53,8 +56,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return cmdDoctor(args[1:], stdout, stderr)
 	case "discover":
 		return cmdDiscover(args[1:], stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, "vigil-agent", metrics.Version)
+	case "version", "--version":
+		fmt.Fprintln(stdout, version.String("vigil-agent"))
 		return 0
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
@@ -65,27 +68,37 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-func loadConfig(fs *flag.FlagSet, args []string, stderr io.Writer) (config.Config, bool) {
+// parseExit is the exit status of a command whose flags did not parse: 0 for -h/--help (the
+// flag package printed the usage), 2 for a bad flag.
+func parseExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
+}
+
+// loadConfig parses the flags and loads the configuration; exit >= 0 means stop with it.
+func loadConfig(fs *flag.FlagSet, args []string, stderr io.Writer) (cfg config.Config, exit int) {
 	path := fs.String("config", "", "configuration file (YAML)")
 	if err := fs.Parse(args); err != nil {
-		return config.Config{}, false
+		return config.Config{}, parseExit(err)
 	}
 	cfg, err := config.Load(*path, os.Environ())
 	if err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			fmt.Fprintln(stderr, line)
 		}
-		return cfg, false
+		return cfg, 1
 	}
-	return cfg, true
+	return cfg, -1
 }
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg, ok := loadConfig(fs, args, stderr)
-	if !ok {
-		return 1
+	cfg, exit := loadConfig(fs, args, stderr)
+	if exit >= 0 {
+		return exit
 	}
 	if errs := Preflight(cfg); len(errs) > 0 { // preflight.go: the files the settings name
 		for _, err := range errs {
@@ -106,9 +119,9 @@ func newLogger(level string, w io.Writer) *slog.Logger {
 func cmdRun(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg, ok := loadConfig(fs, args, stderr)
-	if !ok {
-		return 1
+	cfg, exit := loadConfig(fs, args, stderr)
+	if exit >= 0 {
+		return exit
 	}
 	log := newLogger(cfg.LogLevel, stderr)
 	a, err := New(cfg, log)
@@ -149,7 +162,7 @@ func cmdDetect(args []string, stdout, stderr io.Writer) int {
 	maxFrames := fs.Int("max-frames", 0, "stop each video after this many frames (0: all)")
 	every := fs.Int("every", 1, "detect every Nth frame of a video")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseExit(err)
 	}
 	if fs.NArg() == 0 {
 		fmt.Fprintln(stderr, "vigil-agent detect: name at least one image or video file")

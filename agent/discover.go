@@ -59,7 +59,7 @@ func cmdDiscover(args []string, stdout, stderr io.Writer) int {
 	redact := fs.Bool("redact", false, "print URLs without the password")
 	asJSON := fs.Bool("json", false, "print JSON instead of configuration YAML")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseExit(err)
 	}
 	addr := *probeAddr
 	switch {

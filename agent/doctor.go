@@ -587,7 +587,7 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 	runs := fs.Int("model-runs", 5, "timed inferences of the model check")
 	strict := fs.Bool("strict", false, "warnings fail too")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseExit(err)
 	}
 	var r DoctorReport
 	cfg, err := config.Load(*path, os.Environ())

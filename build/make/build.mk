@@ -1,6 +1,6 @@
 BINARIES := vigil-agent vigil-fleet vigil-testvideos
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X github.com/vigil-edge/vigil/pipeline/metrics.Version=$(VERSION)
+LDFLAGS := -X github.com/vigil-edge/vigil/internal/version.Version=$(VERSION)
 
 .PHONY: build demo
 build: ## build the three binaries into bin/

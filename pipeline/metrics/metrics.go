@@ -5,6 +5,7 @@ package metrics
 
 import (
 	"errors"
+	"github.com/vigil-edge/vigil/internal/version"
 	"runtime"
 	"time"
 
@@ -58,9 +59,6 @@ const (
 	StageInference = "inference"  // the camera's detection on a pool detector (letterbox, run, NMS)
 	StageAnalysis  = "analysis"   // tracking, rules, events and storing the results
 )
-
-// Version is the agent's version, set at build time with -ldflags.
-var Version = "dev"
 
 // New creates the metrics and registers them, with Go and process collectors, on reg.
 func New(reg prometheus.Registerer) *Metrics {
@@ -123,7 +121,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.SourceErrors, m.Reconnects, m.SourceUp, m.Inference, m.DetectErrors, m.Detections, m.Publishes,
 		m.PublishFailures, m.Replayed, m.OutboxDropped, m.OutboxErrors, m.LineCrossings, m.Alerts, m.TracksActive, m.CommandsRejected, m.PicturesSent, m.PicturesSkipped, m.MQTTConnected, m.MQTTAttempts, m.BuildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m.BuildInfo.WithLabelValues(Version, runtime.Version()).Set(1)
+	m.BuildInfo.WithLabelValues(version.Get(), runtime.Version()).Set(1)
 	return m
 }
 

@@ -27,6 +27,9 @@ func modelsCmd(args []string, stdout, stderr io.Writer) error {
 		return usageError{errors.New("models: add or list?")}
 	}
 	switch args[0] {
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, modelsUsage)
+		return nil
 	case "add":
 		return modelsAdd(args[1:], stdout, stderr)
 	case "list":

@@ -35,6 +35,10 @@ func rolloutCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return usageError{errors.New("rollout: which command?")}
 	}
 	sub := args[0]
+	if sub == "help" || sub == "-h" || sub == "--help" {
+		fmt.Fprint(stdout, rolloutUsage)
+		return nil
+	}
 	fs := flag.NewFlagSet("rollout "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	base := fs.String("api", "http://127.0.0.1:8080", "fleet API base URL")

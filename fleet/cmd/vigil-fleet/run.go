@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/vigil-edge/vigil/internal/version"
 )
 
 const usage = `usage: vigil-fleet <command> [flags]
@@ -19,6 +21,7 @@ commands:
   rollout create and steer canary model rollouts through the API (rollout create|list|get|pause|resume|abort)
   hash-password  read a password on stdin, print its hash for the MQTT credentials file
   simulate  run N simulated devices with M cameras against a broker (load tests, demos)
+  version   print the version (also --version)
 
 Run vigil-fleet <command> -h for its flags.
 `
@@ -59,6 +62,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return hashPassword(args[1:], os.Stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
+		return nil
+	case "version", "--version":
+		fmt.Fprintln(stdout, version.String("vigil-fleet"))
 		return nil
 	default:
 		fmt.Fprint(stderr, usage)

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/vigil-edge/vigil/hal/sim"
+	"github.com/vigil-edge/vigil/internal/version"
 )
 
 func main() {
@@ -37,6 +38,10 @@ func main() {
 
 // run parses args, flies until ctx is done or the duration has passed, and returns.
 func run(ctx context.Context, args []string, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "version" || args[0] == "--version") {
+		fmt.Fprintln(os.Stdout, version.String("vigil-dronesim"))
+		return nil
+	}
 	cfg := sim.DefaultDroneConfig()
 	fs := flag.NewFlagSet("vigil-dronesim", flag.ContinueOnError)
 	fs.SetOutput(stderr)

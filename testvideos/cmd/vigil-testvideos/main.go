@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/vigil-edge/vigil/internal/version"
 	"github.com/vigil-edge/vigil/testvideos/score"
 	"github.com/vigil-edge/vigil/testvideos/server"
 )
@@ -28,6 +30,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return // the flag package printed the usage
+		}
 		fmt.Fprintln(os.Stderr, "vigil-testvideos:", err)
 		stop()
 		os.Exit(1)
@@ -36,11 +41,23 @@ func main() {
 
 const usage = `usage:
   vigil-testvideos serve [--addr ADDR] [--user U --pass P] [--cache DIR] [--udp-port N] FILE...
-  vigil-testvideos score --clip FILE --gt DIR [--tracker bytetrack|greedy|both] [--detect-every N] [--max-frames N]`
+  vigil-testvideos score --clip FILE --gt DIR [--tracker bytetrack|greedy|both] [--detect-every N] [--max-frames N]
+  vigil-testvideos version | --version
+Every command takes -h for its flags.
+`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "score" {
-		return runScore(ctx, args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "score":
+			return runScore(ctx, args[1:], stdout, stderr)
+		case "version", "--version":
+			fmt.Fprintln(stdout, version.String("vigil-testvideos"))
+			return nil
+		case "help", "-h", "--help":
+			fmt.Fprint(stdout, usage)
+			return nil
+		}
 	}
 	if len(args) == 0 || args[0] != "serve" {
 		return fmt.Errorf("%s", usage)
