@@ -69,9 +69,9 @@ type Config struct {
 	BrokerUsername, BrokerPassword string
 	// HTTPListen is the API's address; DefaultHTTPAddr when empty. Port 0 picks a free one.
 	HTTPListen string
-	// ClientID names the subscriber's MQTT client; the client id is wire.FleetClientPrefix +
-	// ClientID ($vigil-fleet/<hostname> when empty), a prefix no device id can have, and the
-	// rollout engine's is the same + "-rollout". Each
+	// ClientID names the fleet's MQTT client (one connection: the subscriber, which also sends
+	// the rollout engine's and live views' commands); the client id is wire.FleetClientPrefix +
+	// ClientID ($vigil-fleet/<hostname> when empty), a prefix no device id can have. Each
 	// instance sharing a broker needs its own.
 	ClientID string
 	// ShareGroup makes several instances split the device traffic of an external broker through
@@ -211,9 +211,6 @@ func New(cfg Config) (_ *Core, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := sub.Start(); err != nil {
-		return nil, err
-	}
 	c.ingest = sub
 
 	prom := exporter.New(c.registry, c.ingest, exporter.Options{PerDevice: cfg.MetricsPerDevice})
@@ -223,7 +220,11 @@ func New(cfg Config) (_ *Core, err error) {
 		return nil, fmt.Errorf("http: listen: %w", err)
 	}
 	c.httpLn = ln
-	if err := c.startOTA(cfg, brokerURL); err != nil {
+	if err := c.startOTA(cfg, sub); err != nil { // before the subscriber: it feeds the engine
+		_ = ln.Close()
+		return nil, err
+	}
+	if err := sub.Start(); err != nil {
 		_ = ln.Close()
 		return nil, err
 	}

@@ -47,7 +47,7 @@ func (c *Core) startEvents(cfg Config) (web.Handler, error) {
 			return nil, fmt.Errorf("events: %w", err)
 		}
 		c.events = s
-		c.recorder = eventstore.NewRecorder(c.registry, s, cfg.Events.DetectionsEvery, cfg.Logger)
+		c.recorder = eventstore.NewRecorder(ingestFeed{c}, s, cfg.Events.DetectionsEvery, cfg.Logger)
 		return c.recorder, nil
 	}
 	dir := cfg.Events.DataDir
@@ -67,7 +67,7 @@ func (c *Core) startEvents(cfg Config) (web.Handler, error) {
 		return nil, err
 	}
 	c.events = s
-	c.recorder = eventstore.NewRecorder(c.registry, s, cfg.Events.DetectionsEvery, cfg.Logger)
+	c.recorder = eventstore.NewRecorder(ingestFeed{c}, s, cfg.Events.DetectionsEvery, cfg.Logger)
 	return c.recorder, nil
 }
 

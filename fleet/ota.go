@@ -16,9 +16,9 @@ import (
 // OTAConfig configures the model registry and the rollout engine of a Core.
 //
 //	vigil-fleet models add ──▶ DATA/catalog.db + artifacts ──▶ GET /models/{name}/{version}/…  ◀── agents
-//	POST /api/v1/rollouts ──▶ rollout engine ──cmd/model_update (signed, QoS 1)──▶ agents
+//	POST /api/v1/rollouts ──▶ rollout engine ──cmd/model_update (signed, QoS 1, on the subscriber's connection)──▶ agents
 //	                                 ▲
-//	                                 └── cmd_result/+ and telemetry ◀── agents
+//	                                 └── Feed: new cmd_result and telemetry ◀── registry ◀── subscriber ◀── agents
 type OTAConfig struct {
 	// DataDir holds catalog.db, the artifacts and rollouts.db; empty turns OTA off.
 	DataDir string
@@ -34,8 +34,10 @@ type OTAConfig struct {
 }
 
 // startOTA opens the model registry and starts the rollout engine, after the HTTP listener is
-// bound (the default public URL is its address).
-func (c *Core) startOTA(cfg Config, brokerURL string) error {
+// bound (the default public URL is its address) and before the subscriber starts: the engine
+// sends its commands through the subscriber's connection and is fed by its handler chain
+// (ingestFeed).
+func (c *Core) startOTA(cfg Config, pub rollout.Publisher) error {
 	o := cfg.OTA
 	if o.DataDir == "" {
 		return nil
@@ -47,10 +49,7 @@ func (c *Core) startOTA(cfg Config, brokerURL string) error {
 	c.models = reg
 	eng, err := rollout.New(rollout.Config{
 		DataDir:   o.DataDir,
-		BrokerURL: brokerURL,
-		ClientID:  cmp.Or(cfg.ClientID, defaultClientID()) + "-rollout",
-		Username:  c.mqttUser,
-		Password:  c.mqttPassword,
+		Publisher: pub,
 		Key:       o.SigningKey,
 		PublicURL: c.publicURL(cfg),
 		Models:    reg,
@@ -103,6 +102,18 @@ func (c *Core) closeOTA() error {
 
 // Models is the core's model registry, or nil when OTA is off.
 func (c *Core) Models() *catalog.Registry { return c.models }
+
+// ingestFeed is the start of the subscriber's handler chain: the registry decides what is new,
+// and new command results and telemetry go on to the rollout engine (when OTA is on).
+type ingestFeed struct{ c *Core }
+
+func (f ingestFeed) Accept(m *wire.Decoded) (bool, error) {
+	isNew, err := f.c.registry.Accept(m)
+	if isNew && f.c.rollouts != nil {
+		f.c.rollouts.Feed(m)
+	}
+	return isNew, err
+}
 
 // Rollouts is the core's rollout engine, or nil when OTA is off.
 func (c *Core) Rollouts() *rollout.Engine { return c.rollouts }

@@ -134,6 +134,7 @@ type Devices interface {
 // Conn reports the MQTT subscriber's state; it may be called concurrently.
 type Conn interface {
 	Status() subscriber.Status
+	Refused() map[string]uint64 // messages wire.Decode refused, by reason
 }
 
 // Option adds an optional part to the API.
@@ -187,6 +188,9 @@ func (h *handlers) health(w http.ResponseWriter, _ *http.Request) {
 		MQTT:     MQTT(st),
 		Devices:  len(h.devices.Devices()),
 		Rejected: h.devices.Rejected(),
+	}
+	for reason, n := range h.conn.Refused() { // the subscriber refuses what does not decode, the registry the rest
+		body.Rejected[reason] += n
 	}
 	body.MQTT.Broker = redact.URL(body.MQTT.Broker) // public, even with API tokens
 	if h.mqttAuth != nil {

@@ -31,7 +31,8 @@ func TestJSONShape(t *testing.T) {
 		}
 	}
 	// A subscriber that was never started: a real one, not connected.
-	sub, err := subscriber.New(subscriber.Config{BrokerURL: "tcp://127.0.0.1:1", ClientID: "x"}, reg)
+	sub, err := subscriber.New(subscriber.Config{BrokerURL: "tcp://127.0.0.1:1", ClientID: "x"},
+		subscriber.HandlerFunc(func(m *wire.Decoded) error { _, err := reg.Accept(m); return err }))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,49 +17,36 @@ var topicKinds = map[string]string{
 	wire.KindDetections: KindDetections,
 }
 
-// Decode makes a record of one MQTT message received at receivedAt. ok is false for a kind
-// that is not stored (status, telemetry). The message is expected to have passed the
-// registry's checks; Decode reads only what the record needs.
-func Decode(topic string, payload []byte, receivedAt time.Time) (_ Record, ok bool, _ error) {
-	device, tkind, camera, err := wire.ParseTopic(topic)
-	if err != nil {
-		return Record{}, false, err
-	}
-	kind, ok := topicKinds[tkind]
+// Decode makes a record of one decoded message (wire.Decode) received at receivedAt. ok is
+// false for a kind that is not stored (status, telemetry, command results).
+func Decode(m *wire.Decoded, receivedAt time.Time) (_ Record, ok bool, _ error) {
+	kind, ok := topicKinds[m.Kind()]
 	if !ok {
 		return Record{}, false, nil
 	}
 	var buf bytes.Buffer
-	if err := json.Compact(&buf, payload); err != nil {
-		return Record{}, false, fmt.Errorf("%s: %w", topic, err)
+	if err := json.Compact(&buf, m.Payload); err != nil {
+		return Record{}, false, fmt.Errorf("%s: %w", m.Topic, err)
 	}
-	r := Record{Kind: kind, Device: device, Camera: camera, ReceivedAt: receivedAt.UTC(), Payload: buf.Bytes()}
-	var h wire.Header
-	switch kind {
-	case KindEvent:
-		var e wire.Event
-		err = json.Unmarshal(payload, &e)
-		h, r.EventID = e.Header, e.After.ID
-		r.Labels = appendLabel(r.Labels, e.After.Label)
-	case KindAlert:
-		var a wire.Alert
-		err = json.Unmarshal(payload, &a)
-		h, r.RuleID, r.AlertID = a.Header, a.RuleID, a.AlertID
-		if len(a.EventIDs) > 0 {
-			r.EventID = a.EventIDs[0]
+	r := Record{Kind: kind, Device: m.Device, Camera: m.Camera(), ReceivedAt: receivedAt.UTC(), Payload: buf.Bytes()}
+	switch v := m.Msg.(type) {
+	case *wire.Event:
+		r.EventID = v.After.ID
+		r.Labels = appendLabel(r.Labels, v.After.Label)
+	case *wire.Alert:
+		r.RuleID, r.AlertID = v.RuleID, v.AlertID
+		if len(v.EventIDs) > 0 {
+			r.EventID = v.EventIDs[0]
 		}
-		r.Labels = appendLabel(r.Labels, a.Label)
-	case KindDetections:
-		var d wire.Detections
-		err = json.Unmarshal(payload, &d)
-		h = d.Header
-		for _, o := range d.Objects {
+		r.Labels = appendLabel(r.Labels, v.Label)
+	case *wire.Detections:
+		for _, o := range v.Objects {
 			r.Labels = appendLabel(r.Labels, o.Label)
 		}
+	default:
+		return Record{}, false, fmt.Errorf("%s: a %s message holds %T", m.Topic, m.Kind(), m.Msg)
 	}
-	if err != nil {
-		return Record{}, false, fmt.Errorf("%s: %w", topic, err)
-	}
+	h := m.Header
 	r.MsgID, r.Seq, r.CapturedAt = h.MsgID, h.Seq, h.CapturedAt
 	if r.Labels == nil {
 		r.Labels = []string{}

@@ -17,7 +17,7 @@ import (
 type Accepter interface {
 	// Accept applies one message and reports whether it was new: false and nil for a
 	// duplicate, an error when it was rejected. Called one message at a time.
-	Accept(topic string, payload []byte) (isNew bool, err error)
+	Accept(m *wire.Decoded) (isNew bool, err error)
 }
 
 // putTimeout bounds one Put on the ingest path.
@@ -70,13 +70,13 @@ func NewRecorder(next Accepter, s Store, detectionsEvery int, log *slog.Logger) 
 		log: log.With("component", "store"), slots: make(chan struct{}, maxInFlight)}
 }
 
-// HandleMessage implements the ingest handler: it returns the Accepter's error.
-func (r *Recorder) HandleMessage(topic string, payload []byte) error {
-	rec, store, err := r.accept(topic, payload)
+// HandleMessage implements the subscriber's handler: it returns the Accepter's error.
+func (r *Recorder) HandleMessage(m *wire.Decoded) error {
+	rec, store, err := r.accept(m)
 	if err != nil || !store {
 		return err
 	}
-	r.put(topic, rec)
+	r.put(m.Topic, rec)
 	return nil
 }
 
@@ -84,8 +84,8 @@ func (r *Recorder) HandleMessage(topic string, payload []byte) error {
 // arrival order; the store runs in the background, up to maxInFlight at once, so a store that
 // batches (fleet/postgres) commits many messages together. done is called after the Put
 // returned (stored, or failed and counted), never before.
-func (r *Recorder) HandleMessageAsync(topic string, payload []byte, done func()) error {
-	rec, store, err := r.accept(topic, payload)
+func (r *Recorder) HandleMessageAsync(m *wire.Decoded, done func()) error {
+	rec, store, err := r.accept(m)
 	if err != nil {
 		return err
 	}
@@ -97,7 +97,7 @@ func (r *Recorder) HandleMessageAsync(topic string, payload []byte, done func())
 	r.inFlight.Add(1)
 	go func() {
 		defer r.inFlight.Done()
-		r.put(topic, rec)
+		r.put(m.Topic, rec)
 		<-r.slots
 		done()
 	}()
@@ -109,22 +109,22 @@ func (r *Recorder) HandleMessageAsync(topic string, payload []byte, done func())
 func (r *Recorder) Wait() { r.inFlight.Wait() }
 
 // accept asks the Accepter and decides whether to store the message.
-func (r *Recorder) accept(topic string, payload []byte) (Record, bool, error) {
-	isNew, err := r.next.Accept(topic, payload)
+func (r *Recorder) accept(m *wire.Decoded) (Record, bool, error) {
+	isNew, err := r.next.Accept(m)
 	if err != nil || !isNew {
 		return Record{}, false, err
 	}
-	if _, _, eventID, err := wire.ParseSnapshotTopic(topic); err == nil {
+	if p, ok := m.Msg.(*wire.Picture); ok && m.Kind() == wire.KindSnapshots {
 		// Its event was handed in before it: let the stores in flight finish first. Only
 		// this goroutine starts stores, so none starts during the wait.
 		r.inFlight.Wait()
-		r.snapshot(eventID, payload)
+		r.snapshot(p.EventID, m.Payload)
 		return Record{}, false, nil
 	}
-	rec, ok, err := Decode(topic, payload, r.now())
+	rec, ok, err := Decode(m, r.now())
 	if err != nil {
 		r.failed.Add(1)
-		r.log.Warn("cannot store message", "topic", topic, "error", err)
+		r.log.Warn("cannot store message", "topic", m.Topic, "err", err)
 		return Record{}, false, nil
 	}
 	if !ok || rec.Kind == KindDetections && !r.sampler.Keep(rec.Device, rec.Camera) {

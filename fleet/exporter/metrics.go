@@ -8,6 +8,7 @@ package exporter
 
 import (
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 
@@ -30,6 +31,7 @@ type Source interface {
 // Conn reports the MQTT subscriber's state; it may be called concurrently.
 type Conn interface {
 	Status() subscriber.Status
+	Refused() map[string]uint64 // messages wire.Decode refused, by reason
 }
 
 // Options tunes the metrics.
@@ -126,11 +128,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.missing, float64(t.Missing))
 	counter(c.lost, t.Lost)
 	counter(c.epochChanges, t.EpochChanges)
+	rejected := maps.Clone(t.Rejected) // the registry's refusals, and the subscriber's (wire.Decode)
+	if c.conn != nil {
+		for r, n := range c.conn.Refused() {
+			rejected[r] += n
+		}
+	}
 	reasons := registry.Reasons()
 	for _, r := range reasons {
-		counter(c.rejected, t.Rejected[r], r)
+		counter(c.rejected, rejected[r], r)
 	}
-	for r, n := range t.Rejected {
+	for r, n := range rejected {
 		if !slices.Contains(reasons, r) {
 			counter(c.rejected, n, r)
 		}

@@ -65,7 +65,8 @@ func TestMetrics(t *testing.T) {
 	feed(t, reg, "edge-01", 1, 2, 5, 2, -3)                       // 4 missing; 2 repeated; 3 replayed
 	feed(t, reg, "edge-02", 1, 3, 5, 6, 6)                        // 2 and 4 missing; 6 repeated
 	_ = reg.HandleMessage("vigil/v1/edge-03/status", []byte("{")) // rejected
-	sub, err := subscriber.New(subscriber.Config{BrokerURL: "tcp://127.0.0.1:1", ClientID: "x"}, reg)
+	sub, err := subscriber.New(subscriber.Config{BrokerURL: "tcp://127.0.0.1:1", ClientID: "x"},
+		subscriber.HandlerFunc(func(m *wire.Decoded) error { _, err := reg.Accept(m); return err }))
 	if err != nil {
 		t.Fatal(err)
 	}

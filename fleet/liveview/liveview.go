@@ -136,12 +136,12 @@ func (v *Views) Frame(device, camera string) (Frame, bool) {
 
 // Handler is the MQTT ingest handler (fleet/subscriber's).
 type Handler interface {
-	HandleMessage(topic string, payload []byte) error
+	HandleMessage(m *wire.Decoded) error
 }
 
 // asyncHandler is a Handler that finishes messages later (fleet/subscriber.AsyncHandler).
 type asyncHandler interface {
-	HandleMessageAsync(topic string, payload []byte, done func()) error
+	HandleMessageAsync(m *wire.Decoded, done func()) error
 }
 
 // Wrap returns a handler that passes every message to next and keeps the live frames next
@@ -158,21 +158,21 @@ type tee struct {
 	v    *Views
 }
 
-func (t tee) HandleMessage(topic string, payload []byte) error {
-	if err := t.next.HandleMessage(topic, payload); err != nil {
+func (t tee) HandleMessage(m *wire.Decoded) error {
+	if err := t.next.HandleMessage(m); err != nil {
 		return err
 	}
-	t.v.keep(topic, payload)
+	t.v.keep(m.Topic, m.Payload)
 	return nil
 }
 
 type asyncTee struct{ tee }
 
-func (t asyncTee) HandleMessageAsync(topic string, payload []byte, done func()) error {
-	if err := t.next.(asyncHandler).HandleMessageAsync(topic, payload, done); err != nil {
+func (t asyncTee) HandleMessageAsync(m *wire.Decoded, done func()) error {
+	if err := t.next.(asyncHandler).HandleMessageAsync(m, done); err != nil {
 		return err
 	}
-	t.v.keep(topic, payload)
+	t.v.keep(m.Topic, m.Payload)
 	return nil
 }
 

@@ -30,7 +30,7 @@ func telemetry(dev string, seq uint64, capturedAt int64, tempC float64) msg {
 		Board:   &wire.BoardHealth{CPUTempC: &tempC, Load1: &load, MemAvailable: &mem, DiskFree: &disk},
 		Outbox:  &wire.OutboxHealth{Messages: 12, Bytes: 3400, OldestAgeS: 1.5},
 		Model:   &wire.Model{Name: "yolox-nano", Version: "2"},
-		Cameras: []wire.CameraTelemetry{{ID: "cam1", State: "running", FPS: 15, DetectFPS: 5, DetectionsPerS: 1.5, InferenceErrors: 2}},
+		Cameras: []wire.CameraTelemetry{{ID: "cam1", State: "streaming", FPS: 15, DetectFPS: 5, DetectionsPerS: 1.5, InferenceErrors: 2}},
 		Geo:     &wire.GeoFix{Lat: 48.1, Lon: 11.5, AltM: 520, Source: "static"},
 	}
 	return msg{wire.Topic(dev, wire.KindTelemetry, ""), mustJSON(tm)}
@@ -80,7 +80,7 @@ func TestTelemetryNewestKept(t *testing.T) {
 	if tm.Outbox.Messages != 12 || tm.Model.Version != "2" || len(tm.Cameras) != 1 || tm.Cameras[0].FPS != 15 || tm.Position.Lat != 48.1 {
 		t.Errorf("telemetry %+v", tm)
 	}
-	if d.Messages[KindTelemetry] != 2 || d.Watermark != 2 {
+	if d.Messages[wire.KindTelemetry] != 2 || d.Watermark != 2 {
 		t.Errorf("messages %v watermark %d: want 2 telemetry, watermark 2", d.Messages, d.Watermark)
 	}
 	*tm.Board.CPUTempC = 0 // a snapshot shares nothing with the registry
@@ -100,7 +100,7 @@ func TestPersistRoundTrip(t *testing.T) {
 		// seq 3 missing
 		detections("d1", "cam2", 4, "dog"),
 		telemetry("d1", 5, 1700000005000, 61.5),
-		other("d1", KindEvents, "cam1", 6),
+		other("d1", wire.KindEvents, "cam1", 6),
 		detections("d1", "cam1", 2, "person"), // a duplicate
 		status("d2", wire.StateOffline, "d2-s1"),
 		detections("d2", "camA", 7, "person"),

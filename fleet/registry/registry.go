@@ -45,6 +45,7 @@ package registry
 import (
 	"cmp"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -260,25 +261,34 @@ func New(opts Options) *Registry {
 	return &Registry{opts: opts, devices: map[string]*device{}, rejected: map[string]uint64{}, received: map[string]uint64{}}
 }
 
-// HandleMessage decodes one MQTT message and applies it. A message that does not decode or
-// check is counted under its reason and returned as a *RejectError; a repeat is counted as a
-// duplicate of its device and returns nil.
+// HandleMessage decodes one MQTT message (wire.Decode) and applies it. A message that does not
+// decode is counted under its reason and returned as a *wire.DecodeError; one the registry
+// refuses as a *RejectError; a repeat is counted as a duplicate of its device and returns nil.
+// The fleet's subscriber decodes once for all its handlers and calls Accept instead.
 func (r *Registry) HandleMessage(topic string, payload []byte) error {
-	_, err := r.Accept(topic, payload)
+	m, err := wire.Decode(topic, payload)
+	if err != nil {
+		r.mu.Lock()
+		r.countReject(err)
+		r.mu.Unlock()
+		return err
+	}
+	_, err = r.Accept(m)
 	return err
 }
 
-// Accept is HandleMessage that also tells whether the message was new: a duplicate returns
-// false and nil. Only a new message should be stored downstream (see fleet/store).
-func (r *Registry) Accept(topic string, payload []byte) (isNew bool, err error) {
-	m, err := decode(topic, payload)
+// Accept applies one decoded message and tells whether it was new: a duplicate returns false
+// and nil. Only a new message should be stored or acted on downstream (see fleet/eventstore,
+// fleet/rollout). A refused message is counted under its reason and returned as a
+// *RejectError.
+func (r *Registry) Accept(d *wire.Decoded) (isNew bool, err error) {
+	if !known(d.Kind()) {
+		return false, fmt.Errorf("registry: kind %q is not a device kind", d.Kind())
+	}
+	m := fromDecoded(d)
 	now := r.opts.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err != nil {
-		r.countReject(err)
-		return false, err
-	}
 	switch err := r.apply(m, now); {
 	case err == errDuplicate:
 		return false, nil
@@ -294,9 +304,13 @@ var errDuplicate = errors.New("duplicate")
 
 func (r *Registry) countReject(err error) {
 	var re *RejectError
-	if errors.As(err, &re) {
+	var de *wire.DecodeError
+	switch {
+	case errors.As(err, &re):
 		r.rejected[re.Reason]++
-	} else {
+	case errors.As(err, &de):
+		r.rejected[de.Reason]++
+	default:
 		r.rejected["other"]++
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
@@ -38,11 +39,18 @@ func detections(dev, cam string, seq uint64, labels ...string) msg {
 	return detectionsIn(dev, cam, testEpoch, seq, false, labels...)
 }
 
+// detectionsIn is a detections message; with no labels it holds one "bicycle" (a detections
+// message always holds an object).
 func detectionsIn(dev, cam, epoch string, seq uint64, replayed bool, labels ...string) msg {
+	if len(labels) == 0 {
+		labels = []string{"bicycle"}
+	}
 	d := wire.Detections{
 		Header: wire.Header{Schema: wire.SchemaDetections, DeviceID: dev, Seq: seq, MsgID: msgID(dev, epoch, seq),
 			CapturedAt: 1700000001000, Replayed: replayed},
 		Camera:      cam,
+		FrameSeq:    seq + 1,
+		Objects:     []wire.Object{},
 		FrameWidth:  1280,
 		FrameHeight: 720,
 		Model:       wire.Model{Name: "yolox-nano", Version: "1"},
@@ -53,10 +61,26 @@ func detectionsIn(dev, cam, epoch string, seq uint64, replayed bool, labels ...s
 	return msg{wire.Topic(dev, wire.KindDetections, cam), mustJSON(d)}
 }
 
-// other is a message of a kind the registry reads only the header of.
+// other is a valid message of another kind (events, alerts, telemetry), on the topic of cam.
 func other(dev, kind, cam string, seq uint64) msg {
-	h := wire.Header{Schema: "vigil." + kind + "/1", DeviceID: dev, Seq: seq, MsgID: msgID(dev, testEpoch, seq), CapturedAt: 1700000001000}
-	return msg{wire.Topic(dev, kind, cam), mustJSON(h)}
+	at := time.UnixMilli(1700000001000)
+	var m wire.Message
+	switch kind {
+	case wire.KindEvents:
+		m = wire.NewEvent(frame.EventChange{Camera: cam, Type: wire.EventNew, At: at,
+			After: frame.EventState{ID: "01KAMX3Q8R0000000000000001", TrackID: 1, Label: "person", Start: at}})
+	case wire.KindAlerts:
+		m = wire.NewAlert(frame.Alert{Camera: cam, RuleID: "door", RuleType: "zone", At: at, ID: "01KAMX3Q8R0000000000000002"})
+	case wire.KindTelemetry:
+		m = wire.NewTelemetry(at, wire.Telemetry{UptimeS: 1})
+	default:
+		panic(kind)
+	}
+	b, err := wire.Device{ID: dev, Epoch: testEpoch}.Outgoing(m).Build(seq)
+	if err != nil {
+		panic(err)
+	}
+	return msg{wire.Topic(dev, kind, cam), b}
 }
 
 func mustJSON(v any) []byte {
@@ -121,7 +145,7 @@ func TestHandleMessage(t *testing.T) {
 			devices: map[string]devWant{"d1": {online: true, state: "online", messages: map[string]uint64{"status": 1, "detections": 3}, cameras: map[string]camWant{
 				"cam1": {detections: 2, objects: map[string]uint64{"person": 3, "car": 1}},
 				"cam2": {objects: map[string]uint64{}},
-				"cam3": {detections: 1, objects: map[string]uint64{}},
+				"cam3": {detections: 1, objects: map[string]uint64{"bicycle": 1}},
 			}}},
 		},
 		{
@@ -149,18 +173,18 @@ func TestHandleMessage(t *testing.T) {
 			name: "same seq on two devices is not a duplicate",
 			msgs: []msg{detections("d1", "cam1", 1), detections("d2", "cam1", 1)},
 			devices: map[string]devWant{
-				"d1": {messages: map[string]uint64{"detections": 1}, cameras: map[string]camWant{"cam1": {detections: 1, objects: map[string]uint64{}}}},
-				"d2": {messages: map[string]uint64{"detections": 1}, cameras: map[string]camWant{"cam1": {detections: 1, objects: map[string]uint64{}}}},
+				"d1": {messages: map[string]uint64{"detections": 1}, cameras: map[string]camWant{"cam1": {detections: 1, objects: map[string]uint64{"bicycle": 1}}}},
+				"d2": {messages: map[string]uint64{"detections": 1}, cameras: map[string]camWant{"cam1": {detections: 1, objects: map[string]uint64{"bicycle": 1}}}},
 			},
 		},
 		{
 			name: "events, alerts and telemetry share the seq",
 			msgs: []msg{
 				detections("d1", "cam1", 1, "person"),
-				other("d1", KindEvents, "cam1", 2),
-				other("d1", KindAlerts, "cam1", 3),
-				other("d1", KindTelemetry, "", 4),
-				other("d1", KindEvents, "cam1", 2),
+				other("d1", wire.KindEvents, "cam1", 2),
+				other("d1", wire.KindAlerts, "cam1", 3),
+				other("d1", wire.KindTelemetry, "", 4),
+				other("d1", wire.KindEvents, "cam1", 2),
 			},
 			devices: map[string]devWant{"d1": {duplicates: 1, messages: map[string]uint64{"detections": 1, "events": 1, "alerts": 1, "telemetry": 1}, cameras: map[string]camWant{
 				"cam1": {detections: 1, objects: map[string]uint64{"person": 1}},
@@ -176,7 +200,7 @@ func TestHandleMessage(t *testing.T) {
 				{"vigil/v1/d1", nil},
 				{"vigil/v1/d1/status/extra", status("d1", "online", "x").payload},
 				{"vigil/v1/d+1/status", nil},
-				{"vigil/v1/d1/cmd_result/ota", []byte(`{}`)},
+				{"vigil/v1/d1/cmd/ota", []byte(`{}`)}, // a kind only the fleet sends
 				{"vigil/v1/d1/detections/c#1", []byte(`{}`)},
 				with(status("d1", "online", "s1"), func(o map[string]any) { o["schema"] = "vigil.status/2" }),
 				with(detections("d1", "cam1", 1), func(o map[string]any) { o["schema"] = wire.SchemaStatus }),
@@ -191,14 +215,14 @@ func TestHandleMessage(t *testing.T) {
 				with(detections("d1", "cam1", 1), func(o map[string]any) { o["msg_id"] = "d1--1" }),
 				with(detections("d1", "cam1", 1), func(o map[string]any) { o["msg_id"] = "d1-1" }),
 				with(detections("d1", "cam1", 0), func(o map[string]any) { delete(o, "seq") }),
-				with(other("d1", KindEvents, "cam1", 1), func(o map[string]any) { o["schema"] = "x.event/1" }),
-				other("d1", KindTelemetry, "cam1", 1),
-				other("d1", KindEvents, "", 1),
+				with(other("d1", wire.KindEvents, "cam1", 1), func(o map[string]any) { o["schema"] = "x.event/1" }),
+				other("d1", wire.KindTelemetry, "cam1", 1),
+				other("d1", wire.KindEvents, "", 1),
 			},
 			devices: map[string]devWant{},
 			rejected: map[string]uint64{
-				ReasonBadJSON: 3, ReasonWrongSchema: 3, ReasonBadTopic: 7, ReasonUnknownKind: 1,
-				ReasonDeviceMismatch: 1, ReasonCameraMismatch: 1, ReasonBadState: 1, ReasonBadHeader: 8,
+				wire.ReasonBadJSON: 3, wire.ReasonWrongSchema: 3, wire.ReasonBadTopic: 7, wire.ReasonUnknownKind: 1,
+				wire.ReasonDeviceMismatch: 1, wire.ReasonCameraMismatch: 1, wire.ReasonBadState: 1, wire.ReasonBadHeader: 8,
 			},
 		},
 		{
@@ -208,7 +232,7 @@ func TestHandleMessage(t *testing.T) {
 				with(status("d1", "offline", "s2"), func(o map[string]any) { o["device_id"] = "d9" }),
 			},
 			devices:  map[string]devWant{"d1": {online: true, state: "online", messages: map[string]uint64{"status": 1}}},
-			rejected: map[string]uint64{ReasonDeviceMismatch: 1},
+			rejected: map[string]uint64{wire.ReasonDeviceMismatch: 1},
 		},
 	}
 	for _, tt := range tests {
@@ -217,8 +241,9 @@ func TestHandleMessage(t *testing.T) {
 			for i, m := range tt.msgs {
 				err := r.HandleMessage(m.topic, m.payload)
 				var re *RejectError
-				if err != nil && !errors.As(err, &re) {
-					t.Errorf("message %d: error %v is not a *RejectError", i, err)
+				var de *wire.DecodeError
+				if err != nil && !errors.As(err, &re) && !errors.As(err, &de) {
+					t.Errorf("message %d: error %v is neither a *RejectError nor a *wire.DecodeError", i, err)
 				}
 			}
 			got := r.Devices()
@@ -399,7 +424,7 @@ func FuzzHandleMessage(f *testing.F) {
 		status("d1", wire.StateOnline, "s1", "cam1"),
 		status("d1", wire.StateOffline, "w1"),
 		detections("d1", "cam1", 1, "person", "car"),
-		other("d1", KindTelemetry, "", 7),
+		other("d1", wire.KindTelemetry, "", 7),
 		{"vigil/v1/d1/status", []byte("{not json")},
 		{"vigil/v1/d1/detections/cam1", []byte(`{"schema":"vigil.detections/1","device_id":"d1","seq":3,"msg_id":"d1-e-3","camera":"cam1","objects":[{"label":""}]}`)},
 		{"vigil/v1/d1/cmd_result/ota", []byte(`{}`)},
@@ -413,8 +438,9 @@ func FuzzHandleMessage(f *testing.F) {
 		for range 2 { // the second time it is a duplicate or the same reject
 			err := r.HandleMessage(topic, payload)
 			var re *RejectError
-			if err != nil && !errors.As(err, &re) {
-				t.Fatalf("error %v is not a *RejectError", err)
+			var de *wire.DecodeError
+			if err != nil && !errors.As(err, &re) && !errors.As(err, &de) {
+				t.Fatalf("error %v is neither a *RejectError nor a *wire.DecodeError", err)
 			}
 		}
 		var accepted uint64

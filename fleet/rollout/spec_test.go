@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-
-	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
 func TestNormalize(t *testing.T) {
@@ -86,25 +84,6 @@ func FuzzParseWaves(f *testing.F) {
 		for i := 1; i < len(b); i++ {
 			if b[i] < b[i-1] {
 				t.Fatalf("waves %v: bounds %v decrease", w, b)
-			}
-		}
-	})
-}
-
-// FuzzDecode feeds outside input (MQTT payloads from devices) to the decoders.
-func FuzzDecode(f *testing.F) {
-	f.Add("edge-1", "model_update", []byte(`{"schema":"vigil.cmd_result/1","device_id":"edge-1","cmd_id":"c","name":"model_update","state":"active"}`))
-	f.Add("edge-1", "", []byte(`{"schema":"vigil.telemetry/1","device_id":"edge-1","cameras":[{"id":"c","detections_per_s":1e308}]}`))
-	f.Add("x", "y", []byte(`{"schema":1}`))
-	f.Fuzz(func(t *testing.T, device, name string, payload []byte) {
-		if res, err := DecodeResult(device, name, payload); err == nil {
-			if res.DeviceID != device || !wire.ValidID(device) || res.CmdID == "" || res.Schema != wire.SchemaCmdResult {
-				t.Fatalf("accepted %+v from %q", res, device)
-			}
-		}
-		if tel, err := DecodeTelemetry(device, name, payload); err == nil {
-			if tel.DeviceID != device || name != "" || tel.Schema != wire.SchemaTelemetry {
-				t.Fatalf("accepted %+v from %q/%q", tel, device, name)
 			}
 		}
 	})

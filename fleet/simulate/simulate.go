@@ -290,7 +290,7 @@ func newDevice(s *sim, id string) *device {
 func (d *device) statusPayload(state string) []byte {
 	d.mu.Lock()
 	h := wire.Header{Schema: wire.SchemaStatus, DeviceID: d.id, Seq: d.seq,
-		MsgID: d.id + "-" + d.epoch + "-status-" + strconv.FormatInt(time.Now().UnixNano(), 10), CapturedAt: time.Now().UnixMilli()}
+		MsgID: wire.StatusMessageID(d.id, d.epoch, time.Now()), CapturedAt: time.Now().UnixMilli()}
 	d.mu.Unlock()
 	cams := make([]string, len(d.cams))
 	for i, c := range d.cams {
@@ -404,7 +404,7 @@ func (d *device) publishNext(build func(wire.Header) (string, any)) {
 	d.seq++
 	seq := d.seq
 	d.mu.Unlock()
-	h := wire.Header{DeviceID: d.id, Seq: seq, MsgID: d.id + "-" + d.epoch + "-" + strconv.FormatUint(seq, 10),
+	h := wire.Header{DeviceID: d.id, Seq: seq, MsgID: wire.MessageID(d.id, d.epoch, seq),
 		CapturedAt: time.Now().UnixMilli()}
 	topic, msg := build(h)
 	payload, err := json.Marshal(msg)

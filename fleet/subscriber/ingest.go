@@ -1,10 +1,14 @@
-// Package subscriber is the fleet controller's MQTT subscriber: a paho client that connects to a
-// broker (the embedded one or an external one), subscribes at QoS 1 to every device's status and
-// to every kind that shares the device's seq (detections, events, alerts, telemetry: the
-// registry tracks gaps over all of them), and hands each message to a Handler (the registry). It reconnects by itself and
-// subscribes again after every reconnect.
+// Package subscriber is the fleet controller's one MQTT connection: a paho client that connects
+// to a broker (the embedded one or an external one), subscribes at QoS 1 to every kind a device
+// sends (pipeline/wire's table: status, detections, events, alerts, telemetry, command
+// results, pictures), checks each message once with wire.Decode (refusals are counted by
+// reason, see Refused) and hands the decoded message to a Handler: the registry, then the event
+// store, the dashboards and the rollout engine. The fleet's commands (rollouts, live views) go
+// out on the same connection (Publish). It reconnects by itself and subscribes again after
+// every reconnect.
 //
-//	broker ──MQTT QoS 1──▶ Subscriber ──HandleMessage(topic, payload)──▶ registry
+//	broker ──MQTT QoS 1──▶ Subscriber ──wire.Decode──▶ HandleMessage(*wire.Decoded) ──▶ registry ─▶ …
+//	       ◀──Publish (cmd, QoS 1)── rollout engine, live views
 package subscriber
 
 import (
@@ -12,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
 	"strings"
@@ -21,30 +26,46 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/vigil-edge/vigil/fleet/registry"
 	"github.com/vigil-edge/vigil/internal/redact"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
-// Topics are the filters the subscriber subscribes to, at QoS 1.
-var Topics = []string{
-	wire.Root + "/+/" + wire.KindStatus,
-	wire.Root + "/+/" + wire.KindDetections + "/+",
-	wire.Root + "/+/" + registry.KindEvents + "/+",
-	wire.Root + "/+/" + registry.KindAlerts + "/+",
-	wire.Root + "/+/" + registry.KindTelemetry,
-	wire.Root + "/+/" + wire.KindSnapshots + "/+/+",
-	wire.Root + "/+/" + wire.KindLive + "/+",
+// Topics are the filters the subscriber subscribes to, at QoS 1: one per kind a device sends
+// (wire.Kinds), in the shape of its topic.
+var Topics = topics()
+
+func topics() []string {
+	var out []string
+	for _, s := range wire.Kinds() {
+		if s.From != wire.FromDevice {
+			continue
+		}
+		t := wire.Root + "/+/" + s.Kind
+		switch s.Level {
+		case wire.CameraLevel, wire.NameLevel:
+			t += "/+"
+		case wire.CameraEventLevel:
+			t += "/+/+"
+		}
+		out = append(out, t)
+	}
+	return out
 }
 
 // Handler receives the messages.
 type Handler interface {
-	// HandleMessage is called once per message received, one call at a time, from the
-	// subscriber's MQTT client; it must return quickly. An error means the message was
-	// rejected: the subscriber counts it and moves on (the message is acknowledged anyway, as
-	// a redelivery would be rejected again).
-	HandleMessage(topic string, payload []byte) error
+	// HandleMessage is called once per message that wire.Decode accepted, one call at a
+	// time, from the subscriber's MQTT client; it must return quickly. An error means the
+	// message was rejected: the subscriber counts it and moves on (the message is
+	// acknowledged anyway, as a redelivery would be rejected again).
+	HandleMessage(m *wire.Decoded) error
 }
+
+// HandlerFunc is a function as a Handler.
+type HandlerFunc func(m *wire.Decoded) error
+
+// HandleMessage calls f(m).
+func (f HandlerFunc) HandleMessage(m *wire.Decoded) error { return f(m) }
 
 // AsyncHandler is a Handler that may finish a message after it returns: the subscriber
 // acknowledges the message to the broker (PUBACK) only when done is called, so a message is
@@ -52,7 +73,7 @@ type Handler interface {
 // one message at a time, in arrival order; done may be called from any goroutine, once. When
 // it returns an error, done is not called and the message is acknowledged as rejected.
 type AsyncHandler interface {
-	HandleMessageAsync(topic string, payload []byte, done func()) error
+	HandleMessageAsync(m *wire.Decoded, done func()) error
 }
 
 // Config configures a Subscriber.
@@ -84,7 +105,7 @@ type Status struct {
 	Since      time.Time // when Connected last changed
 	LastError  string    // why the connection was last lost or a subscribe failed
 	Messages   uint64    // messages received
-	Rejected   uint64    // messages the handler returned an error for
+	Rejected   uint64    // messages refused: by wire.Decode (see Refused), or by the handler
 	Subscribes uint64    // successful subscribes (1 + reconnects)
 }
 
@@ -103,6 +124,7 @@ type Subscriber struct {
 	connected bool
 	since     time.Time
 	lastErr   string
+	refused   map[string]uint64 // by wire.Decode, by reason
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -154,6 +176,8 @@ func New(cfg Config, h Handler) (*Subscriber, error) {
 		h:   h,
 		log: cfg.Logger.With("component", "ingest"),
 		up:  make(chan struct{}, 1),
+
+		refused: map[string]uint64{},
 	}, nil
 }
 
@@ -306,11 +330,25 @@ func (s *Subscriber) onMessage(c mqtt.Client, m mqtt.Message) {
 		return
 	}
 	s.messages.Add(1)
-	var err error
+	d, err := wire.Decode(m.Topic(), m.Payload())
+	if err != nil {
+		reason := "other"
+		var de *wire.DecodeError
+		if errors.As(err, &de) {
+			reason = de.Reason
+		}
+		s.mu.Lock()
+		s.refused[reason]++
+		s.mu.Unlock()
+		m.Ack() // a redelivery would be refused again
+		s.rejected.Add(1)
+		s.log.Debug("message refused", "topic", m.Topic(), "reason", reason, "err", err)
+		return
+	}
 	if ah, ok := s.h.(AsyncHandler); ok {
-		err = ah.HandleMessageAsync(m.Topic(), m.Payload(), m.Ack)
+		err = ah.HandleMessageAsync(d, m.Ack)
 	} else {
-		err = s.h.HandleMessage(m.Topic(), m.Payload())
+		err = s.h.HandleMessage(d)
 		m.Ack()
 	}
 	if err != nil {
@@ -334,6 +372,14 @@ func (s *Subscriber) Publish(topic string, payload []byte, timeout time.Duration
 		return fmt.Errorf("mqtt: publish %s: %w", topic, err)
 	}
 	return nil
+}
+
+// Refused counts the messages wire.Decode refused, by reason (wire.DecodeReasons). The
+// handler counts its own refusals (the registry's Rejected).
+func (s *Subscriber) Refused() map[string]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.refused)
 }
 
 // Connected reports whether the subscriber is connected and subscribed.

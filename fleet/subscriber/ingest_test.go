@@ -4,12 +4,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vigil-edge/vigil/fleet/registry"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
 func TestNewValidates(t *testing.T) {
-	reg := registry.New(registry.Options{})
+	reg := HandlerFunc(func(*wire.Decoded) error { return nil })
 	tests := []struct {
 		url, want string
 	}{

@@ -22,6 +22,7 @@ import (
 
 	"github.com/vigil-edge/vigil/fleet"
 	"github.com/vigil-edge/vigil/fleet/auth"
+	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
@@ -83,6 +84,27 @@ func connectDevice(t *testing.T, core *fleet.Core) *device {
 	}
 	t.Cleanup(func() { c.Disconnect(50) })
 	return &device{t: t, c: c}
+}
+
+// asMap is a wire message as a JSON object, for device.publish to complete its header.
+func asMap(v any) map[string]any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// eventMsg is a "new" event of a tracked object on camera gate, as the agent writes it.
+func eventMsg(label string, track uint64) map[string]any {
+	now := time.Now()
+	return asMap(wire.EncodeEvent(wire.Header{}, frame.EventChange{Camera: "gate", Type: wire.EventNew, At: now,
+		After: frame.EventState{ID: "01KAMX3Q8R0000000000000001", TrackID: track, Label: label, TopScore: 0.9, Score: 0.9,
+			Start: now, LastSeen: now, FrameWidth: 640, FrameHeight: 480}}))
 }
 
 func (d *device) publish(topic string, retained bool, msg map[string]any) {
@@ -340,7 +362,7 @@ func TestDashboardInChromium(t *testing.T) {
 	dev.publish("vigil/v1/edge-07/status", true, map[string]any{"schema": wire.SchemaStatus, "state": "online", "version": "v0.9.1", "cameras": []string{"gate"}})
 	dev.publish("vigil/v1/edge-07/telemetry", false, map[string]any{"schema": wire.SchemaTelemetry, "uptime_s": 12.5,
 		"board": map[string]any{"cpu_temp_c": 51.0, "load1": 0.42},
-		"model": map[string]any{"name": "yolox_nano", "version": "2.1.0", "sha256": "ab"}})
+		"model": map[string]any{"name": "yolox_nano", "version": "2.1.0", "sha256": ""}})
 	// The registry has the device before the page loads.
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -367,10 +389,12 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 
 	// A live event and alert, sent after the page subscribed.
-	dev.publish("vigil/v1/edge-07/events/gate", false, map[string]any{"schema": "vigil.event/1", "type": "loitering", "label": "person", "track_id": 42})
-	dev.publish("vigil/v1/edge-07/alerts/gate", false, map[string]any{"schema": "vigil.alert/1", "type": "crowding", "label": "person"})
+	dev.publish("vigil/v1/edge-07/events/gate", false, eventMsg("person", 42))
+	dev.publish("vigil/v1/edge-07/alerts/gate", false, asMap(wire.EncodeAlert(wire.Header{}, frame.Alert{Camera: "gate",
+		RuleID: "square", RuleType: "crowding", Kind: "started", TrackIDs: []uint64{42}, Label: "person", At: time.Now(),
+		ID: "01KAMX3Q8R0000000000000002"})))
 	st = waitPage(t, c, "the live event and alert", func(s pageState) bool {
-		return anyContains(s.Events, "edge-07/gate", "loitering", "person", "#42") && anyContains(s.Events, "alert", "crowding")
+		return anyContains(s.Events, "edge-07/gate", "new", "person", "#42") && anyContains(s.Events, "alert", "crowding")
 	})
 	// Rollouts: "no rollouts" while GET /api/v1/rollouts does not exist, a list once it does;
 	// never an error.

@@ -38,7 +38,10 @@ func TestDashboardNeverParsesHTML(t *testing.T) {
 	}
 }
 
-// A device sending markup, terminal escapes and telemetry with null cameras neither runs code in the page nor breaks the device table for every viewer.
+// A device sending markup, terminal escapes and telemetry with null cameras neither runs code in
+// the page nor breaks the device table for every viewer: what breaks the schema or holds a
+// control character is refused at the fleet's edge (and counted), and markup that is valid text
+// reaches the page as text.
 func TestDashboardHostileDevice(t *testing.T) {
 	core := startCore(t)
 	base := "http://" + core.HTTPAddr()
@@ -52,11 +55,11 @@ func TestDashboardHostileDevice(t *testing.T) {
 	const markup = `<img src=x onerror="window.__pwned=1">`
 	dev.publish("vigil/v1/edge-07/telemetry", false, map[string]any{"schema": wire.SchemaTelemetry, "uptime_s": 1,
 		"cameras": []any{nil, map[string]any{"id": markup, "state": markup}}, "model": nil})
-	dev.publish("vigil/v1/edge-07/events/gate", false, map[string]any{"schema": "vigil.event/1", "type": "new",
-		"label": markup + "\x1b]52;c;cHduZWQ=\x07\x1b[2J", "track_id": map[string]any{"x": 1}})
-	st := waitPage(t, c, "the event, as text", func(s pageState) bool { return anyContains(s.Events, markup) })
-	if !anyContains(st.Events, `\x1b]52`) {
-		t.Errorf("the ESC of the label is not shown as \\x1b: %q", st.Events)
+	dev.publish("vigil/v1/edge-07/events/gate", false, eventMsg(markup+"\x1b]52;c;cHduZWQ=\x07\x1b[2J", 7))
+	dev.publish("vigil/v1/edge-07/events/gate", false, eventMsg(markup, 8))
+	st := waitPage(t, c, "the event, as text", func(s pageState) bool { return anyContains(s.Events, markup, "#8") })
+	if anyContains(st.Events, "#7") {
+		t.Errorf("the event whose label holds ESC reached the page: %q", st.Events)
 	}
 	// The stream delivered the telemetry before the event: the table has been redrawn with it.
 	time.Sleep(200 * time.Millisecond)
@@ -70,5 +73,12 @@ func TestDashboardHostileDevice(t *testing.T) {
 	c.eval(`window.__pwned === 1`, &pwned)
 	if imgs != 0 || pwned {
 		t.Errorf("device markup became elements (%d) or ran (%v)", imgs, pwned)
+	}
+	// Both refusals are counted by reason.
+	_, health := get(t, "GET", base+"/healthz", "")
+	for _, want := range []string{`"invalid": 1`, `"control_char": 1`} {
+		if !strings.Contains(health, want) {
+			t.Errorf("/healthz rejected lacks %s: %s", want, health)
+		}
 	}
 }

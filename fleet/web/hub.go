@@ -3,7 +3,7 @@
 // /api/v1/stream (server-sent events), fed by a fan-out [Hub] that sees what the MQTT
 // subscriber receives.
 //
-//	ingest ──HandleMessage──▶ Hub.Wrap(registry) ──▶ registry
+//	subscriber ──HandleMessage──▶ Hub.Wrap(registry) ──▶ registry
 //	                              │ accepted status, events, alerts, telemetry
 //	                              ▼
 //	                             Hub ──one buffered queue per client──▶ GET /api/v1/stream
@@ -70,7 +70,7 @@ const dedupWindow = 1024
 // Handler is what the MQTT subscriber hands messages to (fleet/ingest's Handler).
 type Handler interface {
 	// HandleMessage is called once per message, one call at a time; an error rejects it.
-	HandleMessage(topic string, payload []byte) error
+	HandleMessage(m *wire.Decoded) error
 }
 
 // Hub fans the subscriber's messages out to the dashboards' streams. Its methods may be
@@ -144,29 +144,29 @@ type tee struct {
 
 // HandleMessageAsync passes an AsyncHandler's deferred acknowledgement through; the stream
 // sees the message as soon as it was accepted.
-func (t tee) HandleMessageAsync(topic string, payload []byte, done func()) error {
+func (t tee) HandleMessageAsync(m *wire.Decoded, done func()) error {
 	ah, ok := t.next.(interface {
-		HandleMessageAsync(topic string, payload []byte, done func()) error
+		HandleMessageAsync(m *wire.Decoded, done func()) error
 	})
 	if !ok {
-		err := t.HandleMessage(topic, payload)
+		err := t.HandleMessage(m)
 		if err == nil {
 			done()
 		}
 		return err
 	}
-	if err := ah.HandleMessageAsync(topic, payload, done); err != nil {
+	if err := ah.HandleMessageAsync(m, done); err != nil {
 		return err
 	}
-	t.hub.Publish(topic, payload)
+	t.hub.Publish(m.Topic, m.Payload)
 	return nil
 }
 
-func (t tee) HandleMessage(topic string, payload []byte) error {
-	if err := t.next.HandleMessage(topic, payload); err != nil {
+func (t tee) HandleMessage(m *wire.Decoded) error {
+	if err := t.next.HandleMessage(m); err != nil {
 		return err
 	}
-	t.hub.Publish(topic, payload)
+	t.hub.Publish(m.Topic, m.Payload)
 	return nil
 }
 

@@ -9,11 +9,18 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
 type sink struct{ err error }
 
-func (s sink) HandleMessage(string, []byte) error { return s.err }
+func (s sink) HandleMessage(*wire.Decoded) error { return s.err }
+
+// raw is a message as the subscriber hands it on (the hub reads only its topic and payload).
+func raw(topic string, payload []byte) *wire.Decoded {
+	return &wire.Decoded{Topic: topic, Payload: payload}
+}
 
 func event(device, camera, msgID, typ string) (string, []byte) {
 	b, _ := json.Marshal(map[string]any{"schema": "vigil.event/1", "device_id": device, "msg_id": msgID, "seq": 1, "type": typ})
@@ -52,12 +59,12 @@ func TestHubStream(t *testing.T) {
 	h := hub.Wrap(sink{})
 	// Before any client: kept for replay (the telemetry, the event), or not passed on at all.
 	topic, ev1 := event("edge-01", "gate", "edge-01-e-1", "loitering")
-	_ = h.HandleMessage(topic, ev1)
-	_ = h.HandleMessage(topic, ev1) // a repeat
-	_ = h.HandleMessage("vigil/v1/edge-01/telemetry", []byte(`{"schema":"vigil.telemetry/1","model":{"version":"2.0"}}`))
-	_ = h.HandleMessage("vigil/v1/edge-01/detections/gate", []byte(`{}`))                               // not streamed
-	_ = h.HandleMessage("vigil/v1/edge-01/events/gate", []byte(`not json`))                             // dropped
-	_ = hub.Wrap(sink{errors.New("rejected")}).HandleMessage(event("edge-02", "c", "edge-02-e-1", "x")) // rejected by the registry
+	_ = h.HandleMessage(raw(topic, ev1))
+	_ = h.HandleMessage(raw(topic, ev1)) // a repeat
+	_ = h.HandleMessage(raw("vigil/v1/edge-01/telemetry", []byte(`{"schema":"vigil.telemetry/1","model":{"version":"2.0"}}`)))
+	_ = h.HandleMessage(raw("vigil/v1/edge-01/detections/gate", []byte(`{}`)))                               // not streamed
+	_ = h.HandleMessage(raw("vigil/v1/edge-01/events/gate", []byte(`not json`)))                             // dropped
+	_ = hub.Wrap(sink{errors.New("rejected")}).HandleMessage(raw(event("edge-02", "c", "edge-02-e-1", "x"))) // rejected by the registry
 
 	srv := httptest.NewServer(hub)
 	defer srv.Close()
@@ -77,7 +84,7 @@ func TestHubStream(t *testing.T) {
 
 	// Live: wait until the handler has subscribed (the replay proves it), then publish.
 	_, ev2 := event("edge-01", "yard", "edge-01-e-2", "crowding")
-	_ = h.HandleMessage("vigil/v1/edge-01/alerts/yard", ev2)
+	_ = h.HandleMessage(raw("vigil/v1/edge-01/alerts/yard", ev2))
 	live := readEvents(t, sc, 1)[0]
 	var p struct{ Type string }
 	if err := json.Unmarshal(live.Payload, &p); err != nil || live.Kind != "alerts" || p.Type != "crowding" {

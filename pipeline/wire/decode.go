@@ -30,12 +30,14 @@ const (
 	ReasonBadState       = "bad_state"       // status state is neither online nor offline
 	ReasonInvalid        = "invalid"         // the message does not match its JSON Schema
 	ReasonControlChar    = "control_char"    // a string holds a control or bidi-override character
+	ReasonBadPicture     = "bad_picture"     // a picture that is not a JPEG with its vigil header
 )
 
 // DecodeReasons lists every reason Decode may give, for metrics that want all their series.
 func DecodeReasons() []string {
 	return []string{ReasonBadTopic, ReasonUnknownKind, ReasonTooLarge, ReasonBadJSON, ReasonWrongSchema,
-		ReasonBadHeader, ReasonDeviceMismatch, ReasonCameraMismatch, ReasonBadState, ReasonInvalid, ReasonControlChar}
+		ReasonBadHeader, ReasonDeviceMismatch, ReasonCameraMismatch, ReasonBadState, ReasonInvalid, ReasonControlChar,
+		ReasonBadPicture}
 }
 
 // MaxPayload bounds a device message Decode accepts.
@@ -64,12 +66,24 @@ type Decoded struct {
 	Payload []byte // as received
 	Spec    Spec   // the kind's row
 	Device  string // the topic's device id (equal to Header.DeviceID)
-	Level   string // the topic's level after the kind: camera id or command name; "" for none
+	Level   string // the topic after the kind: camera id, command name, <camera>/<event id>; "" for none
 	Header  Header // zero for a binary kind
 	Epoch   string // a sequenced kind's outbox epoch, from its msg_id
-	// Msg is the message: *Status, *Detections, *Event, *Alert, *Telemetry or *CmdResult (the
-	// kind's Go type); nil for a binary kind.
+	// Msg is the message: *Status, *Detections, *Event, *Alert, *Telemetry, *CmdResult, or
+	// *Picture for the picture kinds (its header; the JPEG is Payload).
 	Msg any
+}
+
+// Camera is the camera on the message's topic, "" when it has none.
+func (d *Decoded) Camera() string {
+	switch d.Spec.Level {
+	case CameraLevel:
+		return d.Level
+	case CameraEventLevel:
+		camera, _, _ := strings.Cut(d.Level, "/")
+		return camera
+	}
+	return ""
 }
 
 // Kind is the message's kind.
@@ -87,6 +101,54 @@ func (d Detections) topicLevel() string { return d.Camera }
 func (e Event) topicLevel() string      { return e.Camera }
 func (a Alert) topicLevel() string      { return a.Camera }
 func (r CmdResult) topicLevel() string  { return r.Name }
+func (p Picture) topicLevel() string {
+	if p.EventID != "" {
+		return p.Camera + "/" + p.EventID
+	}
+	return p.Camera
+}
+
+func parsePicture(payload []byte) (any, error) {
+	p, err := DecodePicture(payload, MaxPictureBytes)
+	switch {
+	case errors.Is(err, ErrPictureSize):
+		return nil, &DecodeError{Reason: ReasonTooLarge, Err: err}
+	case err != nil:
+		return nil, &DecodeError{Reason: ReasonBadPicture, Err: err}
+	}
+	return &p, nil
+}
+
+// splitTopic splits vigil/v1/<device>/<kind>[/<level>…] into the device, the kind and the
+// rest.
+func splitTopic(topic string) (device, kind, level string, err error) {
+	rest, ok := strings.CutPrefix(topic, Root+"/")
+	if !ok {
+		return "", "", "", fmt.Errorf("topic %q is not under %s/", topic, Root)
+	}
+	parts := strings.SplitN(rest, "/", 3)
+	if len(parts) < 2 || parts[0] == "" || parts[1] == "" {
+		return "", "", "", fmt.Errorf("topic %q: want %s/<device>/<kind>[/…]", topic, Root)
+	}
+	if len(parts) == 3 {
+		level = parts[2]
+	}
+	return parts[0], parts[1], level, nil
+}
+
+// validLevel checks the topic's levels after the kind against the kind's shape.
+func validLevel(l Level, level string) bool {
+	switch l {
+	case NoLevel:
+		return level == ""
+	case CameraLevel, NameLevel:
+		return ValidID(level)
+	case CameraEventLevel:
+		camera, event, ok := strings.Cut(level, "/")
+		return ok && ValidID(camera) && ValidULID(event)
+	}
+	return false
+}
 
 // Decode reads one message a device published on topic, checking, in order: the topic (a
 // kind a device sends, valid ids, the kind's topic shape), the size, the JSON, the schema
@@ -96,7 +158,7 @@ func (r CmdResult) topicLevel() string  { return r.Name }
 // C1, which include ESC) or a bidi override. A refused message gives a *DecodeError naming
 // the reason and the field. Decode is safe for concurrent use.
 func Decode(topic string, payload []byte) (*Decoded, error) {
-	device, kind, level, err := ParseTopic(topic)
+	device, kind, level, err := splitTopic(topic)
 	if err != nil {
 		return nil, &DecodeError{Reason: ReasonBadTopic, Err: err}
 	}
@@ -107,22 +169,23 @@ func Decode(topic string, payload []byte) (*Decoded, error) {
 	if !ok || spec.From != FromDevice {
 		return nil, refuse(ReasonUnknownKind, "topic %q: kind %q is not one a device sends", topic, kind)
 	}
-	switch {
-	case spec.Level == NoLevel && level != "":
-		return nil, refuse(ReasonBadTopic, "topic %q: %s has no level after the kind", topic, kind)
-	case spec.Level != NoLevel && !ValidID(level):
-		return nil, refuse(ReasonBadTopic, "topic %q: invalid %s", topic, levelName(spec.Level))
+	if !validLevel(spec.Level, level) {
+		return nil, refuse(ReasonBadTopic, "topic %q: want %s", topic, topicShape(spec))
 	}
 	if len(payload) > MaxPayload {
 		return nil, refuse(ReasonTooLarge, "%d bytes, more than %d", len(payload), MaxPayload)
 	}
 	d := &Decoded{Topic: topic, Payload: payload, Spec: spec, Device: device, Level: level}
+	var msg any
 	if spec.Binary {
-		return d, nil
-	}
-	msg := spec.new()
-	if err := json.Unmarshal(payload, msg); err != nil {
-		return nil, &DecodeError{Reason: ReasonBadJSON, Err: err}
+		if msg, err = spec.parse(payload); err != nil {
+			return nil, err
+		}
+	} else {
+		msg = spec.new()
+		if err := json.Unmarshal(payload, msg); err != nil {
+			return nil, &DecodeError{Reason: ReasonBadJSON, Err: err}
+		}
 	}
 	h := msg.(headed).head()
 	switch {
@@ -146,7 +209,12 @@ func Decode(topic string, payload []byte) (*Decoded, error) {
 	if s, ok := msg.(*Status); ok && s.State != StateOnline && s.State != StateOffline {
 		return nil, refuse(ReasonBadState, "state %q", s.State)
 	}
-	if err := validate(spec, payload); err != nil {
+	if spec.Binary {
+		err = validateHeader(msg)
+	} else {
+		err = validate(spec, payload)
+	}
+	if err != nil {
 		return nil, err
 	}
 	d.Header, d.Msg = h, msg
@@ -154,10 +222,40 @@ func Decode(topic string, payload []byte) (*Decoded, error) {
 }
 
 func levelName(l Level) string {
-	if l == NameLevel {
+	switch l {
+	case NameLevel:
 		return "command name"
+	case CameraEventLevel:
+		return "camera/event id"
 	}
 	return "camera"
+}
+
+// topicShape is the topic a kind's messages come on, for errors.
+func topicShape(s Spec) string {
+	t := Root + "/<device>/" + s.Kind
+	switch s.Level {
+	case CameraLevel:
+		t += "/<camera>"
+	case NameLevel:
+		t += "/<command name>"
+	case CameraEventLevel:
+		t += "/<camera>/<event id>"
+	}
+	return t
+}
+
+// validateHeader refuses control characters in a binary kind's header (its JSON text).
+func validateHeader(msg any) error {
+	b, err := json.Marshal(msg)
+	if err != nil {
+		return &DecodeError{Reason: ReasonBadPicture, Err: err}
+	}
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		return &DecodeError{Reason: ReasonBadPicture, Err: err}
+	}
+	return checkStrings(v, "")
 }
 
 // validate checks payload against the kind's JSON Schema, then its strings for control

@@ -29,6 +29,9 @@ func built(t testing.TB, m wire.Message, seq uint64) sample {
 	return sample{out.Topic, b}
 }
 
+// tinyJPEG is SOI, an empty APP0 segment and EOI: the shape DecodePicture checks.
+var tinyJPEG = []byte{0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x02, 0xFF, 0xD9}
+
 func samples(t testing.TB) map[string]sample {
 	at := time.Date(2025, 11, 22, 17, 0, 0, 0, time.UTC)
 	st := frame.EventState{ID: "01KAMX3Q8R0000000000000001", TrackID: 3, Label: "person", Start: at, LastSeen: at,
@@ -48,6 +51,8 @@ func samples(t testing.TB) map[string]sample {
 			Cameras: []wire.CameraTelemetry{{ID: "gate", State: "streaming"}}}), 4),
 		"cmd_result": built(t, wire.NewCmdResult(at, wire.CmdResult{CmdID: "c1", Name: wire.CmdModelUpdate,
 			State: wire.CmdFailed, Reason: "download: 404\nsee the log"}), 5),
+		"snapshots": built(t, wire.NewPicture(at, wire.Picture{Camera: "gate", EventID: st.ID}, tinyJPEG), 6),
+		"live":      built(t, wire.NewPicture(at, wire.Picture{Camera: "gate", CmdID: "c2"}, tinyJPEG), 7),
 	}
 }
 
@@ -129,6 +134,13 @@ func TestDecodeRefuses(t *testing.T) {
 		}), wire.ReasonControlChar},
 		{"status version with ESC", edit(t, ss["status"], func(o map[string]any) { o["version"] = "1\x1b[0m" }), wire.ReasonControlChar},
 		{"reason with ESC", edit(t, ss["cmd_result"], func(o map[string]any) { o["reason"] = "x\x1b[31m" }), wire.ReasonControlChar},
+		{"snapshot not a JPEG", sample{ss["snapshots"].topic, []byte("GIF89a")}, wire.ReasonBadPicture},
+		{"snapshot of another event", sample{"vigil/v1/edge-01/snapshots/gate/01KAMX3Q8R0000000000000009", ss["snapshots"].payload}, wire.ReasonCameraMismatch},
+		{"snapshot topic without event", sample{"vigil/v1/edge-01/snapshots/gate", ss["snapshots"].payload}, wire.ReasonBadTopic},
+		{"snapshot with a bad event id", sample{"vigil/v1/edge-01/snapshots/gate/x", ss["snapshots"].payload}, wire.ReasonBadTopic},
+		{"live view on another camera", sample{"vigil/v1/edge-01/live/yard", ss["live"].payload}, wire.ReasonCameraMismatch},
+		{"picture too large", sample{ss["live"].topic, append(append([]byte{}, ss["live"].payload...), make([]byte, wire.MaxPictureBytes)...)}, wire.ReasonTooLarge},
+		{"live view cmd_id with ESC", built(t, wire.NewPicture(time.Now(), wire.Picture{Camera: "gate", CmdID: "c\x1b]0;x\x07"}, tinyJPEG), 8), wire.ReasonControlChar},
 	}
 	for _, c := range cases {
 		d, err := wire.Decode(c.s.topic, c.s.payload)
@@ -196,7 +208,11 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 		var v any
-		if err := json.Unmarshal(payload, &v); err != nil {
+		text := payload
+		if d.Spec.Binary {
+			text, _ = json.Marshal(d.Msg) // a picture's header
+		}
+		if err := json.Unmarshal(text, &v); err != nil {
 			t.Fatalf("accepted a payload that is not JSON: %v", err)
 		}
 		walk(v)

@@ -46,11 +46,13 @@ type Spec struct {
 	Sequenced bool
 	Class     frame.Class // the outbox class (its priority when the outbox is full), sequenced kinds
 	Retained  bool        // published with the MQTT retain flag
-	// Binary kinds carry a payload that is not JSON (Decoded.Raw holds it): Decode checks only
-	// the topic and the size.
+	// Binary kinds carry a payload that is not JSON (a picture: a JPEG with its header in a
+	// comment); Decode checks the payload's shape and its header, not the image.
 	Binary bool
-	// new returns a pointer to a zero message of the kind, for Decode; nil for a binary kind.
+	// new returns a pointer to a zero message of the kind, for Decode (JSON kinds).
 	new func() any
+	// parse reads a binary kind's payload into a pointer to its header type, for Decode.
+	parse func(payload []byte) (any, error)
 }
 
 // kinds is the table: every message on vigil/v1/<device>/….
@@ -71,9 +73,9 @@ var kinds = []Spec{
 		new: func() any { return new(SignedCommand) }},
 	// Pictures: JPEGs carrying their header (Picture) in a COM segment, see picture.go.
 	{Kind: KindSnapshots, Schema: SchemaSnapshot, Level: CameraEventLevel, From: FromDevice,
-		Sequenced: true, Class: frame.ClassSnapshot, Binary: true},
+		Sequenced: true, Class: frame.ClassSnapshot, Binary: true, parse: parsePicture},
 	{Kind: KindLive, Schema: SchemaLiveView, Level: CameraLevel, From: FromDevice,
-		Sequenced: true, Class: frame.ClassSnapshot, Binary: true},
+		Sequenced: true, Class: frame.ClassSnapshot, Binary: true, parse: parsePicture},
 }
 
 // Lookup returns the row of a kind.

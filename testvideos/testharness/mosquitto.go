@@ -151,6 +151,21 @@ func (m *Mosquitto) Stop() {
 	m.cmd = nil
 }
 
+// Freeze stops the broker's process (SIGSTOP) without closing its connections: clients stay
+// connected and get no answer, as with a hung broker or a dead link. Thaw resumes it.
+func (m *Mosquitto) Freeze() {
+	if m.cmd != nil {
+		_ = m.cmd.Process.Signal(syscall.SIGSTOP)
+	}
+}
+
+// Thaw resumes a frozen broker (SIGCONT).
+func (m *Mosquitto) Thaw() {
+	if m.cmd != nil {
+		_ = m.cmd.Process.Signal(syscall.SIGCONT)
+	}
+}
+
 // Terminate stops the broker with SIGTERM (it saves its persistent state) and waits.
 func (m *Mosquitto) Terminate() {
 	if m.cmd == nil {

@@ -34,7 +34,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	brokerUser := fs.String("broker-username", "", "user name of the fleet's MQTT clients on the external broker")
 	brokerPWFile := fs.String("broker-password-file", "", "file whose first line is the external broker's password (or $"+envBrokerPassword+")")
 	httpListen := fs.String("http", fleet.DefaultHTTPAddr, "HTTP API listen address")
-	clientID := fs.String("client-id", "", "name of the fleet's MQTT clients: their client ids are $vigil-fleet/NAME and $vigil-fleet/NAME-rollout, a prefix no device id can have (default: the hostname)")
+	clientID := fs.String("client-id", "", "name of the fleet's MQTT client: its client id is $vigil-fleet/NAME, a prefix no device id can have (default: the hostname)")
 	gapTimeout := fs.Duration("gap-timeout", registry.DefaultGapTimeout, "how long a missing seq may still arrive (as a replay) before it is counted as lost")
 	perDevice := fs.Bool("metrics-per-device", false, "add per-device series to /metrics (their number grows with the fleet)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
