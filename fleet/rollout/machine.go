@@ -373,7 +373,7 @@ func (m *Machine) sendUpdate(r *Rollout, d *DeviceProgress, now time.Time) {
 	m.out = append(m.out, wire.Command{Schema: wire.SchemaCommand, ID: d.CmdID, DeviceID: d.ID, Name: wire.CmdModelUpdate,
 		IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(time.Duration(r.Spec.ActiveTimeout)).UnixMilli(),
 		Model: &ref, RolloutID: r.ID})
-	d.State = DeviceSent // Reason keeps why a previous send failed, until the device answers
+	d.State = DeviceSent   // Reason keeps why a previous send failed, until the device answers
 	if d.SentAt.IsZero() { // a resend keeps the first deadline
 		d.SentAt = now
 	}
