@@ -207,7 +207,8 @@ func New(cfg Config) (_ *Core, err error) {
 	}
 	c.hub = web.NewHub(web.HubOptions{Logger: cfg.Logger})
 	sub, err := subscriber.New(subscriber.Config{BrokerURL: brokerURL, ClientID: cfg.ClientID, Logger: cfg.Logger,
-		Username: c.mqttUser, Password: c.mqttPassword, ShareGroup: cfg.ShareGroup}, c.hub.Wrap(c.newLive(cfg).Wrap(recorder)))
+		Username: c.mqttUser, Password: c.mqttPassword, ShareGroup: cfg.ShareGroup, Unshared: otaKinds(cfg)},
+		c.hub.Wrap(c.newLive(cfg).Wrap(recorder)))
 	if err != nil {
 		return nil, err
 	}

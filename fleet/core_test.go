@@ -121,7 +121,7 @@ func exercise(t *testing.T, c *fleet.Core, brokerURL string) {
 	first := p.Detections("cam1", "person", "person", "car")
 	p.Detections("cam1", "person")
 	p.DetectionsSeq("cam1", first, false, "person", "person", "car") // a redelivery: counted once
-	p.Detections("cam1")
+	p.Detections("cam1", "car")
 	p.Detections("cam2", "dog")
 
 	d := waitDetections(t, base, "edge-01", "cam2", 1)
@@ -139,7 +139,7 @@ func exercise(t *testing.T, c *fleet.Core, brokerURL string) {
 	if len(d.Cameras) != 2 || d.Cameras[0].ID != "cam1" || d.Cameras[1].ID != "cam2" {
 		t.Fatalf("cameras %+v", d.Cameras)
 	}
-	if got := fmt.Sprint(d.Cameras[0].Objects); got != "map[car:1 person:3]" {
+	if got := fmt.Sprint(d.Cameras[0].Objects); got != "map[car:2 person:3]" {
 		t.Errorf("cam1 objects %s", got)
 	}
 	if d.Cameras[0].Rate <= 0 || d.Cameras[0].LastDetectionAt.IsZero() {

@@ -15,6 +15,7 @@ import (
 	"github.com/vigil-edge/vigil/fleet/auth"
 	"github.com/vigil-edge/vigil/fleet/eventstore"
 	"github.com/vigil-edge/vigil/fleet/internal/testpub"
+	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
@@ -58,11 +59,11 @@ func publishEvent(t *testing.T, p *testpub.Publisher, seq uint64, camera, label,
 	kind := wire.KindEvents
 	id := fmt.Sprintf("01KAP98VKVZ8M1C4A9R6H3T%03d", seq)
 	if rule == "" {
-		h.Schema = wire.SchemaEvent
-		msg = wire.Event{Header: h, Camera: camera, Type: wire.EventNew, After: wire.EventState{ID: id, Label: label}}
+		msg = wire.EncodeEvent(h, frame.EventChange{Camera: camera, Type: wire.EventNew, At: at,
+			After: frame.EventState{ID: id, TrackID: seq, Label: label, Start: at, LastSeen: at}})
 	} else {
-		h.Schema, kind = wire.SchemaAlert, wire.KindAlerts
-		msg = wire.Alert{Header: h, Camera: camera, AlertID: id, RuleID: rule, Label: label, Time: at.UnixMilli()}
+		kind = wire.KindAlerts
+		msg = wire.EncodeAlert(h, frame.Alert{Camera: camera, ID: id, RuleID: rule, RuleType: "zone", Label: label, At: at})
 	}
 	b, err := json.Marshal(msg)
 	if err != nil {

@@ -103,6 +103,15 @@ func (c *Core) closeOTA() error {
 // Models is the core's model registry, or nil when OTA is off.
 func (c *Core) Models() *catalog.Registry { return c.models }
 
+// otaKinds are the kinds the rollout engine reads: with a share group they are not shared, so
+// that the instance running rollouts sees every device's results and telemetry.
+func otaKinds(cfg Config) []string {
+	if cfg.OTA.DataDir == "" {
+		return nil
+	}
+	return []string{wire.KindCmdResult, wire.KindTelemetry}
+}
+
 // ingestFeed is the start of the subscriber's handler chain: the registry decides what is new,
 // and new command results and telemetry go on to the rollout engine (when OTA is on).
 type ingestFeed struct{ c *Core }

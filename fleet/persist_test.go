@@ -37,7 +37,7 @@ func TestRegistrySurvivesRestart(t *testing.T) {
 		Board:   &wire.BoardHealth{CPUTempC: &temp, MemAvailable: &mem},
 		Outbox:  &wire.OutboxHealth{Messages: 7, Bytes: 2048},
 		Model:   &wire.Model{Name: "yolox-nano", Version: "3"},
-		Cameras: []wire.CameraTelemetry{{ID: "cam1", State: "running", FPS: 14.5}},
+		Cameras: []wire.CameraTelemetry{{ID: "cam1", State: "streaming", FPS: 14.5}},
 		Geo:     &wire.GeoFix{Lat: 1, Lon: 2, Source: "static"},
 	}
 	b, _ := json.Marshal(tm)

@@ -24,7 +24,8 @@ func TestJSONShape(t *testing.T) {
 	}
 	// Seqs 1 and 3 of outbox epoch ab12: 2 is missing.
 	for _, seq := range []uint64{1, 3} {
-		det := wire.Detections{Header: wire.Header{Schema: wire.SchemaDetections, DeviceID: "d1", Seq: seq, MsgID: fmt.Sprint("d1-ab12-", seq)}, Camera: "cam2"}
+		det := wire.Detections{Header: wire.Header{Schema: wire.SchemaDetections, DeviceID: "d1", Seq: seq, MsgID: fmt.Sprint("d1-ab12-", seq)}, Camera: "cam2",
+			FrameSeq: seq, FrameWidth: 640, FrameHeight: 480, Model: wire.Model{Name: "m"}, Objects: []wire.Object{{Label: "car", Score: 0.5}}}
 		b, _ := json.Marshal(det)
 		if err := reg.HandleMessage(wire.Topic("d1", wire.KindDetections, "cam2"), b); err != nil {
 			t.Fatal(err)

@@ -18,7 +18,7 @@ func TestTelemetryJSON(t *testing.T) {
 		Board:    wire.BoardHealth{CPUTempC: &temp, Load1: &load, MemAvailable: &mem, DiskFree: &disk},
 		Outbox:   &wire.OutboxHealth{Messages: 4, Bytes: 500},
 		Model:    &wire.Model{Name: "yolox-nano", Version: "2"},
-		Cameras:  []wire.CameraTelemetry{{ID: "cam1", State: "running", FPS: 15, DetectFPS: 5}},
+		Cameras:  []wire.CameraTelemetry{{ID: "cam1", State: "streaming", FPS: 15, DetectFPS: 5}},
 		Position: &wire.GeoFix{Lat: 48.1, Lon: 11.5, Source: "gnss"},
 	}}
 	b, err := json.Marshal(api.FromRegistry(d))
@@ -28,7 +28,7 @@ func TestTelemetryJSON(t *testing.T) {
 	want := `"telemetry":{"received_at":"2024-05-01T12:00:00Z","captured_at":"2024-05-01T12:00:00Z","uptime_s":3,` +
 		`"cpu_temp_c":61.5,"load1":0.5,"mem_available_bytes":1024,"disk_free_bytes":2048,` +
 		`"outbox":{"messages":4,"bytes":500,"oldest_age_s":0},"model":{"name":"yolox-nano","version":"2","sha256":""},` +
-		`"cameras":[{"id":"cam1","state":"running","fps":15,"detect_fps":5,"detections_per_s":0,"inference_errors":0,"frames_dropped":0}],` +
+		`"cameras":[{"id":"cam1","state":"streaming","fps":15,"detect_fps":5,"detections_per_s":0,"inference_errors":0,"frames_dropped":0}],` +
 		`"position":{"lat":48.1,"lon":11.5,"alt_m":0,"source":"gnss"}}`
 	if !strings.Contains(string(b), want) {
 		t.Errorf("device JSON\n%s\nwant it to hold\n%s", b, want)

@@ -31,7 +31,8 @@ func feed(t *testing.T, reg *registry.Registry, dev string, seqs ...int) {
 			seq, replayed = uint64(-s), true
 		}
 		d := wire.Detections{Header: wire.Header{Schema: wire.SchemaDetections, DeviceID: dev, Seq: seq,
-			MsgID: fmt.Sprintf("%s-e1-%d", dev, seq), Replayed: replayed}, Camera: "cam1"}
+			MsgID: fmt.Sprintf("%s-e1-%d", dev, seq), Replayed: replayed}, Camera: "cam1",
+			FrameSeq: seq, FrameWidth: 640, FrameHeight: 480, Model: wire.Model{Name: "m"}, Objects: []wire.Object{{Label: "car", Score: 0.5}}}
 		b, _ := json.Marshal(d)
 		if err := reg.HandleMessage(wire.Topic(dev, wire.KindDetections, "cam1"), b); err != nil {
 			t.Fatal(err)

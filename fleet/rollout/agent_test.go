@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ type agent struct {
 	rateAfter  float64 // detections_per_s on any other model
 }
 
-var oldModel = wire.Model{Name: "yolox_nano", Version: "0.9.0", SHA256: "aa"}
+var oldModel = wire.Model{Name: "yolox_nano", Version: "0.9.0", SHA256: strings.Repeat("a", 64)}
 
 func newAgent(t *testing.T, brokerURL, id string, pub ed25519.PublicKey, mod func(*agent)) *agent {
 	t.Helper()
@@ -111,7 +112,7 @@ func (a *agent) telemetry() {
 	a.mu.Unlock()
 	a.publish(wire.Topic(a.id, wire.KindTelemetry, ""), wire.Telemetry{Header: a.header(wire.SchemaTelemetry), UptimeS: 1,
 		Model:   &m,
-		Cameras: []wire.CameraTelemetry{{ID: "cam1", State: "running", FPS: 25, DetectFPS: 5, DetectionsPerS: rate}}})
+		Cameras: []wire.CameraTelemetry{{ID: "cam1", State: "streaming", FPS: 25, DetectFPS: 5, DetectionsPerS: rate}}})
 }
 
 func (a *agent) command(m mqtt.Message) {

@@ -19,6 +19,7 @@ import (
 	"maps"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -92,6 +93,10 @@ type Config struct {
 	// of the group, so several fleet instances split the traffic. Status (retained, and the
 	// last wills) stays a plain subscription, so every instance knows every device's state.
 	ShareGroup string
+	// Unshared lists kinds subscribed to plainly even with ShareGroup, so that every message
+	// of them reaches this instance (the rollout engine needs every command result and
+	// telemetry report of the devices it updates).
+	Unshared []string
 	// RetryInterval is the pause between connect attempts and the upper bound of the
 	// reconnect back-off; 2 s when zero. Close may wait about this long for paho to stop.
 	RetryInterval time.Duration
@@ -296,7 +301,8 @@ func (s *Subscriber) topics() []string {
 	}
 	out := make([]string, len(Topics))
 	for i, t := range Topics {
-		if strings.HasSuffix(t, "/"+wire.KindStatus) {
+		kind := strings.Split(t, "/")[3] // vigil/v1/+/<kind>…
+		if kind == wire.KindStatus || slices.Contains(s.cfg.Unshared, kind) {
 			out[i] = t
 		} else {
 			out[i] = "$share/" + s.cfg.ShareGroup + "/" + t

@@ -119,6 +119,7 @@ func (p *Publisher) DetectionsSeq(camera string, seq uint64, replayed bool, labe
 		Header: wire.Header{Schema: wire.SchemaDetections, DeviceID: p.Device, Seq: seq, MsgID: p.MsgID(seq),
 			CapturedAt: time.Now().UnixMilli(), Replayed: replayed},
 		Camera:      camera,
+		FrameSeq:    seq,
 		FrameWidth:  1280,
 		FrameHeight: 720,
 		Model:       wire.Model{Name: "yolox-nano", Version: "1"},
