@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/vigil-edge/vigil/fleet/rollout"
-	"github.com/vigil-edge/vigil/testvideos/harness"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // TestAPIReadsStayFastWithTheBrokerDown stops a real Mosquitto (SIGSTOP: the fleet's
@@ -18,7 +18,7 @@ import (
 // whole time the engine waits for the broker. Before the engine was split, it published
 // while holding the lock every read takes, and each read waited up to 5 s.
 func TestAPIReadsStayFastWithTheBrokerDown(t *testing.T) {
-	mq := harness.StartMosquitto(t, harness.MosquittoOptions{})
+	mq := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
 	fx := newFixture(t)
 	fx.brokerURL = mq.URL
 	_, base, _ := fx.start(t, nil)
