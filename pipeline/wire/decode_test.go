@@ -218,3 +218,21 @@ func FuzzDecode(f *testing.F) {
 		walk(v)
 	})
 }
+
+// BenchmarkDecode measures the fleet's per-message check (JSON, header, JSON Schema, strings)
+// on the messages the agent writes; the JSON Schema walk is most of it.
+func BenchmarkDecode(b *testing.B) {
+	ss := samples(b)
+	for _, kind := range []string{"detections", "events", "telemetry"} {
+		s := ss[kind]
+		b.Run(kind, func(b *testing.B) {
+			b.SetBytes(int64(len(s.payload)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := wire.Decode(s.topic, s.payload); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
