@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vigil-edge/vigil/agent/config"
+	"github.com/vigil-edge/vigil/internal/logflag"
 	"github.com/vigil-edge/vigil/internal/version"
 	"github.com/vigil-edge/vigil/models"
 	"github.com/vigil-edge/vigil/pipeline/clip"
@@ -110,20 +110,23 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func newLogger(level string, w io.Writer) *slog.Logger {
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
-}
-
 func cmdRun(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	var logf logflag.Flags
+	logf.Register(fs, "")
 	cfg, exit := loadConfig(fs, args, stderr)
 	if exit >= 0 {
 		return exit
 	}
-	log := newLogger(cfg.LogLevel, stderr)
+	if logf.Level == "" {
+		logf.Level = cfg.LogLevel // the flag, when given, wins over the config's log_level
+	}
+	log, err := logf.New(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "vigil-agent run:", err)
+		return 2
+	}
 	a, err := New(cfg, log)
 	if err != nil {
 		log.Error("start", "err", err)

@@ -78,7 +78,7 @@ func newSensors(cfg config.Config, reg prometheus.Registerer, log *slog.Logger) 
 		}
 		s.gnss, s.gnssID = src, "static"
 	case cfg.GNSS.NMEA != "":
-		src, err := gnss.NewSerial(gnss.SerialConfig{Path: cfg.GNSS.NMEA, Baud: cfg.GNSS.Baud, Logger: log.With("component", "gnss")})
+		src, err := gnss.NewSerial(gnss.SerialConfig{Path: cfg.GNSS.NMEA, Baud: cfg.GNSS.Baud, Logger: log})
 		if err != nil {
 			return nil, err
 		}

@@ -40,7 +40,7 @@ func (a *Agent) startOTA(ctx context.Context) (active *models.Manifest, stop fun
 	}
 	h := ota.New(ota.Config{DeviceID: a.cfg.DeviceID, FleetKey: key, Store: st,
 		Swap: a.swapModel, Report: a.reportCommand, SelfTestImage: oc.SelfTestImage, Threads: a.cfg.Model.Threads,
-		Logger: a.log.With("component", "ota")})
+		Logger: a.log})
 	a.mu.Lock()
 	a.ota = h
 	a.mu.Unlock()

@@ -233,7 +233,7 @@ func (h *handlers) write(w http.ResponseWriter, code int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(v); err != nil {
-		h.log.Debug("write response", "error", err)
+		h.log.Debug("write response", "err", err)
 	}
 }
 

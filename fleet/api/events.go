@@ -164,7 +164,7 @@ func (h *eventHandlers) list(w http.ResponseWriter, r *http.Request) {
 	}
 	recs, err := h.s.Query(r.Context(), f)
 	if err != nil {
-		h.log.Warn("events query", "error", err)
+		h.log.Warn("events query", "err", err)
 		h.write(w, http.StatusInternalServerError, Error{Error: "event store: " + err.Error()})
 		return
 	}
@@ -194,7 +194,7 @@ func (h *eventHandlers) export(w http.ResponseWriter, r *http.Request) {
 			if !started {
 				h.write(w, http.StatusInternalServerError, Error{Error: "event store: " + err.Error()})
 			} else {
-				h.log.Warn("events export stopped", "error", err)
+				h.log.Warn("events export stopped", "err", err)
 			}
 			return
 		}

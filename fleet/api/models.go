@@ -63,7 +63,7 @@ type modelHandlers struct {
 func (h *modelHandlers) list(w http.ResponseWriter, _ *http.Request) {
 	ms, err := h.m.List()
 	if err != nil {
-		h.log.Warn("list models", "error", err)
+		h.log.Warn("list models", "err", err)
 		h.write(w, http.StatusInternalServerError, Error{Error: "list models: " + err.Error()})
 		return
 	}
@@ -101,7 +101,7 @@ func (h *modelHandlers) manifest(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Vigil-Signature", m.Signature)
 	w.Header().Set("X-Vigil-Key-Id", m.KeyID)
 	if _, err := w.Write(b); err != nil {
-		h.log.Debug("write manifest", "error", err)
+		h.log.Debug("write manifest", "err", err)
 	}
 }
 
@@ -110,7 +110,7 @@ func (h *modelHandlers) fail(w http.ResponseWriter, err error) {
 		h.write(w, http.StatusNotFound, Error{Error: err.Error()})
 		return
 	}
-	h.log.Warn("serve model", "error", err)
+	h.log.Warn("serve model", "err", err)
 	h.write(w, http.StatusInternalServerError, Error{Error: "model unavailable"})
 }
 

@@ -122,7 +122,7 @@ func (h *rolloutHandlers) fail(w http.ResponseWriter, err error) {
 	case errors.Is(err, rollout.ErrState):
 		code = http.StatusConflict
 	default:
-		h.log.Warn("rollout request", "error", err)
+		h.log.Warn("rollout request", "err", err)
 	}
 	h.write(w, code, Error{Error: strings.TrimSpace(err.Error())})
 }

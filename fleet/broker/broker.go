@@ -249,8 +249,16 @@ func (w warnOnly) Handle(ctx context.Context, r slog.Record) error {
 	if normal {
 		return nil
 	}
-	r.Message = "client connection ended"
-	return w.Handler.Handle(ctx, r)
+	// Mochi's key for errors is "error"; ours is "err".
+	out := slog.NewRecord(r.Time, r.Level, "client connection ended", r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "error" {
+			a.Key = "err"
+		}
+		out.AddAttrs(a)
+		return true
+	})
+	return w.Handler.Handle(ctx, out)
 }
 
 func (w warnOnly) Enabled(ctx context.Context, l slog.Level) bool {

@@ -122,7 +122,7 @@ func (s *Bolt) sweeper(ctx context.Context) {
 	defer t.Stop()
 	for {
 		if n, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("retention sweep failed", "error", err)
+			s.log.Warn("retention sweep failed", "err", err)
 		} else if n > 0 {
 			s.log.Debug("retention sweep", "deleted", n)
 		}

@@ -138,7 +138,7 @@ func (r *Recorder) put(topic string, rec Record) {
 	defer cancel()
 	if err := r.store.Put(ctx, rec); err != nil {
 		r.failed.Add(1)
-		r.log.Warn("cannot store message", "topic", topic, "error", err)
+		r.log.Warn("cannot store message", "topic", topic, "err", err)
 		return
 	}
 	r.stored.Add(1)

@@ -174,7 +174,7 @@ func (r *Registry) flusher() {
 			return
 		case <-t.C:
 			if err := r.Flush(); err != nil {
-				r.opts.Logger.Warn("registry: save devices", "component", "registry", "error", err)
+				r.opts.Logger.Warn("registry: save devices", "component", "registry", "err", err)
 			}
 		}
 	}

@@ -219,7 +219,7 @@ func (s *Subscriber) Start() error {
 		}).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			s.setConnected(false, err)
-			s.log.Warn("mqtt connection lost; reconnecting", "broker", redact.URL(s.cfg.BrokerURL), "error", err)
+			s.log.Warn("mqtt connection lost; reconnecting", "broker", redact.URL(s.cfg.BrokerURL), "err", err)
 		})
 	if s.cfg.ShareGroup != "" {
 		opts.SetBinaryWill(s.presenceTopic(instanceName(s.cfg.ClientID)), presencePayload("down", s.cfg.ClientID), 1, true)
@@ -282,7 +282,7 @@ func (s *Subscriber) subscribe(ctx context.Context) bool {
 	}
 	if err != nil {
 		s.setConnected(false, fmt.Errorf("subscribe: %w", err))
-		s.log.Warn("mqtt subscribe failed", "broker", redact.URL(s.cfg.BrokerURL), "error", err)
+		s.log.Warn("mqtt subscribe failed", "broker", redact.URL(s.cfg.BrokerURL), "err", err)
 		return false
 	}
 	s.subscribes.Add(1)
@@ -360,7 +360,7 @@ func (s *Subscriber) onMessage(c mqtt.Client, m mqtt.Message) {
 	if err != nil {
 		m.Ack() // a redelivery would be rejected again
 		s.rejected.Add(1)
-		s.log.Debug("message rejected", "topic", m.Topic(), "error", err)
+		s.log.Debug("message rejected", "topic", m.Topic(), "err", err)
 	}
 }
 

@@ -329,7 +329,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			err = rc.Flush()
 		}
 		if err != nil {
-			h.log.Debug("stream ended", "error", err)
+			h.log.Debug("stream ended", "err", err)
 			return
 		}
 	}

@@ -232,7 +232,7 @@ func (c *Client) handleMessage(sys, comp uint8, m message.Message, recv time.Tim
 	if hb, ok := m.(*common.MessageHeartbeat); ok && hb.Autopilot != common.MAV_AUTOPILOT_INVALID {
 		if c.sysID == 0 {
 			c.sysID = sys
-			c.cfg.Logger.Info("mavlink following vehicle", "system", sys, "component", comp)
+			c.cfg.Logger.Info("mavlink following vehicle", "system_id", sys, "component_id", comp)
 		}
 		if sys == c.sysID {
 			c.apComp = comp

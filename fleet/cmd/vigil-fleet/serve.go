@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/vigil-edge/vigil/fleet/catalog"
 	"github.com/vigil-edge/vigil/fleet/eventstore"
 	"github.com/vigil-edge/vigil/fleet/registry"
+	"github.com/vigil-edge/vigil/internal/logflag"
 )
 
 // serve runs the fleet controller until ctx is cancelled, then shuts it down.
@@ -37,7 +37,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	clientID := fs.String("client-id", "", "name of the fleet's MQTT client: its client id is $vigil-fleet/NAME, a prefix no device id can have (default: the hostname)")
 	gapTimeout := fs.Duration("gap-timeout", registry.DefaultGapTimeout, "how long a missing seq may still arrive (as a replay) before it is counted as lost")
 	perDevice := fs.Bool("metrics-per-device", false, "add per-device series to /metrics (their number grows with the fleet)")
-	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	var logf logflag.Flags
+	logf.Register(fs, "info")
 	sec := securityFlags(fs)
 	dataDir := fs.String("data", "", "data folder for the device registry (registry.db), the model registry and rollouts (without it devices are kept in memory only and OTA is off)")
 	keyFile := fs.String("key", "", "fleet private key that signs model and live-view commands (vigil-fleet keygen)")
@@ -60,11 +61,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if *gapTimeout <= 0 {
 		return usageError{fmt.Errorf("serve: --gap-timeout %v: want > 0", *gapTimeout)}
 	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
-		return usageError{fmt.Errorf("serve: --log-level %q: want debug, info, warn or error", *level)}
+	log, err := logf.New(stderr)
+	if err != nil {
+		return usageError{fmt.Errorf("serve: %w", err)}
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 	tlsCfg, tokens, err := sec.load()
 	if err != nil {
 		return err

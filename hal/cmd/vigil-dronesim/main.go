@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strconv"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/vigil-edge/vigil/hal/sim"
+	"github.com/vigil-edge/vigil/internal/logflag"
 	"github.com/vigil-edge/vigil/internal/version"
 )
 
@@ -50,8 +50,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		home                         = fs.String("home", fmt.Sprintf("%g,%g,%g", cfg.HomeLat, cfg.HomeLon, cfg.HomeAlt), "home point: lat,lon,alt_msl")
 		duration                     = fs.Duration("duration", 0, "stop after this long (0: until Ctrl-C)")
 		gapAt, gapFor, gpsAt, gpsFor time.Duration
-		verbose                      = fs.Bool("v", false, "log debug messages")
+		verbose                      = fs.Bool("v", false, "log debug messages (--log-level debug)")
+		logf                         logflag.Flags
 	)
+	logf.Register(fs, "info")
 	fs.StringVar(&cfg.Target, "target", "127.0.0.1:14550", "UDP host:port of the companion's MAVLink listener")
 	fs.Float64Var(&cfg.Alt, "alt", cfg.Alt, "altitude above home, metres")
 	fs.Float64Var(&cfg.Speed, "speed", cfg.Speed, "ground speed, m/s")
@@ -88,11 +90,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if (gapFor > 0) != (gapAt > 0) || (gpsFor > 0) != (gpsAt > 0) {
 		return errors.New("--gap-at/--gap-for and --gps-loss-at/--gps-loss-for go in pairs")
 	}
-	level := slog.LevelInfo
 	if *verbose {
-		level = slog.LevelDebug
+		logf.Level = "debug"
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("component", "dronesim")
+	log, err := logf.New(stderr)
+	if err != nil {
+		return err
+	}
+	log = log.With("component", "dronesim")
 	cfg.Logger = log
 
 	d, err := sim.NewDrone(cfg)

@@ -16,11 +16,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/vigil-edge/vigil/internal/logflag"
 	"github.com/vigil-edge/vigil/internal/version"
 	"github.com/vigil-edge/vigil/testvideos/score"
 	"github.com/vigil-edge/vigil/testvideos/server"
@@ -70,9 +70,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.Pass, "pass", "", "password required of readers")
 	fs.StringVar(&cfg.CacheDir, "cache", "", "folder of transcoded files (default: user cache dir/vigil/testvideos)")
 	fs.IntVar(&cfg.UDPPort, "udp-port", 0, "even UDP port for RTP (RTCP: +1); 0 picks a free pair")
+	var logf logflag.Flags
+	logf.Register(fs, "info")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
+	log, err := logf.New(stderr)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
 	cfg.Files = fs.Args()
 	return server.Serve(ctx, cfg, stdout)
 }
@@ -88,14 +95,20 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.MaxFrames, "max-frames", 0, "stop after this many video frames (0: all)")
 	fs.IntVar(&cfg.Threads, "threads", 1, "inference threads")
 	fs.StringVar(&cfg.CacheDir, "cache", "", "detection cache folder (default: user cache dir/vigil/score; off: none)")
+	var logf logflag.Flags
+	logf.Register(fs, "info")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, err := logf.New(stderr)
+	if err != nil {
 		return err
 	}
 	names := []string{*trackers}
 	if *trackers == "both" {
 		names = []string{score.ByteTrack, score.GreedyIoU}
 	}
-	cfg.Log = slog.New(slog.NewTextHandler(stderr, nil))
+	cfg.Log = log
 	var results []score.Result
 	for _, name := range names {
 		cfg.Tracker = name
