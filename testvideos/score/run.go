@@ -75,6 +75,9 @@ type Result struct {
 	Detector Metrics
 	// TrackTime is the time spent in the tracker's Update over the whole clip.
 	TrackTime time.Duration
+	// Output is the tracker's output on the scored frames (confirmed tracks matched on the
+	// frame, ignored regions included), for WriteMOT.
+	Output []MOTRow
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -156,6 +159,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	hyp := map[int][]Object{}
 	raw := map[int][]Object{}
 	var frames []int
+	var output []MOTRow
 	var took time.Duration
 	for _, d := range dets {
 		f := int(d.FrameSeq) + cfg.FrameOffset
@@ -166,6 +170,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		for _, t := range ts.Tracks {
 			if t.State == frame.Confirmed && t.Matched {
 				hyp[f] = append(hyp[f], Object{ID: t.ID, Box: t.Box})
+				output = append(output, MOTRow{Frame: f, ID: t.ID, Box: Object{ID: t.ID, Box: t.Box}, Score: t.Score})
 			}
 		}
 		for _, o := range d.Objects {
@@ -180,6 +185,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		Metrics:   Evaluate(seq.Frames, hyp, frames),
 		Detector:  EvaluateDetections(seq.Frames, raw, frames),
 		TrackTime: took,
+		Output:    output,
 	}, nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/vigil-edge/vigil/internal/logflag"
@@ -95,6 +96,7 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.MaxFrames, "max-frames", 0, "stop after this many video frames (0: all)")
 	fs.IntVar(&cfg.Threads, "threads", 1, "inference threads")
 	fs.StringVar(&cfg.CacheDir, "cache", "", "detection cache folder (default: user cache dir/vigil/score; off: none)")
+	out := fs.String("out", "", "write each tracker's output in MOTChallenge format to DIR/<tracker>/<sequence>.txt")
 	var logf logflag.Flags
 	logf.Register(fs, "info")
 	if err := fs.Parse(args); err != nil {
@@ -116,7 +118,34 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
+		if *out != "" {
+			if err := writeMOT(*out, r); err != nil {
+				return err
+			}
+		}
 		results = append(results, r)
 	}
 	return score.WriteTable(stdout, results)
+}
+
+// writeMOT writes r's tracker output to dir/<tracker>/<sequence>.txt (TrackEval's layout of
+// one tracker's results: a file per sequence).
+func writeMOT(dir string, r score.Result) error {
+	d := filepath.Join(dir, r.Tracker)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	path := filepath.Join(d, r.GT+".txt")
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	if err := score.WriteMOT(f, r.Output); err != nil {
+		f.Close()
+		return fmt.Errorf("--out: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("--out: write %s: %w", path, err)
+	}
+	return nil
 }

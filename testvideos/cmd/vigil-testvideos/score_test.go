@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -11,14 +14,33 @@ import (
 
 func TestScoreCommand(t *testing.T) {
 	var out, errb bytes.Buffer
+	outDir := t.TempDir()
 	args := []string{"score", "--clip", data.MustPath(t, "videos/mot15_tud_campus.mp4"),
-		"--gt", data.MustPath(t, "gt/mot15/TUD-Campus"), "--max-frames", "20"}
+		"--gt", data.MustPath(t, "gt/mot15/TUD-Campus"), "--max-frames", "20", "--out", outDir}
 	if err := run(context.Background(), args, &out, &errb); err != nil {
 		t.Fatalf("%v\n%s", err, errb.String())
 	}
 	for _, want := range []string{"MOTA", "IDF1", "detector", "bytetrack", "greedy", "TUD-Campus"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("no %q in:\n%s", want, out.String())
+		}
+	}
+	// --out: one MOTChallenge file per tracker, frames 1..20, ten comma-separated fields.
+	for _, tracker := range []string{"bytetrack", "greedy"} {
+		b, err := os.ReadFile(filepath.Join(outDir, tracker, "TUD-Campus.txt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) < 20 {
+			t.Fatalf("%s: %d lines for 20 frames of a crowd:\n%s", tracker, len(lines), b)
+		}
+		for _, l := range lines {
+			f := strings.Split(l, ",")
+			n, err := strconv.Atoi(f[0])
+			if len(f) != 10 || err != nil || n < 1 || n > 20 || f[7] != "-1" || f[9] != "-1" {
+				t.Fatalf("%s: bad MOT line %q", tracker, l)
+			}
 		}
 	}
 	err := run(context.Background(), []string{"score", "--clip", "x.mp4", "--gt", "nowhere", "--tracker", "sort"}, &out, &errb)
