@@ -35,6 +35,10 @@ type Metrics struct {
 
 	GTIDs, HypIDs int // distinct ids
 
+	// HOTA (Luiten et al. 2020) with its detection, association and localisation parts,
+	// averaged over alpha 0.05..0.95; zero for EvaluateDetections.
+	HOTA HOTAResult
+
 	// FPByID counts the false-positive boxes of each hypothesis id (nil without identities):
 	// one id with many is usually a static thing the detector takes for a person.
 	FPByID map[uint64]int
@@ -43,7 +47,9 @@ type Metrics struct {
 // Evaluate scores hyp against gt over the given frames (keys of both maps are frame numbers;
 // frames nil means every frame of either, in order). Frames are visited in increasing order.
 func Evaluate(gt, hyp map[int][]Object, frames []int) Metrics {
-	return evaluate(gt, hyp, frames, true)
+	m := evaluate(gt, hyp, frames, true)
+	m.HOTA = HOTA(gt, hyp, frames)
+	return m
 }
 
 // EvaluateDetections scores boxes without identities (raw detections) against gt: each frame

@@ -10,20 +10,21 @@ import (
 )
 
 // WriteTable prints one line per result (and one for the raw detector of the first result):
-// precision, recall, MOTA, MOTP, IDF1, ID switches, FP, FN, in percent where a ratio.
+// precision, recall, MOTA, MOTP, IDF1, HOTA (DetA, AssA), ID switches, FP, FN, in percent
+// where a ratio.
 func WriteTable(w io.Writer, results []Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "clip\ttracker\tframes\tprecision\trecall\tMOTA\tMOTP\tIDF1\tIDP\tIDR\tIDsw\tfrag\tFP\tFN\tGT\tids\t")
+	fmt.Fprintln(tw, "clip\ttracker\tframes\tprecision\trecall\tMOTA\tMOTP\tIDF1\tIDP\tIDR\tHOTA\tDetA\tAssA\tIDsw\tfrag\tFP\tFN\tGT\tids\t")
 	pc := func(v float64) string { return fmt.Sprintf("%.1f%%", 100*v) }
 	for i, r := range results {
 		m := r.Metrics
 		if i == 0 {
 			d := r.Detector
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\t%d\t%d\t%d\t-\t\n", r.GT, "detector", r.Frames,
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t%d\t%d\t%d\t-\t\n", r.GT, "detector", r.Frames,
 				pc(d.Precision), pc(d.Recall), pc(d.MOTA), pc(d.MOTP), d.FP, d.FN, d.GT)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t\n", r.GT, r.Tracker, r.Frames,
-			pc(m.Precision), pc(m.Recall), pc(m.MOTA), pc(m.MOTP), pc(m.IDF1), pc(m.IDP), pc(m.IDR),
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t\n", r.GT, r.Tracker, r.Frames,
+			pc(m.Precision), pc(m.Recall), pc(m.MOTA), pc(m.MOTP), pc(m.IDF1), pc(m.IDP), pc(m.IDR), pc(m.HOTA.HOTA), pc(m.HOTA.DetA), pc(m.HOTA.AssA),
 			m.IDSwitches, m.Frag, m.FP, m.FN, m.GT, m.HypIDs)
 	}
 	if err := tw.Flush(); err != nil {

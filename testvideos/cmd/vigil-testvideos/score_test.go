@@ -20,7 +20,7 @@ func TestScoreCommand(t *testing.T) {
 	if err := run(context.Background(), args, &out, &errb); err != nil {
 		t.Fatalf("%v\n%s", err, errb.String())
 	}
-	for _, want := range []string{"MOTA", "IDF1", "detector", "bytetrack", "greedy", "TUD-Campus"} {
+	for _, want := range []string{"MOTA", "IDF1", "HOTA", "AssA", "detector", "bytetrack", "greedy", "TUD-Campus"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("no %q in:\n%s", want, out.String())
 		}
