@@ -18,6 +18,7 @@ import (
 	"github.com/vigil-edge/vigil/internal/logflag"
 	"github.com/vigil-edge/vigil/internal/version"
 	"github.com/vigil-edge/vigil/models"
+	"github.com/vigil-edge/vigil/models/tile"
 	"github.com/vigil-edge/vigil/pipeline/clip"
 	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/wire"
@@ -29,6 +30,7 @@ Usage:
   vigil-agent run --config FILE            run the agent
   vigil-agent check-config --config FILE   validate a configuration (exit 1 and one line per problem)
   vigil-agent detect [flags] FILE...       detect objects in images or video files, one JSON line each
+                                           (--tile SIZE --overlap F [--full-frame]: tiled, as drones use)
   vigil-agent doctor --config FILE [--json] check the device: model, cameras, broker, outbox, clock, drone link
   vigil-agent discover (--multicast | --probe-addr HOST:PORT) [--user U]  print camera entries for ONVIF cameras
   vigil-agent version | --version         print the version
@@ -150,6 +152,7 @@ type DetectLine struct {
 	FrameHeight int           `json:"frame_height"`
 	Model       wire.Model    `json:"model"`
 	InferenceMS float64       `json:"inference_ms"`
+	Inferences  int           `json:"inferences,omitempty"` // with --tile: model runs on this picture (tiles, plus the whole)
 	Objects     []wire.Object `json:"objects"`
 }
 
@@ -164,8 +167,15 @@ func cmdDetect(args []string, stdout, stderr io.Writer) int {
 	score := fs.Float64("score", 0, "score threshold (0: the model's default)")
 	maxFrames := fs.Int("max-frames", 0, "stop each video after this many frames (0: all)")
 	every := fs.Int("every", 1, "detect every Nth frame of a video")
+	tileSize := fs.Int("tile", 0, "detect on SIZE x SIZE tiles of each picture (models/tile), for small objects seen from a drone; 0: the whole picture only")
+	overlap := fs.Float64("overlap", tile.DefaultOverlap, "with --tile: fraction of a tile shared with its neighbour, in [0, 0.9)")
+	fullFrame := fs.Bool("full-frame", false, "with --tile: add one whole-picture pass, for objects larger than a tile")
 	if err := fs.Parse(args); err != nil {
 		return parseExit(err)
+	}
+	if *tileSize < 0 || (*tileSize > 0 && (*overlap < 0 || *overlap >= 0.9)) {
+		fmt.Fprintln(stderr, "vigil-agent detect: --tile must be >= 0 and --overlap in [0, 0.9)")
+		return 2
 	}
 	if fs.NArg() == 0 {
 		fmt.Fprintln(stderr, "vigil-agent detect: name at least one image or video file")
@@ -179,6 +189,15 @@ func cmdDetect(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "vigil-agent detect:", err)
 		return 1
+	}
+	if *tileSize > 0 {
+		td, err := tile.New(det, tile.Config{TileWidth: *tileSize, TileHeight: *tileSize, Overlap: *overlap, FullFrame: *fullFrame})
+		if err != nil {
+			det.Close()
+			fmt.Fprintln(stderr, "vigil-agent detect: --tile:", err)
+			return 2
+		}
+		det = td // closes the model with it
 	}
 	defer det.Close()
 	enc := json.NewEncoder(stdout)
@@ -201,6 +220,9 @@ func detectFile(det models.Detector, path string, maxFrames, every int, enc *jso
 		msg := wire.EncodeDetections(wire.Header{}, d)
 		line := DetectLine{Source: path, FrameSeq: d.FrameSeq, PTSMS: float64(d.PTS.Microseconds()) / 1000,
 			FrameWidth: d.Width, FrameHeight: d.Height, Model: msg.Model, InferenceMS: msg.InferenceMS, Objects: msg.Objects}
+		if td, ok := det.(*tile.Detector); ok {
+			line.Inferences = td.LastInferences()
+		}
 		return enc.Encode(line)
 	}
 	ctx := context.Background()

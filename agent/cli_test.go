@@ -75,3 +75,31 @@ func TestDetectCommandNamesBadFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestDetectCommandTiled runs the tiled detector on an aerial picture: it reports the model
+// runs (a 2048x1365 picture in 416-pixel tiles at 20 % overlap is a 6x4 grid, plus the whole
+// with --full-frame) and finds at least what the whole-picture pass finds; a bad overlap is a
+// usage error naming the flag.
+func TestDetectCommandTiled(t *testing.T) {
+	img := data.MustPath(t, "images/aerial_terrain1_sahi.jpg")
+	whole, stderr, code := detectCLI(t, img)
+	if code != 0 || len(whole) != 1 {
+		t.Fatalf("whole: exit %d, %d lines\n%s", code, len(whole), stderr)
+	}
+	tiled, stderr, code := detectCLI(t, "--tile", "416", "--overlap", "0.2", "--full-frame", img)
+	if code != 0 || len(tiled) != 1 {
+		t.Fatalf("tiled: exit %d, %d lines\n%s", code, len(tiled), stderr)
+	}
+	if tiled[0].Inferences != 6*4+1 {
+		t.Errorf("tiled: %d inferences, want 25 (6x4 tiles + the whole)", tiled[0].Inferences)
+	}
+	if whole[0].Inferences != 0 {
+		t.Errorf("whole: inferences %d, want none reported", whole[0].Inferences)
+	}
+	if len(tiled[0].Objects) < len(whole[0].Objects) {
+		t.Errorf("tiled found %d objects, the whole picture %d", len(tiled[0].Objects), len(whole[0].Objects))
+	}
+	if _, stderr, code := detectCLI(t, "--tile", "416", "--overlap", "0.95", img); code != 2 || !strings.Contains(stderr, "--overlap") {
+		t.Errorf("overlap 0.95: exit %d, stderr %q", code, stderr)
+	}
+}
