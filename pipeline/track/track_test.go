@@ -516,7 +516,8 @@ func TestUpdateSeenHoldsTracksNotLookedAt(t *testing.T) {
 		t.Fatalf("after 5 full frames: %+v", out.Tracks)
 	}
 	crop := []image.Rectangle{image.Rect(700, 100, 1200, 600)} // around the person only
-	for i := 5; i < 40; i++ {                                  // 7 s of crops: the car is not looked at, the person vanishes at frame 20
+	// 7 s of crops: the car is not looked at, the person vanishes at frame 20
+	for i := 5; i < 40; i++ {
 		d := seq[i]
 		d.Objects = slices.DeleteFunc(slices.Clone(d.Objects), func(o models.Detection) bool {
 			return o.Label == "car" || i >= 20
