@@ -314,7 +314,7 @@ type pageState struct {
 
 const stateJS = `(() => {
   const $ = (id) => document.getElementById(id);
-  if (!$('live') || !$('login')) return {url: location.href}; // not loaded yet
+  if (!$('live') || !$('login') || !$('rollouts') || !$('events')) return {url: location.href}; // not loaded yet
   return {
     devices: [...document.querySelectorAll('#devices tr.device')].map(tr => tr.innerText),
     events: [...document.querySelectorAll('#events li.event')].map(li => li.innerText),

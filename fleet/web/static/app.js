@@ -244,14 +244,20 @@
     $('viewer-caption').textContent = visible(caption || '');
     $('viewer-msg').textContent = '';
     const old = $('viewer-img');
-    if (old) old.remove();
+    if (old) {
+      URL.revokeObjectURL(old.src);
+      old.remove();
+    }
     if (!dlg.open) dlg.showModal();
     return dlg;
   }
 
   function viewerImage(url, alt) {
     const old = $('viewer-img');
-    if (old) old.remove();
+    if (old) {
+      URL.revokeObjectURL(old.src); // every viewer picture is its own blob: URL
+      old.remove();
+    }
     const img = el('img');
     img.id = 'viewer-img';
     img.alt = visible(alt);
@@ -421,6 +427,14 @@
       const url = await picture('/api/v1/events/' + encodeURIComponent(c.id) + '/snapshot.jpg');
       if (!url) return;
       state.thumbs.set(c.id, { url, tried: Date.now() });
+      if (state.thumbs.size > 400) {
+        // Keep the newest pictures: a page left open for days holds a bounded number.
+        for (const [id, t] of state.thumbs) {
+          if (state.thumbs.size <= 300) break;
+          if (t.url) URL.revokeObjectURL(t.url);
+          state.thumbs.delete(id);
+        }
+      }
       img.src = url;
       box.prepend(img);
     } catch (e) {
