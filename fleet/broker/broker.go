@@ -219,6 +219,7 @@ func (b *Broker) Close() error {
 						_ = srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
 					}
 				}
+				b.guard.closeAll() // and those not listed yet: still connecting or authenticating
 			})
 			err = srv.Close()
 		}

@@ -91,6 +91,7 @@ type guard struct {
 	mu      sync.Mutex
 	refused map[string]uint64
 	buckets map[string]*bucket
+	conns   map[*countedConn]struct{} // open connections, for closeAll
 	now     func() time.Time
 }
 
@@ -100,7 +101,8 @@ type bucket struct {
 }
 
 func newGuard(lim Limits) *guard {
-	return &guard{lim: lim.withDefaults(), refused: map[string]uint64{}, buckets: map[string]*bucket{}, now: time.Now}
+	return &guard{lim: lim.withDefaults(), refused: map[string]uint64{}, buckets: map[string]*bucket{},
+		conns: map[*countedConn]struct{}{}, now: time.Now}
 }
 
 func (g *guard) count(reason string) {
@@ -189,7 +191,11 @@ func (l limitListener) Accept() (net.Conn, error) {
 		if l.g.lim.ConnectTimeout > 0 {
 			_ = c.SetDeadline(l.g.now().Add(l.g.lim.ConnectTimeout)) // mochi sets its keepalive deadline after CONNECT
 		}
-		return &countedConn{Conn: c, g: l.g}, nil
+		cc := &countedConn{Conn: c, g: l.g}
+		l.g.mu.Lock()
+		l.g.conns[cc] = struct{}{}
+		l.g.mu.Unlock()
+		return cc, nil
 	}
 }
 
@@ -206,8 +212,28 @@ type countedConn struct {
 }
 
 func (c *countedConn) Close() error {
-	c.once.Do(func() { c.g.open.Add(-1) })
+	c.once.Do(func() {
+		c.g.open.Add(-1)
+		c.g.mu.Lock()
+		delete(c.g.conns, c)
+		c.g.mu.Unlock()
+	})
 	return c.Conn.Close()
+}
+
+// closeAll closes every open connection, including those mochi does not list yet (a client
+// still authenticating): at shutdown, mochi waits for each connection's goroutine, and one
+// that finished authenticating after the listeners closed would otherwise read forever.
+func (g *guard) closeAll() {
+	g.mu.Lock()
+	conns := make([]*countedConn, 0, len(g.conns))
+	for c := range g.conns {
+		conns = append(conns, c)
+	}
+	g.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
 }
 
 // connectListener checks the first packet of each connection, in plain text (above TLS).

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
@@ -151,4 +153,44 @@ func TestDefaultMaxPacketHoldsPictures(t *testing.T) {
 	if DefaultMaxPacketSize < wire.MaxPictureBytes+64<<10 {
 		t.Errorf("DefaultMaxPacketSize %d is too small for a %d-byte picture", DefaultMaxPacketSize, wire.MaxPictureBytes)
 	}
+}
+
+// slowAuth accepts every client after a pause, as a 600k-iteration PBKDF2 does on a busy host.
+type slowAuth struct{ mochi.HookBase }
+
+func (slowAuth) ID() string { return "slow-auth" }
+func (slowAuth) Provides(b byte) bool {
+	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck
+}
+func (slowAuth) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool {
+	time.Sleep(time.Second)
+	return true
+}
+func (slowAuth) OnACLCheck(*mochi.Client, string, bool) bool { return true }
+
+// Close returns while a client is still authenticating: its connection is closed too, not
+// left to read forever once authenticated.
+func TestCloseDuringSlowAuth(t *testing.T) {
+	b, err := New(Config{Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler), Auth: &slowAuth{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("slow").SetProtocolVersion(4).SetAutoReconnect(false))
+	tok := c.Connect()
+	defer c.Disconnect(10)
+	time.Sleep(300 * time.Millisecond) // the broker is in the auth hook
+	done := make(chan error, 1)
+	go func() { done <- b.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs while a client authenticates")
+	}
+	tok.WaitTimeout(time.Second)
 }
