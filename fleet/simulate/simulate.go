@@ -156,7 +156,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	width := len(strconv.Itoa(cfg.Devices))
 	devs := make([]*device, cfg.Devices)
 	for i := range devs {
-		devs[i] = newDevice(s, fmt.Sprintf("%s%0*d", cfg.Prefix, width, i+1))
+		devs[i] = newDevice(s, fmt.Sprintf("%s%0*d", cfg.Prefix, width, i+1), i)
 	}
 	// Connect at a bounded rate; stop everything if one cannot.
 	connectEvery := time.Duration(float64(time.Second) / cfg.ConnectRate)
@@ -257,6 +257,8 @@ type device struct {
 	client mqtt.Client
 	start  time.Time
 	slots  chan struct{} // in-flight bound
+	// mixOffset shifts the device's place in the kind sequence.
+	mixOffset int
 
 	mu       sync.Mutex
 	seq      uint64          // last assigned
@@ -276,10 +278,10 @@ type camState struct {
 	updates int
 }
 
-func newDevice(s *sim, id string) *device {
+func newDevice(s *sim, id string, index int) *device {
 	var e [6]byte
 	_, _ = rand.Read(e[:])
-	d := &device{s: s, id: id, epoch: hex.EncodeToString(e[:]), start: time.Now(),
+	d := &device{s: s, id: id, mixOffset: 7 * index, epoch: hex.EncodeToString(e[:]), start: time.Now(),
 		slots: make(chan struct{}, s.cfg.Inflight), acked: map[uint64]bool{}}
 	for c := range s.cfg.Cameras {
 		d.cams = append(d.cams, camState{id: fmt.Sprintf("cam%d", c+1)})
@@ -386,7 +388,9 @@ func (d *device) nextMessage(n int) func(wire.Header) (string, any) {
 		return d.telemetry
 	}
 	// A deterministic spread of kinds: the fraction of n that falls in each share.
-	x := math.Mod(float64(n)*0.6180339887, 1)
+	// Each device starts at its own place in the sequence, so that even short runs of many
+	// devices send every kind.
+	x := math.Mod(float64(n+d.mixOffset)*0.6180339887, 1)
 	switch {
 	case x < cfg.AlertShare:
 		return func(h wire.Header) (string, any) { return d.alert(h, ci) }

@@ -79,6 +79,13 @@ func TestSimulatedDevicesReachTheFleet(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	// The fleet accepted exactly what the broker acknowledged, kind by kind, and the mix
+	// sent every kind.
+	for k, n := range res.AckedByKind {
+		if kinds[k] != n {
+			t.Errorf("%s: the fleet accepted %d, the broker acknowledged %d", k, kinds[k], n)
+		}
+	}
 	for _, k := range []string{"detections", "events", "alerts", "telemetry"} {
 		if kinds[k] == 0 {
 			t.Errorf("no %s message reached the fleet: %v", k, kinds)
