@@ -14,6 +14,7 @@ import (
 	"github.com/vigil-edge/vigil/fleet/eventstore"
 	"github.com/vigil-edge/vigil/fleet/eventstore/eventstoretest"
 	"github.com/vigil-edge/vigil/fleet/postgres"
+	"github.com/vigil-edge/vigil/internal/redact"
 	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
@@ -159,11 +160,11 @@ func TestBadDatabaseSettingsAreNamed(t *testing.T) {
 
 func TestRedact(t *testing.T) {
 	for in, want := range map[string]string{
-		"postgres://u:pw@h:5432/db?sslmode=disable": "postgres://u:xxxxx@h:5432/db?sslmode=disable",
-		"postgres://h/db?password=pw":               "postgres://h/db?password=xxxxx",
-		"host=h user=u password=pw dbname=db":       "host=h user=u password=xxxxx dbname=db",
+		"postgres://u:pw@h:5432/db?sslmode=disable": "postgres://u:" + redact.Placeholder + "@h:5432/db?sslmode=disable",
+		"postgres://h/db?password=pw":               "postgres://h/db?password=" + redact.Placeholder,
+		"host=h user=u password=pw dbname=db":       "host=h user=u password=" + redact.Placeholder + " dbname=db",
 		"postgres://u@h/db":                         "postgres://u@h/db",
-		"postgres://u:pw@%zz/db":                    "postgres://u:xxxxx@%zz/db",
+		"postgres://u:pw@%zz/db":                    "postgres://" + redact.Placeholder + "@%zz/db",
 	} {
 		if got := postgres.Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)

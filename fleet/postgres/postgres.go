@@ -29,6 +29,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/vigil-edge/vigil/internal/redact"
 )
 
 //go:embed migrations/*.sql
@@ -80,31 +82,24 @@ var ErrSchemaTooNew = errors.New("database schema is newer than this vigil-fleet
 // migrationLock is the advisory lock key held while migrating ("vigil" + 1).
 const migrationLock = 0x76_69_67_69_6c_01
 
-// Redact returns dsn with its password replaced, for logs and errors. It handles both URL
-// (postgres://user:pass@host/db) and keyword/value (password=...) forms.
+// Redact returns dsn with its password hidden, for logs and errors: the URL form through
+// internal/redact, plus the password query parameter and the keyword/value form
+// (password=...) that PostgreSQL also accepts.
 func Redact(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-		}
-		q := u.Query()
-		if q.Has("password") {
-			q.Set("password", "xxxxx")
+	if strings.Contains(dsn, "://") {
+		out := redact.URL(dsn)
+		if u, err := url.Parse(out); err == nil && u.Query().Has("password") {
+			q := u.Query()
+			q.Set("password", redact.Placeholder)
 			u.RawQuery = q.Encode()
+			out = u.String()
 		}
-		return u.String()
-	}
-	if i, j := strings.Index(dsn, "://"), strings.LastIndex(dsn, "@"); i >= 0 && j > i {
-		user := dsn[i+3 : j]
-		if k := strings.IndexByte(user, ':'); k >= 0 {
-			user = user[:k] + ":xxxxx"
-		}
-		return dsn[:i+3] + user + dsn[j:]
+		return out
 	}
 	fields := strings.Fields(dsn)
 	for i, f := range fields {
 		if k, _, ok := strings.Cut(f, "="); ok && k == "password" {
-			fields[i] = "password=xxxxx"
+			fields[i] = "password=" + redact.Placeholder
 		}
 	}
 	return strings.Join(fields, " ")
