@@ -190,6 +190,8 @@ func New(cfg Config) (_ *Core, err error) {
 		brokerURL = b.URL()
 	}
 
+	// With a share group this instance sees a share of each device's seqs.
+	cfg.Registry.Shared = cfg.Registry.Shared || cfg.ShareGroup != ""
 	if cfg.RegistryFile == "" {
 		c.registry = registry.New(cfg.Registry)
 	} else {

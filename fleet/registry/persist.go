@@ -344,7 +344,7 @@ func (r *Registry) fromRecord(rec deviceRecord, now time.Time) (*device, error) 
 	}
 
 	s := rec.Seq
-	t := seqTrack{epoch: s.Epoch, gapTimeout: r.opts.GapTimeout, maxGaps: r.opts.MaxGaps,
+	t := seqTrack{epoch: s.Epoch, gapTimeout: r.opts.GapTimeout, maxGaps: r.opts.MaxGaps, partial: r.opts.Shared,
 		base: s.Base, watermark: s.Watermark, highest: s.Highest, lost: s.Lost}
 	prev := s.Watermark + 1 // a span must start above the seq after the one below it
 	for _, sp := range s.Spans {

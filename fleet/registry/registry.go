@@ -92,6 +92,11 @@ type Options struct {
 	// ClockSkewTolerance is how far a device's clock may be from the fleet's before the device
 	// counts as clock-skewed; DefaultClockSkewTolerance when zero.
 	ClockSkewTolerance time.Duration
+	// Shared says this registry sees only a share of every device's messages (the fleet runs
+	// several instances behind one shared subscription): seq gaps are then no losses, so none
+	// is tracked, and a repeat is not recognised here — the event store's msg_id check
+	// (fleet/postgres) stores each message once across instances. Status is seen whole.
+	Shared bool
 
 	// FlushInterval is how often a registry made with Open writes its changed devices to its
 	// file; DefaultFlushInterval when zero. A crash loses at most this much.
@@ -327,7 +332,7 @@ func (r *Registry) apply(m message, now time.Time) error {
 			firstSeen: now,
 			messages:  map[string]uint64{},
 			cameras:   map[string]*camera{},
-			seq:       seqTrack{gapTimeout: r.opts.GapTimeout, maxGaps: r.opts.MaxGaps},
+			seq:       seqTrack{gapTimeout: r.opts.GapTimeout, maxGaps: r.opts.MaxGaps, partial: r.opts.Shared},
 		}
 		// Stored only once the message is accepted below, so a rejected first message leaves
 		// nothing behind.
@@ -344,6 +349,8 @@ func (r *Registry) apply(m message, now time.Time) error {
 		newEpoch = true
 	case m.epoch == d.prevEpoch:
 		return reject(ReasonStaleEpoch, "device %q: epoch %q was replaced by %q", m.device, m.epoch, d.seq.epoch)
+	case r.opts.Shared:
+		// A share of the stream: repeats are recognised by the store's msg_id (see Options).
 	default:
 		dup = d.seq.seen(m.header.Seq)
 	}

@@ -28,6 +28,11 @@ type seqTrack struct {
 	epoch      string
 	gapTimeout time.Duration
 	maxGaps    int
+	// partial: this registry sees only a share of the device's seqs (Options.Shared), so a
+	// seq it did not see is no gap: every seq up to the highest counts as accounted for,
+	// nothing is missing or lost, and repeats are not recognised here (the store's msg_id
+	// check does that across instances).
+	partial bool
 
 	base      uint64
 	watermark uint64
@@ -50,7 +55,7 @@ type span struct {
 // are unknown history; otherwise (an epoch change) seq starts again from 1 and a hole below s is
 // a real gap. What was still missing of the previous epoch is counted as lost.
 func (t *seqTrack) start(epoch string, s uint64, fresh bool) {
-	*t = seqTrack{epoch: epoch, gapTimeout: t.gapTimeout, maxGaps: t.maxGaps, lost: t.lost + t.missing()}
+	*t = seqTrack{epoch: epoch, gapTimeout: t.gapTimeout, maxGaps: t.maxGaps, partial: t.partial, lost: t.lost + t.missing()}
 	if fresh && s > 0 {
 		t.base = s - 1
 	}
@@ -69,6 +74,10 @@ func (t *seqTrack) seen(s uint64) bool {
 // open, it gives up the lowest.
 func (t *seqTrack) add(s uint64, now time.Time) {
 	t.highest = max(t.highest, s)
+	if t.partial {
+		t.watermark = t.highest
+		return
+	}
 	at := now.UnixNano()
 	if s == t.watermark+1 {
 		t.watermark = s

@@ -296,3 +296,21 @@ func checkTrack(t *testing.T, tr *seqTrack, received map[uint64]bool, first uint
 			tr.highest-tr.base, tr.base, fmt.Sprintf("%+v", tr))
 	}
 }
+
+// A registry that sees a share of the stream (every other seq went to another instance)
+// reports no gap and no loss, however long the others stay away, and applies each message.
+func TestSharedStreamHasNoGaps(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	r := New(Options{Shared: true, GapTimeout: time.Second, Now: func() time.Time { return now }})
+	for seq := uint64(1); seq <= 200; seq += 2 {
+		m := detections("d1", "cam1", seq)
+		if err := r.HandleMessage(m.topic, m.payload); err != nil {
+			t.Fatalf("seq %d: %v", seq, err)
+		}
+		now = now.Add(time.Second)
+	}
+	d, _ := r.Device("d1")
+	if d.Missing != 0 || d.Lost != 0 || d.HighestSeq != 199 || d.Messages["detections"] != 100 {
+		t.Errorf("shared stream: %+v, %v", d.Stream, d.Messages)
+	}
+}
