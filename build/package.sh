@@ -109,7 +109,7 @@ for arch in $ARCHES; do
 	install -D -m 0644 build/package/vigil-fleet.default "$r/etc/default/vigil-fleet"
 	install -D -m 0644 build/package/vigil-fleet.service "$r/lib/systemd/system/vigil-fleet.service"
 	for f in README.md vigil-alerts.yml vigil-alerts.test.yml grafana/vigil-fleet.json; do
-		install -D -m 0644 "monitoring/$f" "$r/usr/share/vigil/monitoring/$f"
+		install -D -m 0644 "build/monitoring/$f" "$r/usr/share/vigil/monitoring/$f"
 	done
 	install -D -m 0644 README.md "$r/usr/share/doc/vigil-fleet/README.md"
 	build_deb vigil-fleet "$arch" "$r" "adduser" "Vigil fleet controller" \
