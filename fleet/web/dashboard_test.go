@@ -10,15 +10,12 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	"github.com/gorilla/websocket"
 
 	"github.com/vigil-edge/vigil/fleet"
 	"github.com/vigil-edge/vigil/fleet/auth"
@@ -28,10 +25,9 @@ import (
 )
 
 const (
-	chromiumPath = "/usr/bin/chromium"
-	adminToken   = "admin-token-for-the-dashboard-test"
-	readToken    = "read-token-for-the-dashboard-test"
-	devicePW     = "edge-07-password"
+	adminToken = "admin-token-for-the-dashboard-test"
+	readToken  = "read-token-for-the-dashboard-test"
+	devicePW   = "edge-07-password"
 )
 
 // startCore starts a fleet controller whose broker wants credentials (device edge-07) and
@@ -171,137 +167,6 @@ func TestAPIAuth(t *testing.T) {
 	}
 }
 
-// cdp is a minimal Chrome DevTools Protocol client for one page.
-type cdp struct {
-	t    *testing.T
-	ws   *websocket.Conn
-	next int
-}
-
-func (c *cdp) call(method string, params any, result any) {
-	c.t.Helper()
-	c.next++
-	id := c.next
-	if err := c.ws.WriteJSON(map[string]any{"id": id, "method": method, "params": params}); err != nil {
-		c.t.Fatalf("cdp %s: %v", method, err)
-	}
-	_ = c.ws.SetReadDeadline(time.Now().Add(30 * time.Second))
-	for {
-		var msg struct {
-			ID     int             `json:"id"`
-			Result json.RawMessage `json:"result"`
-			Error  *struct {
-				Message string `json:"message"`
-			} `json:"error"`
-		}
-		if err := c.ws.ReadJSON(&msg); err != nil {
-			c.t.Fatalf("cdp %s: read: %v", method, err)
-		}
-		if msg.ID != id {
-			continue // an event
-		}
-		if msg.Error != nil {
-			c.t.Fatalf("cdp %s: %s", method, msg.Error.Message)
-		}
-		if result != nil {
-			if err := json.Unmarshal(msg.Result, result); err != nil {
-				c.t.Fatalf("cdp %s: decode: %v", method, err)
-			}
-		}
-		return
-	}
-}
-
-// eval evaluates a JavaScript expression in the page and decodes its (JSON-able) value.
-func (c *cdp) eval(expr string, v any) {
-	c.t.Helper()
-	var res struct {
-		Result struct {
-			Value json.RawMessage `json:"value"`
-		} `json:"result"`
-		ExceptionDetails any `json:"exceptionDetails"`
-	}
-	c.call("Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true}, &res)
-	if res.ExceptionDetails != nil {
-		c.t.Fatalf("eval %s: %v", expr, res.ExceptionDetails)
-	}
-	if err := json.Unmarshal(res.Result.Value, v); err != nil {
-		c.t.Fatalf("eval %s: %v", expr, err)
-	}
-}
-
-// startChromium starts headless Chromium with a fresh profile and returns a DevTools client
-// attached to its first page.
-func startChromium(t *testing.T) *cdp {
-	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("%s not found: run `make deps` (build/deps.sh installs Debian's chromium): %v", chromiumPath, err)
-	}
-	profile := t.TempDir()
-	cmd := exec.Command(chromiumPath, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-dev-shm-usage", "--user-data-dir="+profile, "--remote-debugging-address=127.0.0.1",
-		"--remote-debugging-port=0", "--window-size=1280,900", "about:blank")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its helpers go with it
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-	})
-
-	// Chromium writes its DevTools port into the profile.
-	var port string
-	deadline := time.Now().Add(30 * time.Second)
-	for port == "" {
-		b, err := os.ReadFile(filepath.Join(profile, "DevToolsActivePort"))
-		if err == nil && strings.Contains(string(b), "\n") {
-			port = strings.SplitN(string(b), "\n", 2)[0]
-			break
-		}
-		select {
-		case <-exited:
-			t.Fatalf("chromium exited: %s", logs.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("chromium wrote no DevToolsActivePort in 30s")
-		}
-	}
-	resp, err := http.Get("http://127.0.0.1:" + port + "/json/list")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var targets []struct{ Type, WebSocketDebuggerURL string }
-	err = json.NewDecoder(resp.Body).Decode(&targets)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tg := range targets {
-		if tg.Type == "page" {
-			ws, _, err := websocket.DefaultDialer.Dial(tg.WebSocketDebuggerURL, nil)
-			if err != nil {
-				t.Fatalf("devtools websocket: %v", err)
-			}
-			t.Cleanup(func() { ws.Close() })
-			return &cdp{t: t, ws: ws}
-		}
-	}
-	t.Fatalf("no page target in %+v", targets)
-	return nil
-}
-
 // pageState is what the test reads of the dashboard's DOM.
 type pageState struct {
 	Devices  []string `json:"devices"`
@@ -326,12 +191,12 @@ const stateJS = `(() => {
 })()`
 
 // waitPage polls the page until ok accepts its state.
-func waitPage(t *testing.T, c *cdp, what string, ok func(pageState) bool) pageState {
+func waitPage(t *testing.T, c *testharness.Page, what string, ok func(pageState) bool) pageState {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var st pageState
-		c.eval(stateJS, &st)
+		c.Eval(stateJS, &st)
 		if ok(st) {
 			return st
 		}
@@ -376,8 +241,8 @@ func TestDashboardInChromium(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	c := startChromium(t)
-	c.call("Page.navigate", map[string]any{"url": base + "/#token=" + readToken}, nil)
+	c := testharness.StartChromium(t)
+	c.Call("Page.navigate", map[string]any{"url": base + "/#token=" + readToken}, nil)
 	st := waitPage(t, c, "the device, its model and a live stream", func(s pageState) bool {
 		return anyContains(s.Devices, "edge-07", "online", "v0.9.1", "2.1.0", "51 °C") && s.Live == "stream: live"
 	})
@@ -403,13 +268,13 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Errorf("rollouts section %q, want \"no rollouts\"", st.Rollouts)
 	}
 	var errs int
-	c.eval(`document.querySelectorAll('#rollouts .error').length`, &errs)
+	c.Eval(`document.querySelectorAll('#rollouts .error').length`, &errs)
 	if errs != 0 {
 		t.Errorf("rollouts section shows an error: %q", st.Rollouts)
 	}
 
 	var shot struct{ Data string }
-	c.call("Page.captureScreenshot", map[string]any{"format": "png"}, &shot)
+	c.Call("Page.captureScreenshot", map[string]any{"format": "png"}, &shot)
 	b, err := base64.StdEncoding.DecodeString(shot.Data)
 	if err != nil {
 		t.Fatal(err)
@@ -430,6 +295,6 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 
 	// A wrong token shows the login form instead of data.
-	c.call("Page.navigate", map[string]any{"url": base + "/?again#token=not-a-valid-token-at-all"}, nil)
+	c.Call("Page.navigate", map[string]any{"url": base + "/?again#token=not-a-valid-token-at-all"}, nil)
 	waitPage(t, c, "the login form", func(s pageState) bool { return s.Login })
 }

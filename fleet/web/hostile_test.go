@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vigil-edge/vigil/pipeline/wire"
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
 // The dashboard puts device strings in the page as text only: no static file may use an API
@@ -48,8 +49,8 @@ func TestDashboardHostileDevice(t *testing.T) {
 	dev := connectDevice(t, core)
 	dev.publish("vigil/v1/edge-07/status", true, map[string]any{"schema": wire.SchemaStatus, "state": "online", "version": "v0.9.1", "cameras": []string{"gate"}})
 
-	c := startChromium(t)
-	c.call("Page.navigate", map[string]any{"url": base + "/#token=" + readToken}, nil)
+	c := testharness.StartChromium(t)
+	c.Call("Page.navigate", map[string]any{"url": base + "/#token=" + readToken}, nil)
 	waitPage(t, c, "the device", func(s pageState) bool { return anyContains(s.Devices, "edge-07", "v0.9.1") })
 
 	const markup = `<img src=x onerror="window.__pwned=1">`
@@ -68,9 +69,9 @@ func TestDashboardHostileDevice(t *testing.T) {
 		t.Errorf("the device table lost edge-07 after bad telemetry: %q", st.Devices)
 	}
 	var imgs int
-	c.eval(`document.querySelectorAll('img, script:not([src])').length`, &imgs)
+	c.Eval(`document.querySelectorAll('img, script:not([src])').length`, &imgs)
 	var pwned bool
-	c.eval(`window.__pwned === 1`, &pwned)
+	c.Eval(`window.__pwned === 1`, &pwned)
 	if imgs != 0 || pwned {
 		t.Errorf("device markup became elements (%d) or ran (%v)", imgs, pwned)
 	}

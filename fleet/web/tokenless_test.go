@@ -24,31 +24,31 @@ func TestDashboardTokenNeededOnlyWhenTheAPIWantsOne(t *testing.T) {
 	dev := connectDevice(t, guarded)
 	dev.publish("vigil/v1/edge-07/status", true, map[string]any{"schema": wire.SchemaStatus, "state": "online", "version": "v0.9.1", "cameras": []string{"gate"}})
 
-	c := startChromium(t)
-	c.call("Page.navigate", map[string]any{"url": "http://" + open.HTTPAddr() + "/"}, nil)
+	c := testharness.StartChromium(t)
+	c.Call("Page.navigate", map[string]any{"url": "http://" + open.HTTPAddr() + "/"}, nil)
 	st := waitPage(t, c, "the open fleet's dashboard, live", func(s pageState) bool { return s.Live == "stream: live" })
 	if st.Login {
 		t.Error("the login form shows although the API needs no token")
 	}
 	var logout bool
-	c.eval(`!document.getElementById('logout').hidden`, &logout)
+	c.Eval(`!document.getElementById('logout').hidden`, &logout)
 	if logout {
 		t.Error("a 'forget token' button without a token")
 	}
 
-	c.call("Page.navigate", map[string]any{"url": "http://" + guarded.HTTPAddr() + "/"}, nil)
+	c.Call("Page.navigate", map[string]any{"url": "http://" + guarded.HTTPAddr() + "/"}, nil)
 	st = waitPage(t, c, "the login form", func(s pageState) bool { return s.Login })
 	if len(st.Devices) != 0 {
 		t.Errorf("devices shown without a token: %q", st.Devices)
 	}
 	// With the read-only token the devices show, and the current view says it needs an admin token.
-	c.call("Page.navigate", map[string]any{"url": "http://" + guarded.HTTPAddr() + "/?again#token=" + readToken}, nil)
+	c.Call("Page.navigate", map[string]any{"url": "http://" + guarded.HTTPAddr() + "/?again#token=" + readToken}, nil)
 	waitPage(t, c, "the device", func(s pageState) bool { return anyContains(s.Devices, "edge-07") && !s.Login })
-	c.eval(`(() => { document.querySelector('button.live-view[data-camera="gate"]').click(); return true; })()`, new(bool))
+	c.Eval(`(() => { document.querySelector('button.live-view[data-camera="gate"]').click(); return true; })()`, new(bool))
 	deadline := 0
 	for ; deadline < 100; deadline++ {
 		var msg string
-		c.eval(`document.getElementById('viewer-msg').textContent`, &msg)
+		c.Eval(`document.getElementById('viewer-msg').textContent`, &msg)
 		if msg == "The current view sends a command to the device: it needs an admin token." {
 			break
 		}
