@@ -1,7 +1,6 @@
 package agent_test
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,24 +16,6 @@ import (
 	"github.com/vigil-edge/vigil/testvideos/data"
 	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
-
-// syncBuffer is an io.Writer safe for the child's two output pipes and the test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestCredentialsNeverInLogs runs the real agent with a broker password (in mqtt.url, as paho
 // takes it) and a camera password, through a connect, a lost connection, failed reconnects
@@ -61,7 +41,7 @@ cameras:
   - {id: c1, url: %q, detect_fps: 2}
 `, httpAddr, mqttPass, broker.Addr, filepath.Join(dir, "outbox.db"), filepath.Join(testharness.RepoRoot(), "models", "yolox_nano_coco_416.json"), camURL))
 
-	var logs syncBuffer
+	var logs testharness.SyncBuffer
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "EDGE_TEST_AGENT_CONFIG="+cfg, "EDGE_DATA_DIR="+data.Dir())
 	cmd.Stdout, cmd.Stderr = &logs, &logs

@@ -1,34 +1,16 @@
 package broker
 
 import (
-	"bytes"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
-
-// syncBuffer is a log destination safe for the broker's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func connect(t *testing.T, url, id string) mqtt.Client {
 	t.Helper()
@@ -41,7 +23,7 @@ func connect(t *testing.T, url, id string) mqtt.Client {
 }
 
 func TestPublishSubscribeAndClose(t *testing.T) {
-	var logs syncBuffer
+	var logs testharness.SyncBuffer
 	b, err := New(Config{Addr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)

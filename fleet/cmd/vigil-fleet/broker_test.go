@@ -17,17 +17,17 @@ import (
 // serveHealthy runs serve with args until it answers /healthz with 200 (which needs its
 // subscriber connected to the broker), and returns the body of /healthz and serve's logs so
 // far; serve is stopped when the test ends.
-func serveHealthy(t *testing.T, args ...string) (health string, logs *syncBuffer) {
+func serveHealthy(t *testing.T, args ...string) (health string, logs *testharness.SyncBuffer) {
 	h, logs, _ := serveAPIHealthy(t, args...)
 	return h, logs
 }
 
 // serveAPIHealthy is serveHealthy that also returns the API's base URL.
-func serveAPIHealthy(t *testing.T, args ...string) (health string, logs *syncBuffer, base string) {
+func serveAPIHealthy(t *testing.T, args ...string) (health string, logs *testharness.SyncBuffer, base string) {
 	t.Helper()
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t))
 	ctx, cancel := context.WithCancel(context.Background())
-	logs = &syncBuffer{}
+	logs = &testharness.SyncBuffer{}
 	served := make(chan error, 1)
 	go func() {
 		served <- run(ctx, append([]string{"serve", "--http", httpAddr, "--log-level", "debug"}, args...), logs, logs)
@@ -75,7 +75,7 @@ func TestExternalBrokerCredentials(t *testing.T) {
 	if err := os.WriteFile(pwFile, []byte(secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	check := func(name, health string, logs *syncBuffer) {
+	check := func(name, health string, logs *testharness.SyncBuffer) {
 		t.Helper()
 		for what, text := range map[string]string{"/healthz": health, "logs": logs.String()} {
 			if strings.Contains(text, secret) {
@@ -105,7 +105,7 @@ func TestExternalBrokerCredentials(t *testing.T) {
 		{"--broker-username", user},
 		{"--broker", fmt.Sprintf("tcp://%s:%s@%s:bad", user, secret, m.Addr)},
 	} {
-		var out syncBuffer
+		var out testharness.SyncBuffer
 		err := run(context.Background(), append([]string{"serve", "--http", "127.0.0.1:0"}, args...), &out, &out)
 		if err == nil || strings.Contains(err.Error(), secret) || strings.Contains(out.String(), secret) {
 			t.Errorf("serve %q: %v\n%s", args, err, out.String())

@@ -31,7 +31,7 @@ func TestHostileDeviceEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stream syncBuffer
+	var stream testharness.SyncBuffer
 	streamDone := make(chan struct{})
 	go func() {
 		defer close(streamDone)
@@ -80,7 +80,7 @@ func TestHostileDeviceEndToEnd(t *testing.T) {
 	if s := stream.String(); !strings.Contains(s, "edge-07") || strings.Contains(s, `\u001b`) || strings.Contains(s, "\x1b") || strings.Contains(s, "[null]") {
 		t.Errorf("the dashboards' stream carried refused data, or nothing:\n%q", s)
 	}
-	var out syncBuffer
+	var out testharness.SyncBuffer
 	if err := run(context.Background(), []string{"watch", "--api", base, "--interval", "50ms", "--duration", "300ms"}, &out, &out); err != nil {
 		t.Fatal(err)
 	}

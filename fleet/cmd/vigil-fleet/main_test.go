@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,24 +15,6 @@ import (
 	"github.com/vigil-edge/vigil/fleet/internal/testpub"
 	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
-
-// syncBuffer is an output safe to read while a command writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // settledGoroutines waits until the goroutine count is at most want, or 10 s pass.
 func settledGoroutines(want int) (int, string) {
@@ -56,7 +37,7 @@ func TestServeAndWatch(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var logs syncBuffer
+	var logs testharness.SyncBuffer
 	served := make(chan error, 1)
 	go func() {
 		served <- run(ctx, []string{"serve", "--mqtt-listen", mqttAddr, "--http", httpAddr, "--client-id", "fleet-serve-test", "--log-level", "warn"}, &logs, &logs)
@@ -91,7 +72,7 @@ func TestServeAndWatch(t *testing.T) {
 	p.DetectionsSeq("cam1", 2, false, "person", "car", "person") // repeat
 
 	// watch polls until it has printed the device's full counts, then its duration ends it.
-	var out syncBuffer
+	var out testharness.SyncBuffer
 	watched := make(chan error, 1)
 	wctx, wcancel := context.WithCancel(ctx)
 	go func() {
@@ -136,7 +117,7 @@ func TestServeAndWatch(t *testing.T) {
 }
 
 func TestWatchDurationWithoutAPI(t *testing.T) {
-	var out syncBuffer
+	var out testharness.SyncBuffer
 	err := run(context.Background(), []string{"watch", "--api", fmt.Sprintf("http://127.0.0.1:%d", testharness.FreePort(t)), "--interval", "10ms", "--duration", "100ms"}, &out, &out)
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +160,7 @@ func TestServeFailsOnBusyPort(t *testing.T) {
 	// Were the port free, serve would run until this context ends: bounded either way.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var out syncBuffer
+	var out testharness.SyncBuffer
 	err = run(ctx, []string{"serve", "--mqtt-listen", "127.0.0.1:0", "--http", l.Addr().String(), "--log-level", "error"}, &out, &out)
 	if err == nil || exitCode(err) != 1 || !strings.Contains(err.Error(), "http: listen") {
 		t.Errorf("err %v, want an http listen error", err)

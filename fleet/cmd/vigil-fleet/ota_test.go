@@ -57,7 +57,7 @@ func TestKeygenModelsRollout(t *testing.T) {
 	base := "http://" + httpAddr
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var logs syncBuffer
+	var logs testharness.SyncBuffer
 	served := make(chan error, 1)
 	go func() {
 		served <- run(ctx, []string{"serve", "--mqtt-listen", mqttAddr, "--http", httpAddr, "--client-id", "fleet-ota-test",
@@ -78,7 +78,7 @@ func TestKeygenModelsRollout(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	var cli syncBuffer
+	var cli testharness.SyncBuffer
 	err = run(ctx, []string{"rollout", "create", "--api", base, "--model", "yolox_nano@1.1.0", "--devices", "edge-1,edge-2",
 		"--canary", "1", "--waves", "100%", "--health-window", "1m", "--active-timeout", "1h"}, &cli, &cli)
 	if err != nil {
@@ -91,7 +91,7 @@ func TestKeygenModelsRollout(t *testing.T) {
 	id := m[1]
 	// No agent answers: the canary waits in "sent".
 	for deadline := time.Now().Add(15 * time.Second); ; {
-		var o syncBuffer
+		var o testharness.SyncBuffer
 		if err := run(ctx, []string{"rollout", "get", id, "--api", base}, &o, &o); err != nil {
 			t.Fatalf("rollout get: %v", err)
 		}
@@ -104,7 +104,7 @@ func TestKeygenModelsRollout(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	for _, step := range []struct{ cmd, want string }{{"pause", "state paused"}, {"abort", "state aborted"}} {
-		var o syncBuffer
+		var o testharness.SyncBuffer
 		if err := run(ctx, []string{"rollout", step.cmd, "--api", base, id}, &o, &o); err != nil {
 			t.Fatalf("rollout %s: %v", step.cmd, err)
 		}
@@ -112,11 +112,11 @@ func TestKeygenModelsRollout(t *testing.T) {
 			t.Errorf("rollout %s output:\n%s", step.cmd, o.String())
 		}
 	}
-	var o syncBuffer
+	var o testharness.SyncBuffer
 	if err := run(ctx, []string{"rollout", "resume", id, "--api", base}, &o, &o); err == nil || !strings.Contains(err.Error(), "409") {
 		t.Errorf("resume of an aborted rollout: %v", err)
 	}
-	o = syncBuffer{}
+	o = testharness.SyncBuffer{}
 	if err := run(ctx, []string{"rollout", "list", "--api", base}, &o, &o); err != nil || !strings.Contains(o.String(), id) {
 		t.Errorf("rollout list: %v\n%s", err, o.String())
 	}
