@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"cmp"
 	"encoding/json"
 	"math"
 	"slices"
@@ -147,12 +148,8 @@ func EncodeDetections(h Header, d frame.Detections) Detections {
 // EncodeEvent builds the wire message for an event's change under header h (Schema and
 // CapturedAt are filled in when empty).
 func EncodeEvent(h Header, c frame.EventChange) Event {
-	if h.Schema == "" {
-		h.Schema = SchemaEvent
-	}
-	if h.CapturedAt == 0 {
-		h.CapturedAt = c.At.UnixMilli()
-	}
+	h.Schema = cmp.Or(h.Schema, SchemaEvent)
+	h.CapturedAt = cmp.Or(h.CapturedAt, c.At.UnixMilli())
 	e := Event{Header: h, Camera: c.Camera, Type: c.Type, After: encodeEventState(c.After)}
 	if c.Before != nil {
 		b := encodeEventState(*c.Before)
@@ -196,12 +193,8 @@ func encodeEventState(s frame.EventState) EventState {
 // EncodeAlert builds the wire message for an identified alert under header h (Schema and
 // CapturedAt are filled in when empty).
 func EncodeAlert(h Header, a frame.Alert) Alert {
-	if h.Schema == "" {
-		h.Schema = SchemaAlert
-	}
-	if h.CapturedAt == 0 {
-		h.CapturedAt = a.At.UnixMilli()
-	}
+	h.Schema = cmp.Or(h.Schema, SchemaAlert)
+	h.CapturedAt = cmp.Or(h.CapturedAt, a.At.UnixMilli())
 	w := Alert{Header: h, Camera: a.Camera, AlertID: a.ID, RuleID: a.RuleID, RuleType: a.RuleType,
 		Kind: a.Kind, EventIDs: slices.Clone(a.EventIDs), TrackIDs: slices.Clone(a.TrackIDs), Label: a.Label,
 		Time: a.At.UnixMilli(), Value: finite(a.Value), Unit: a.Unit}
