@@ -216,3 +216,30 @@ func TestSnapshotsBesideEvents(t *testing.T) {
 		t.Errorf("the kept event's picture: %q %v", b, err)
 	}
 }
+
+// A cluster with password authentication (scram-sha-256): a wrong password is a clear error
+// naming --store and the login, never showing the password; the right one connects.
+func TestWrongPasswordIsNamed(t *testing.T) {
+	pg := testharness.StartPostgresWith(t, testharness.PostgresOptions{Password: "right-pw-7"})
+	wrong := strings.Replace(pg.DSN, "right-pw-7", "wr0ng-pw-9", 1)
+	_, err := postgres.OpenEvents(ctx, wrong, postgres.EventsOptions{})
+	if err == nil || !strings.Contains(err.Error(), "--store") || !strings.Contains(err.Error(), "refused the login") ||
+		!strings.Contains(err.Error(), "password authentication failed") {
+		t.Fatalf("wrong password: %v, want an error naming --store and the refused login", err)
+	}
+	t.Logf("wrong password: %v", err)
+	if strings.Contains(err.Error(), "wr0ng-pw-9") || strings.Contains(err.Error(), "right-pw-7") {
+		t.Fatalf("a password is in the error: %v", err)
+	}
+	noPW := strings.Replace(pg.DSN, ":right-pw-7@", "@", 1)
+	t.Setenv("PGPASSWORD", "")
+	t.Setenv("PGPASSFILE", "/nonexistent")
+	if _, err := postgres.OpenEvents(ctx, noPW, postgres.EventsOptions{}); err == nil || !strings.Contains(err.Error(), "refused the login") {
+		t.Fatalf("no password: %v, want the refused login", err)
+	}
+	s, err := postgres.OpenEvents(ctx, pg.DSN, postgres.EventsOptions{})
+	if err != nil {
+		t.Fatalf("right password: %v", err)
+	}
+	s.Close()
+}

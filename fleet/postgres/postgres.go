@@ -122,6 +122,9 @@ func Connect(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	}
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
+		if loginRefused(err) {
+			return nil, fmt.Errorf("--store %s: the database refused the login (check the user and the password in $PGPASSWORD, ~/.pgpass or the URL): %s", Redact(dsn), pgError(err))
+		}
 		return nil, fmt.Errorf("--store %s: cannot reach the database: %s", Redact(dsn), pgError(err))
 	}
 	if err := migrate(pctx, pool); err != nil {
@@ -129,6 +132,16 @@ func Connect(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("--store %s: %w", Redact(dsn), err)
 	}
 	return pool, nil
+}
+
+// loginRefused reports whether err is the server refusing the credentials (SQLSTATE class 28:
+// invalid authorization, e.g. 28P01 a wrong password), or pgx finding no password to give.
+func loginRefused(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "28")
+	}
+	return strings.Contains(err.Error(), "password")
 }
 
 // pgError words a connection error without the DSN (pgconn's errors can include host and
@@ -161,16 +174,28 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
 		return fmt.Errorf("schema migrations table: %s", pgError(err))
 	}
-	var current int
-	if err := conn.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM vigil_schema_migrations").Scan(&current); err != nil {
+	rows, err := conn.Query(ctx, "SELECT version FROM vigil_schema_migrations")
+	if err != nil {
 		return fmt.Errorf("read schema version: %s", pgError(err))
+	}
+	applied, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		return fmt.Errorf("read schema version: %s", pgError(err))
+	}
+	current := 0
+	done := map[int]bool{}
+	for _, v := range applied {
+		current = max(current, v)
+		done[v] = true
 	}
 	newest := ms[len(ms)-1].version
 	if current > newest {
 		return fmt.Errorf("%w: the database is at schema version %d, this binary knows up to %d: run the newer vigil-fleet (or restore a backup)", ErrSchemaTooNew, current, newest)
 	}
+	// Every migration not applied yet, in order: one numbered below the newest applied (two
+	// branches that each added one) is applied too rather than skipped.
 	for _, m := range ms {
-		if m.version <= current {
+		if done[m.version] {
 			continue
 		}
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {

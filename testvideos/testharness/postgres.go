@@ -2,6 +2,7 @@ package testharness
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,11 +13,15 @@ import (
 )
 
 // Postgres is a throw-away PostgreSQL cluster run by a test: its own data folder, a unix
-// socket in its own folder and no TCP listener, trust authentication, no fsync.
+// socket in its own folder and no TCP listener, no fsync; trust authentication, or
+// scram-sha-256 passwords with PostgresOptions.Password.
 type Postgres struct {
 	Dir string // data folder and socket folder live under it
-	// DSN connects as the superuser to the database "vigil", over the unix socket.
+	// DSN connects as the superuser to the database "vigil", over the unix socket (with the
+	// password when the cluster has one).
 	DSN string
+	// Password is the superuser's password; "" for a trust cluster.
+	Password string
 
 	t       testing.TB
 	bin     string
@@ -49,9 +54,23 @@ func asUnprivileged(cmd *exec.Cmd) {
 	}
 }
 
+// PostgresOptions tunes StartPostgresWith.
+type PostgresOptions struct {
+	// Password, when set, makes every connection authenticate with scram-sha-256 as the
+	// superuser "postgres" with this password (initdb --auth=scram-sha-256 --pwfile); a wrong
+	// one is refused by the server. Empty: trust authentication.
+	Password string
+}
+
 // StartPostgres initialises and starts a cluster in a temporary folder and creates the
 // database "vigil"; the cluster is stopped (immediate mode) and removed when the test ends.
 func StartPostgres(t testing.TB) *Postgres {
+	t.Helper()
+	return StartPostgresWith(t, PostgresOptions{})
+}
+
+// StartPostgresWith is StartPostgres with options (password authentication).
+func StartPostgresWith(t testing.TB, o PostgresOptions) *Postgres {
 	t.Helper()
 	bin, err := postgresBin()
 	if err != nil {
@@ -62,7 +81,7 @@ func StartPostgres(t testing.TB) *Postgres {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Postgres{Dir: dir, t: t, bin: bin, data: filepath.Join(dir, "data"), sock: filepath.Join(dir, "sock")}
+	p := &Postgres{Dir: dir, Password: o.Password, t: t, bin: bin, data: filepath.Join(dir, "data"), sock: filepath.Join(dir, "sock")}
 	t.Cleanup(func() { p.Stop(); _ = os.RemoveAll(dir) })
 	if err := os.MkdirAll(p.sock, 0o755); err != nil {
 		t.Fatal(err)
@@ -74,11 +93,28 @@ func StartPostgres(t testing.TB) *Postgres {
 			}
 		}
 	}
-	p.run("initdb", "-D", p.data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C")
+	auth := []string{"-A", "trust"}
+	if o.Password != "" {
+		pwfile := filepath.Join(dir, "pwfile")
+		if err := os.WriteFile(pwfile, []byte(o.Password+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if os.Geteuid() == 0 {
+			if err := os.Chown(pwfile, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}
+		auth = []string{"-A", "scram-sha-256", "--pwfile", pwfile}
+	}
+	p.run("initdb", append(auth, "-D", p.data, "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C")...)
 	opts := fmt.Sprintf("-c listen_addresses='' -c unix_socket_directories=%s -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", p.sock)
 	p.run("pg_ctl", "-D", p.data, "-l", filepath.Join(dir, "postgres.log"), "-w", "-t", "30", "-o", opts, "start")
 	p.run("createdb", "-h", p.sock, "-U", "postgres", "vigil")
-	p.DSN = fmt.Sprintf("postgres://postgres@/vigil?host=%s&sslmode=disable", p.sock)
+	user := url.User("postgres")
+	if o.Password != "" {
+		user = url.UserPassword("postgres", o.Password)
+	}
+	p.DSN = fmt.Sprintf("postgres://%s@/vigil?host=%s&sslmode=disable", user.String(), p.sock)
 	return p
 }
 
@@ -99,6 +135,9 @@ func (p *Postgres) run(prog string, args ...string) {
 	cmd := exec.Command(filepath.Join(p.bin, prog), args...)
 	asUnprivileged(cmd)
 	cmd.Dir = p.Dir
+	if p.Password != "" {
+		cmd.Env = append(os.Environ(), "PGPASSWORD="+p.Password)
+	}
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
