@@ -92,7 +92,7 @@ type camera struct {
 	pool   detectorPool                                  // nil: the camera cannot run (its model did not open)
 	wrap   func(models.Detector) (models.Detector, error)
 
-	gate  *motionGate   // nil: motion-driven detection is off
+	gate  *motion.Gate  // nil: motion-driven detection is off
 	input atomic.Uint64 // the model's input size (w<<32 | h), for motion plans
 
 	// Used only on the pool's workers, one at a time (detectOn).
@@ -145,7 +145,7 @@ type cameraDeps struct {
 	wrap func(models.Detector) (models.Detector, error)
 	// motion turns on motion-driven detection; nil: every frame due at detect_fps is detected
 	// whole. input is the model's input size (crops are at least that large).
-	motion *motionSettings
+	motion *motion.GateConfig
 	input  image.Point
 }
 
@@ -164,7 +164,7 @@ func newCamera(cfg config.Camera, deps cameraDeps) (*camera, error) {
 	c.status = CameraStatus{ID: cfg.ID, URL: config.RedactURL(cfg.URL), State: StateStarting}
 	c.input.Store(uint64(deps.input.X)<<32 | uint64(uint32(deps.input.Y)))
 	if deps.motion != nil {
-		if c.gate, err = newMotionGate(*deps.motion); err != nil {
+		if c.gate, err = motion.NewGate(*deps.motion); err != nil {
 			return nil, fmt.Errorf("camera %s: motion: %w", cfg.ID, err)
 		}
 	}
@@ -222,7 +222,7 @@ func (c *camera) analyse(ctx context.Context, d frame.Detections) {
 	var tracks frame.Tracks
 	if c.gate != nil { // the detector looked only at c.seen: tracks elsewhere are held
 		tracks = c.tracker.UpdateSeen(d, c.seen)
-		c.gate.setTracks(tracks.Tracks, d.Width, d.Height)
+		c.gate.SetTracks(tracks.Tracks, d.Width, d.Height)
 	} else {
 		tracks = c.tracker.Update(d)
 	}
@@ -445,8 +445,9 @@ func (c *camera) detectOn(ctx context.Context, det models.Detector, f *frame.Fra
 		if nms == 0 {
 			nms = m.Defaults.NMS
 		}
-		objs, runs, err := detectRegions(ctx, c.bound, f.Image, f.Regions, nms)
-		c.m.Inferences.WithLabelValues(c.cfg.ID).Add(float64(runs))
+		objs, seen, err := motion.DetectRegions(ctx, c.bound, f.Image, f.Regions, nms)
+		c.m.Inferences.WithLabelValues(c.cfg.ID).Add(float64(len(seen)))
+		f.Regions = seen // what the detector really looked at (YUV crops start on even pixels)
 		return objs, err
 	}
 	objs, err := c.chain.Detect(ctx, f.Image)
@@ -646,7 +647,7 @@ func (p *packetSink) queue(frames []*frame.Frame) {
 func (p *packetSink) plan(f *frame.Frame) bool {
 	c := p.cam
 	in := c.input.Load()
-	d := c.gate.plan(f, int(in>>32), int(uint32(in)))
+	d := c.gate.Plan(f.Image, f.PTS, int(in>>32), int(uint32(in)))
 	c.m.MotionPlans.WithLabelValues(c.cfg.ID, d.Mode.String(), d.Reason).Inc()
 	switch d.Mode {
 	case motion.None:

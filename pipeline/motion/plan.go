@@ -314,12 +314,21 @@ func ActiveTracks(ts []frame.Track, width, height int) []Box {
 	}
 	var out []Box
 	for _, t := range ts {
-		h := float64(t.Box.Y2 - t.Box.Y1)
-		moving := math.Hypot(float64(t.VX), float64(t.VY)) >= MinActiveSpeed*h
-		if t.State == frame.Lost || t.State == frame.Confirmed && moving {
-			w, hh := float64(width), float64(height)
-			out = append(out, Box{float64(t.Box.X1) / w, float64(t.Box.Y1) / hh, float64(t.Box.X2) / w, float64(t.Box.Y2) / hh})
+		if t.State == frame.Lost || t.State == frame.Confirmed && moving(t) {
+			out = append(out, normalise(t.Box, width, height))
 		}
 	}
 	return out
+}
+
+// moving reports whether t moves at MinActiveSpeed or more.
+func moving(t frame.Track) bool {
+	h := float64(t.Box.Y2 - t.Box.Y1)
+	return math.Hypot(float64(t.VX), float64(t.VY)) >= MinActiveSpeed*h
+}
+
+// normalise turns a box in the pixels of a width x height frame into a normalised Box.
+func normalise(b models.Box, width, height int) Box {
+	w, h := float64(width), float64(height)
+	return Box{float64(b.X1) / w, float64(b.Y1) / h, float64(b.X2) / w, float64(b.Y2) / h}
 }

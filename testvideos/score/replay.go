@@ -25,8 +25,10 @@ import (
 type ReplayConfig struct {
 	Clip string
 	// DetectFPS is the camera's detect_fps (frames per second of video time that are
-	// analysed); 0 analyses every frame.
-	DetectFPS float64
+	// analysed); 0 analyses every frame. DetectEvery > 0 analyses every Nth video frame
+	// instead (from frame 1), as Config.DetectEvery does.
+	DetectFPS   float64
+	DetectEvery int
 	// Motion gates the detector with motion detection (pipeline/motion): crops around motion
 	// and active tracks, a full-frame pass every FullFrameEvery (0: 10 s), one full-frame
 	// pass when crops would cover Coverage of the frame (0: motion's default). Without it
@@ -45,8 +47,10 @@ type ReplayConfig struct {
 	FrameOffset int
 	MaxFrames   int
 	Threads     int
-	Manifest    string
-	Track       track.Config
+	// Manifest is the model manifest (default: the repository's YOLOX-nano); ModelDir
+	// overrides the model file's folder.
+	Manifest, ModelDir string
+	Track              track.Config
 }
 
 // ReplayResult is what one Replay counted.
@@ -59,8 +63,12 @@ type ReplayResult struct {
 	EventsNew, EventsEnd int
 	Lines                map[string]LineCounts
 	Metrics              *Metrics // against GTDir, when set
-	MotionTime           time.Duration
-	InferTime            time.Duration
+	// Detector scores the raw detections (score >= the tracker's HighScore) against GTDir,
+	// and Output is the tracker's output on the analysed frames (as scored), when GTDir is set.
+	Detector   *Metrics
+	Output     []MOTRow
+	MotionTime time.Duration
+	InferTime  time.Duration
 }
 
 // Replay decodes cfg.Clip and runs the analysis the agent runs on a camera — detector (on
@@ -88,7 +96,9 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("replay: %w", err)
 	}
-	if _, err := os.Stat(man.ModelPath()); err != nil {
+	if cfg.ModelDir != "" {
+		man.Dir = cfg.ModelDir
+	} else if _, err := os.Stat(man.ModelPath()); err != nil {
 		if man.Dir, err = data.Path("models"); err != nil {
 			return res, fmt.Errorf("replay: %w", err)
 		}
@@ -98,9 +108,10 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 		return res, fmt.Errorf("replay: %w", err)
 	}
 	defer det.Close()
-	var md *motion.Detector
+	var gate *motion.Gate
 	if cfg.Motion {
-		if md, err = motion.New(cfg.MotionConfig); err != nil {
+		gc := motion.GateConfig{Detector: cfg.MotionConfig, FullFrameEvery: cfg.FullFrameEvery, Coverage: cfg.Coverage, FullFrameCost: 1}
+		if gate, err = motion.NewGate(gc); err != nil {
 			return res, fmt.Errorf("replay: %w", err)
 		}
 	}
@@ -121,39 +132,23 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 	rl := detect.RateLimiter{FPS: cfg.DetectFPS}
 	in := man.Input
 	var (
-		luma     []byte
-		last     frame.Tracks
-		lastFull = time.Duration(-1)
-		hyp      = map[int][]Object{}
-		scored   []int
+		hyp    = map[int][]Object{}
+		raw    = map[int][]Object{}
+		scored []int
 	)
 	total, err := clip.Decode(ctx, cfg.Clip, cfg.MaxFrames, func(n int, f *frame.Frame) error {
-		if !rl.Allow(f.PTS) {
+		if cfg.DetectEvery > 0 && (n-1)%cfg.DetectEvery != 0 || cfg.DetectEvery <= 0 && !rl.Allow(f.PTS) {
 			return nil
 		}
 		res.Analysed++
 		img := f.Image
 		d := frame.Detections{Camera: res.Clip, FrameSeq: uint64(n), PTS: f.PTS, CapturedAt: epoch.Add(f.PTS), Width: img.Width, Height: img.Height}
 		var seen []image.Rectangle
-		full := image.Rect(0, 0, img.Width, img.Height)
 		plan := motion.Decision{Mode: motion.FullFrame}
-		if md != nil {
-			luma = lumaOf(img, luma)
+		if gate != nil { // the agent's motion path (agent/motion.go runs the same Gate)
 			start := time.Now()
-			m := md.Update(luma, img.Width, img.Height, img.Width)
+			plan = gate.Plan(img, f.PTS, in.Width, in.Height)
 			res.MotionTime += time.Since(start)
-			if m.Err != nil {
-				return m.Err
-			}
-			since := time.Duration(1<<62 - 1)
-			if lastFull >= 0 {
-				since = f.PTS - lastFull
-			}
-			plan = motion.Plan(motion.PlanInput{
-				Width: img.Width, Height: img.Height, ModelWidth: in.Width, ModelHeight: in.Height,
-				Motion: m.Boxes, Tracks: motion.ActiveTracks(last.Tracks, img.Width, img.Height),
-				SinceFull: since, FullFrameEvery: cfg.FullFrameEvery, FullFrameCost: 1, Coverage: cfg.Coverage,
-			})
 			res.Reasons[plan.Reason]++
 		}
 		start := time.Now()
@@ -165,29 +160,22 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 			}
 			res.Inferences++
 			d.Objects = objs
-			seen = []image.Rectangle{full}
-			lastFull = f.PTS
+			seen = []image.Rectangle{image.Rect(0, 0, img.Width, img.Height)}
 		case motion.Regions:
-			per := make([][]models.Detection, len(plan.Regions))
-			seen = make([]image.Rectangle, len(plan.Regions))
-			for i, r := range plan.Regions {
-				var sub models.Image
-				sub, seen[i] = img.Crop(r) // a YUV crop starts on even coordinates
-				if per[i], err = det.Detect(ctx, sub); err != nil {
-					return fmt.Errorf("frame %d crop %v: %w", n, r, err)
-				}
-				res.Inferences++
+			d.Objects, seen, err = motion.DetectRegions(ctx, det, img, plan.Regions, man.Defaults.NMS)
+			res.Inferences += len(seen)
+			if err != nil {
+				return fmt.Errorf("frame %d: %w", n, err)
 			}
-			d.Objects = motion.MapBack(img.Width, img.Height, seen, per, man.Defaults.NMS)
 		}
 		res.InferTime += time.Since(start)
 		var ts frame.Tracks
-		if md != nil {
+		if gate != nil {
 			ts = tr.UpdateSeen(d, seen)
+			gate.SetTracks(ts.Tracks, img.Width, img.Height)
 		} else {
 			ts = tr.Update(d)
 		}
-		last = ts
 		for _, c := range ev.Update(ts, nil) {
 			switch c.Type {
 			case wire.EventNew:
@@ -215,9 +203,15 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 			for _, t := range ts.Tracks {
 				// output: confirmed tracks seen on this frame, and those held where the
 				// detector did not look (motion mode: they are where they were)
-				held := md != nil && !t.Matched && t.State == frame.Confirmed && !track.Looked(t.Box, seen, img.Width, img.Height)
+				held := gate != nil && !t.Matched && t.State == frame.Confirmed && !track.Looked(t.Box, seen, img.Width, img.Height)
 				if t.State == frame.Confirmed && (t.Matched || held) {
 					hyp[fn] = append(hyp[fn], Object{ID: t.ID, Box: t.Box})
+					res.Output = append(res.Output, MOTRow{Frame: fn, ID: t.ID, Box: Object{ID: t.ID, Box: t.Box}, Score: t.Score})
+				}
+			}
+			for _, o := range d.Objects {
+				if o.Score >= tr.Config().HighScore {
+					raw[fn] = append(raw[fn], Object{Box: o.Box})
 				}
 			}
 		}
@@ -229,35 +223,8 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 	res.Frames = total
 	if seq != nil {
 		m := Evaluate(seq.Frames, dropIgnored(*seq, hyp), scored)
-		res.Metrics = &m
+		dm := EvaluateDetections(seq.Frames, dropIgnored(*seq, raw), scored)
+		res.Metrics, res.Detector = &m, &dm
 	}
 	return res, nil
-}
-
-// lumaOf returns the BT.601 luma of a BGR image, packed (stride = width), in buf if large enough.
-func lumaOf(img models.Image, buf []byte) []byte {
-	n := img.Width * img.Height
-	if img.Format != models.BGR24 { // a decoder's frame: its Y plane is the luma
-		if cap(buf) < n {
-			buf = make([]byte, n)
-		}
-		buf = buf[:n]
-		for y := range img.Height {
-			copy(buf[y*img.Width:(y+1)*img.Width], img.Pix[y*img.Stride:])
-		}
-		return buf
-	}
-	if cap(buf) < n {
-		buf = make([]byte, n)
-	}
-	buf = buf[:n]
-	for y := range img.Height {
-		row := img.Pix[y*img.Stride : y*img.Stride+3*img.Width]
-		out := buf[y*img.Width : (y+1)*img.Width]
-		for x := range out {
-			p := row[3*x : 3*x+3]
-			out[x] = uint8((29*uint32(p[0]) + 150*uint32(p[1]) + 77*uint32(p[2]) + 128) >> 8)
-		}
-	}
-	return buf
 }

@@ -60,7 +60,19 @@ type Config struct {
 	CacheDir string
 	// Log gets progress lines; nil discards them.
 	Log *slog.Logger
+	// Motion runs the clip as a camera with motion-driven detection does (the agent's
+	// pipeline/motion.Gate, through Replay): the detector runs on a crop around motion and
+	// moving tracks, on the whole frame every FullFrameEvery (0: 10 s, the agent's default)
+	// or when a crop would cover Coverage of it (0: 0.6), or not at all; the tracker holds the
+	// tracks a crop did not look at, and those count as output. ByteTrack only. Detections
+	// are not cached (where the detector runs depends on the tracks).
+	Motion         bool
+	FullFrameEvery time.Duration
+	Coverage       float64
 }
+
+// MotionSuffix is appended to the tracker's name in a Result of a motion-driven run.
+const MotionSuffix = "-motion"
 
 // Result is the score of one tracker on one clip.
 type Result struct {
@@ -75,6 +87,11 @@ type Result struct {
 	Detector Metrics
 	// TrackTime is the time spent in the tracker's Update over the whole clip.
 	TrackTime time.Duration
+	// Inferences is how many times the detector ran (one per frame in full-frame mode, one per
+	// crop or full-frame pass with Motion; 0 for frames it did not run on).
+	Inferences int
+	// Reasons counts the frames by the motion plan's reason (Motion only).
+	Reasons map[string]int
 	// Output is the tracker's output on the scored frames (confirmed tracks matched on the
 	// frame, ignored regions included), for WriteMOT.
 	Output []MOTRow
@@ -120,6 +137,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Log == nil {
 		c.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if c.Motion && c.Tracker != ByteTrack {
+		return c, fmt.Errorf("score: motion mode needs the %s tracker (it holds the tracks a crop did not look at)", ByteTrack)
+	}
+	if c.FullFrameEvery < 0 || !(c.Coverage >= 0 && c.Coverage <= 1) {
+		return c, errors.New("score: the full-frame interval must not be negative and the coverage must be in [0,1]")
+	}
+	if c.FullFrameEvery == 0 {
+		c.FullFrameEvery = 10 * time.Second
+	}
 	if c.Clip == "" || c.GTDir == "" {
 		return c, errors.New("score: name a clip and a ground-truth folder")
 	}
@@ -142,6 +168,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	seq, err := LoadGT(cfg.GTDir)
 	if err != nil {
 		return Result{}, fmt.Errorf("score: %w", err)
+	}
+	if cfg.Motion {
+		return runMotion(ctx, cfg, seq)
 	}
 	dets, err := Detections(ctx, cfg)
 	if err != nil {
@@ -182,10 +211,27 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	hyp, raw = dropIgnored(seq, hyp), dropIgnored(seq, raw)
 	return Result{
 		Tracker: cfg.Tracker, Clip: filepath.Base(cfg.Clip), GT: seq.Name, Frames: len(frames),
-		Metrics:   Evaluate(seq.Frames, hyp, frames),
-		Detector:  EvaluateDetections(seq.Frames, raw, frames),
-		TrackTime: took,
-		Output:    output,
+		Metrics:    Evaluate(seq.Frames, hyp, frames),
+		Detector:   EvaluateDetections(seq.Frames, raw, frames),
+		TrackTime:  took,
+		Output:     output,
+		Inferences: len(frames),
+	}, nil
+}
+
+// runMotion is Run with motion-driven detection: Replay of the clip through the agent's gate.
+func runMotion(ctx context.Context, cfg Config, seq Sequence) (Result, error) {
+	manifest := cfg.Manifest
+	r, err := Replay(ctx, ReplayConfig{Clip: cfg.Clip, DetectEvery: cfg.DetectEvery, Motion: true,
+		FullFrameEvery: cfg.FullFrameEvery, Coverage: cfg.Coverage, Labels: cfg.Labels, Score: cfg.Score,
+		GTDir: cfg.GTDir, FrameOffset: cfg.FrameOffset, MaxFrames: cfg.MaxFrames, Threads: cfg.Threads,
+		Manifest: manifest, ModelDir: cfg.ModelDir, Track: cfg.Track})
+	if err != nil {
+		return Result{}, fmt.Errorf("score: %w", err)
+	}
+	return Result{
+		Tracker: cfg.Tracker + MotionSuffix, Clip: filepath.Base(cfg.Clip), GT: seq.Name, Frames: r.Analysed,
+		Metrics: *r.Metrics, Detector: *r.Detector, Output: r.Output, Inferences: r.Inferences, Reasons: r.Reasons,
 	}, nil
 }
 

@@ -7,7 +7,7 @@
 //
 // It also scores trackers against MOTChallenge ground truth (see testvideos/score):
 //
-//	vigil-testvideos score --clip FILE --gt DIR [--tracker bytetrack|greedy|both] [--detect-every N] [--max-frames N]
+//	vigil-testvideos score --clip FILE --gt DIR [--tracker bytetrack|greedy|both] [--motion] [--detect-every N] [--max-frames N]
 package main
 
 import (
@@ -20,6 +20,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/vigil-edge/vigil/internal/logflag"
 	"github.com/vigil-edge/vigil/internal/version"
@@ -42,7 +43,7 @@ func main() {
 
 const usage = `usage:
   vigil-testvideos serve [--addr ADDR] [--user U --pass P] [--cache DIR] [--udp-port N] FILE...
-  vigil-testvideos score --clip FILE --gt DIR [--tracker bytetrack|greedy|both] [--detect-every N] [--max-frames N]
+  vigil-testvideos score --clip FILE --gt DIR [--tracker bytetrack|greedy|both] [--motion] [--detect-every N] [--max-frames N]
   vigil-testvideos version | --version
 Every command takes -h for its flags.
 `
@@ -96,6 +97,9 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.MaxFrames, "max-frames", 0, "stop after this many video frames (0: all)")
 	fs.IntVar(&cfg.Threads, "threads", 1, "inference threads")
 	fs.StringVar(&cfg.CacheDir, "cache", "", "detection cache folder (default: user cache dir/vigil/score; off: none)")
+	motionOn := fs.Bool("motion", false, "also run bytetrack with motion-driven detection (the agent's region mode) and score it")
+	fs.DurationVar(&cfg.FullFrameEvery, "full-frame-every", 10*time.Second, "with --motion: the longest time between full-frame passes")
+	fs.Float64Var(&cfg.Coverage, "coverage", 0, "with --motion: share of the frame at which a crop gives way to a full pass (0: 0.6)")
 	out := fs.String("out", "", "write each tracker's output in MOTChallenge format to DIR/<tracker>/<sequence>.txt")
 	var logf logflag.Flags
 	logf.Register(fs, "info")
@@ -112,9 +116,19 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg.Log = log
 	var results []score.Result
+	runs := make([]score.Config, 0, len(names)+1)
 	for _, name := range names {
-		cfg.Tracker = name
-		r, err := score.Run(ctx, cfg)
+		c := cfg
+		c.Tracker = name
+		runs = append(runs, c)
+	}
+	if *motionOn {
+		c := cfg
+		c.Tracker, c.Motion = score.ByteTrack, true
+		runs = append(runs, c)
+	}
+	for _, c := range runs {
+		r, err := score.Run(ctx, c)
 		if err != nil {
 			return err
 		}

@@ -43,6 +43,26 @@ func TestScoreCommand(t *testing.T) {
 			}
 		}
 	}
+	// --motion: a third row, ByteTrack through the agent's motion gate, with its inferences
+	// (the first frame learns the background: a full-frame pass; at most one per frame).
+	out.Reset()
+	args = []string{"score", "--clip", data.MustPath(t, "videos/mot15_tud_campus.mp4"),
+		"--gt", data.MustPath(t, "gt/mot15/TUD-Campus"), "--max-frames", "20", "--tracker", "bytetrack", "--motion"}
+	if err := run(context.Background(), args, &out, &errb); err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	var motionRow []string
+	for _, l := range strings.Split(out.String(), "\n") {
+		if f := strings.Fields(l); len(f) > 3 && f[1] == "bytetrack-motion" {
+			motionRow = f
+		}
+	}
+	if motionRow == nil || !strings.Contains(out.String(), "detector-motion") {
+		t.Fatalf("--motion: no bytetrack-motion and detector-motion rows in:\n%s", out.String())
+	}
+	if n, err := strconv.Atoi(motionRow[3]); err != nil || n < 1 || n > 20 || motionRow[2] != "20" {
+		t.Errorf("--motion: frames %s, inferences %s; want 20 frames and 1-20 inferences", motionRow[2], motionRow[3])
+	}
 	err := run(context.Background(), []string{"score", "--clip", "x.mp4", "--gt", "nowhere", "--tracker", "sort"}, &out, &errb)
 	if err == nil || !strings.Contains(err.Error(), "unknown tracker") {
 		t.Fatalf("got %v", err)

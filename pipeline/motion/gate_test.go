@@ -1,0 +1,121 @@
+package motion
+
+import (
+	"image"
+	"testing"
+	"time"
+
+	"github.com/vigil-edge/vigil/models"
+	"github.com/vigil-edge/vigil/pipeline/frame"
+)
+
+// grey is a w x h luma-only image (the Y plane of an I420 frame is what the gate reads) of
+// level v with the rectangles rs painted white.
+func grey(w, h int, v byte, rs ...image.Rectangle) models.Image {
+	pix := make([]byte, w*h+2*((w+1)/2)*((h+1)/2))
+	for i := range w * h {
+		pix[i] = v
+	}
+	for _, r := range rs {
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			for x := r.Min.X; x < r.Max.X; x++ {
+				pix[y*w+x] = 250
+			}
+		}
+	}
+	cw, ch := (w+1)/2, (h+1)/2
+	return models.Image{Width: w, Height: h, Stride: w, Pix: pix, Format: models.I420,
+		U: pix[w*h : w*h+cw*ch], UStride: cw, V: pix[w*h+cw*ch:], VStride: cw}
+}
+
+// TestGatePlans: learning frame → full pass; still → none; a mover → a crop around it; the
+// periodic pass; motion wholly inside a still, confirmed track → none (still_tracks), while a
+// moving track is looked at even without motion.
+func TestGatePlans(t *testing.T) {
+	g, err := NewGate(GateConfig{FullFrameEvery: 10 * time.Second, FullFrameCost: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const w, h = 1280, 720
+	pts := time.Duration(0)
+	next := func(img models.Image) Decision {
+		d := g.Plan(img, pts, 416, 416)
+		pts += 200 * time.Millisecond
+		return d
+	}
+	if d := next(grey(w, h, 80)); d.Mode != FullFrame || d.Reason != ReasonLearning {
+		t.Fatalf("first frame: %+v", d)
+	}
+	for i := range 12 { // learn the background
+		if d := next(grey(w, h, 80)); d.Mode != None || d.Reason != ReasonNoMotion {
+			t.Fatalf("still frame %d: %+v", i, d)
+		}
+	}
+	car := image.Rect(900, 500, 980, 560)
+	d := next(grey(w, h, 80, car))
+	if d.Mode != Regions || d.Reason != ReasonMotion || len(d.Regions) != 1 || !car.In(d.Regions[0]) {
+		t.Fatalf("mover: %+v", d)
+	}
+
+	// the car is now a confirmed track standing still where the motion is: no inference
+	stillCar := frame.Track{ID: 1, State: frame.Confirmed, Matched: true, Box: models.Box{X1: 890, Y1: 490, X2: 990, Y2: 570}}
+	g.SetTracks([]frame.Track{stillCar}, w, h)
+	lights := image.Rect(900, 520, 930, 540) // its lights flicker: inside its box
+	for i := range 3 {
+		img := grey(w, h, 80, car)
+		if i%2 == 1 {
+			img = grey(w, h, 80, car, lights)
+		}
+		if d := next(img); d.Mode != None {
+			t.Fatalf("motion inside a still track, frame %d: %+v", i, d)
+		}
+	}
+	// a person walks past the car: motion outside its box is looked at
+	person := image.Rect(600, 400, 630, 480)
+	if d := next(grey(w, h, 80, car, person)); d.Mode != Regions || d.Reason != ReasonMotion || !person.In(d.Regions[0]) {
+		t.Fatalf("person beside the still car: %+v", d)
+	}
+	// the car drives off: a moving track is looked at
+	moving := stillCar
+	moving.VX = 100 // pixels per second; the box is 80 high
+	g.SetTracks([]frame.Track{moving}, w, h)
+	if d := next(grey(w, h, 80, car)); d.Mode != Regions || d.Reason != ReasonMotion {
+		t.Fatalf("moving track: %+v", d)
+	}
+	pts = 11 * time.Second // the last full pass was at 0
+	if d := next(grey(w, h, 80, car)); d.Mode != FullFrame || d.Reason != ReasonPeriodic {
+		t.Fatalf("periodic: %+v", d)
+	}
+	if d := next(models.Image{Width: w, Height: h}); d.Mode != FullFrame || d.Reason != ReasonLearning {
+		t.Fatalf("an invalid frame gets the full pass (the detector says what is wrong): %+v", d)
+	}
+}
+
+func TestUnexplained(t *testing.T) {
+	still := []Box{{0.5, 0.5, 0.6, 0.7}}
+	in := Box{0.49, 0.52, 0.55, 0.6}  // inside once padded by a fifth of the track's size
+	out := Box{0.40, 0.52, 0.55, 0.6} // reaches well to the left
+	far := Box{0.1, 0.1, 0.2, 0.2}    // elsewhere
+	got := Unexplained([]Box{in, out, far}, still, 0)
+	if len(got) != 2 || got[0] != out || got[1] != far {
+		t.Errorf("Unexplained = %v, want the two boxes not inside the still track", got)
+	}
+	if got := Unexplained([]Box{in}, nil, 0); len(got) != 1 {
+		t.Errorf("no still tracks: %v", got)
+	}
+}
+
+func TestStillTracks(t *testing.T) {
+	ts := []frame.Track{
+		{ID: 1, State: frame.Confirmed, Matched: true, Box: models.Box{X1: 0, Y1: 0, X2: 100, Y2: 100}},         // still
+		{ID: 2, State: frame.Confirmed, Matched: true, Box: models.Box{X1: 0, Y1: 0, X2: 100, Y2: 100}, VX: 50}, // moving
+		{ID: 3, State: frame.Confirmed, Matched: false, Box: models.Box{X1: 0, Y1: 0, X2: 100, Y2: 100}},        // held: a guess
+		{ID: 4, State: frame.Lost, Box: models.Box{X1: 0, Y1: 0, X2: 100, Y2: 100}},
+	}
+	if got := StillTracks(ts, 200, 100); len(got) != 1 || got[0] != (Box{0, 0, 0.5, 1}) {
+		t.Errorf("StillTracks = %v, want track 1 only", got)
+	}
+	if got := ActiveTracks(ts, 200, 100); len(got) != 2 {
+		t.Errorf("ActiveTracks = %v, want tracks 2 and 4", got)
+	}
+}
