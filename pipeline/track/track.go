@@ -15,9 +15,10 @@
 //  5. matches tentative tracks to the high-score detections left (TentativeMatchIoU);
 //  6. starts a tentative track for each high-score detection left with score >= NewTrackScore.
 //
-// A tentative track becomes confirmed after ConfirmHits matched frames in a row and only then
-// gets its id (ids count from 1 and are never reused); a tentative track that misses a frame
-// is dropped unseen. A confirmed track that misses becomes lost, keeps its id while lost for at
+// A tentative track becomes confirmed after ConfirmHits matched frames in a row (and, with
+// ConfirmMedian, once the median of its recent scores reaches it) and only then gets its id
+// (ids count from 1 and are never reused); a tentative track that misses a frame is dropped
+// unseen. A confirmed track that misses becomes lost, keeps its id while lost for at
 // most MaxLost of capture time, and is then removed.
 //
 // Class handling: a detection is only matched to a track of the same class (ClassID and
@@ -57,6 +58,11 @@ type Config struct {
 	TentativeMatchIoU float32
 	// ConfirmHits is how many matched frames in a row confirm a track. Default 3.
 	ConfirmHits int
+	// ConfirmMedian, when set, is Frigate's confirmation rule on top of ConfirmHits: a
+	// tentative track is confirmed only once the median of its last ScoreHistory detection
+	// scores (padded with zeros to three) reaches it; until then it stays tentative while it
+	// is matched. 0 (the default): off.
+	ConfirmMedian float32
 	// MaxLost is how long (capture time) a confirmed track may go unmatched before it is
 	// removed. Default 1.5 s.
 	MaxLost time.Duration
@@ -119,6 +125,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("track config: 'LowScore' (%g) must not exceed 'HighScore' (%g)", c.LowScore, c.HighScore)
 	case c.NewTrackScore < c.HighScore:
 		return fmt.Errorf("track config: 'NewTrackScore' (%g) must not be below 'HighScore' (%g)", c.NewTrackScore, c.HighScore)
+	case !(c.ConfirmMedian >= 0 && c.ConfirmMedian <= 1):
+		return fmt.Errorf("track config: 'ConfirmMedian' must be in [0, 1] (0: off), got %g", c.ConfirmMedian)
 	case c.ConfirmHits < 1:
 		return fmt.Errorf("track config: 'ConfirmHits' must be >= 1, got %d", c.ConfirmHits)
 	case c.MaxLost <= 0:
@@ -155,6 +163,7 @@ type track struct {
 	topScore  float32
 	matched   bool
 	hits      int
+	history   [ScoreHistory]float32 // the last detection scores, a ring (hits counts them all)
 	firstSeen time.Time
 	lastSeen  time.Time
 	lastClock time.Duration // clock of the last match
@@ -241,7 +250,7 @@ func (t *Tracker) update(d frame.Detections, partial bool, seen []image.Rectangl
 	for _, tr := range t.tracks {
 		switch {
 		case tr.matched:
-			if tr.state == frame.Tentative && tr.hits >= t.cfg.ConfirmHits {
+			if tr.state == frame.Tentative && tr.hits >= t.cfg.ConfirmHits && t.confident(tr) {
 				tr.state, tr.id = frame.Confirmed, t.nextID
 				t.nextID++
 			} else if tr.state == frame.Lost {
@@ -275,7 +284,7 @@ func (t *Tracker) update(d frame.Detections, partial bool, seen []image.Rectangl
 		tr := &track{classID: o.ClassID, label: o.Label, state: frame.Tentative, kf: newKalman(o.Box),
 			firstSeen: d.CapturedAt}
 		t.hit(tr, o, d.CapturedAt)
-		if t.cfg.ConfirmHits <= 1 {
+		if t.cfg.ConfirmHits <= 1 && t.confident(tr) {
 			tr.state, tr.id = frame.Confirmed, t.nextID
 			t.nextID++
 			out.Tracks = append(out.Tracks, tr.export())
@@ -375,9 +384,29 @@ func (t *Tracker) hit(tr *track, o models.Detection, at time.Time) {
 	tr.matched = true
 	tr.hits++
 	tr.score = o.Score
+	tr.history[(tr.hits-1)%ScoreHistory] = o.Score
 	tr.topScore = max(tr.topScore, o.Score)
 	tr.lastSeen = at
 	tr.lastClock = t.clock
+}
+
+// ScoreHistory is how many of a track's last detection scores ConfirmMedian looks at (Frigate's).
+const ScoreHistory = 10
+
+// confident reports whether tr passes ConfirmMedian (always, when it is off).
+func (t *Tracker) confident(tr *track) bool {
+	if t.cfg.ConfirmMedian <= 0 {
+		return true
+	}
+	n := min(tr.hits, ScoreHistory)
+	s := make([]float32, max(n, 3)) // padded with zeros to three, as Frigate does
+	copy(s, tr.history[:n])
+	slices.Sort(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + m) / 2
+	}
+	return m >= t.cfg.ConfirmMedian
 }
 
 func (tr *track) export() frame.Track {

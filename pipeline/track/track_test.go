@@ -574,3 +574,42 @@ func TestUpdateSeenLooksAtTheEdgeForTracksLeaving(t *testing.T) {
 		t.Errorf("the car that left is still %+v", out.Tracks)
 	}
 }
+
+// TestConfirmMedian: with Frigate's rule a track detected at 0.65 (above NewTrackScore) is
+// never confirmed at a median threshold of 0.7, one whose score climbs to 0.8 is confirmed
+// once the median of its scores (padded with zeros to three) reaches 0.7, and the rule off
+// confirms both at ConfirmHits.
+func TestConfirmMedian(t *testing.T) {
+	weak := obj{x: 100, y: 100, w: 40, h: 100, vx: 20, score: always(0.65)}
+	climbing := obj{x: 600, y: 100, w: 40, h: 100, vx: -20, score: func(i int) float32 {
+		return []float32{0.62, 0.62, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8}[min(i, 7)]
+	}}
+	seq := sequence(8, 200*time.Millisecond, weak, climbing)
+	firstConfirmed := func(cfg Config, o obj) int {
+		outs := run(cfg, seq)
+		for i, id := range idsOf(o, seq, outs) {
+			if id != 0 {
+				return i
+			}
+		}
+		return -1
+	}
+	off := Default()
+	if a, b := firstConfirmed(off, weak), firstConfirmed(off, climbing); a != 2 || b != 2 {
+		t.Fatalf("rule off: confirmed on frames %d and %d, want 2 (ConfirmHits 3)", a, b)
+	}
+	on := Default()
+	on.ConfirmMedian = 0.7
+	if a := firstConfirmed(on, weak); a != -1 {
+		t.Errorf("median 0.65 < 0.7: confirmed on frame %d", a)
+	}
+	// scores 0.62 0.62 0.8 → median 0.62; 0.62 0.62 0.8 0.8 → 0.71: frame 3
+	if b := firstConfirmed(on, climbing); b != 3 {
+		t.Errorf("climbing to 0.8: confirmed on frame %d, want 3", b)
+	}
+	bad := Default()
+	bad.ConfirmMedian = 1.5
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "'ConfirmMedian'") {
+		t.Errorf("ConfirmMedian 1.5: %v", err)
+	}
+}

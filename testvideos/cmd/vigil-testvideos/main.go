@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -97,6 +98,11 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.MaxFrames, "max-frames", 0, "stop after this many video frames (0: all)")
 	fs.IntVar(&cfg.Threads, "threads", 1, "inference threads")
 	fs.StringVar(&cfg.CacheDir, "cache", "", "detection cache folder (default: user cache dir/vigil/score; off: none)")
+	fs.Func("confirm-median", "Frigate's confirmation rule: confirm a track once the median of its last 10 scores reaches this (0: off)", func(v string) error {
+		f, err := strconv.ParseFloat(v, 32)
+		cfg.Track.ConfirmMedian = float32(f)
+		return err
+	})
 	motionOn := fs.Bool("motion", false, "also run bytetrack with motion-driven detection (the agent's region mode) and score it")
 	fs.DurationVar(&cfg.FullFrameEvery, "full-frame-every", 10*time.Second, "with --motion: the longest time between full-frame passes")
 	fs.Float64Var(&cfg.Coverage, "coverage", 0, "with --motion: share of the frame at which a crop gives way to a full pass (0: 0.6)")

@@ -63,6 +63,13 @@ func TestScoreCommand(t *testing.T) {
 	if n, err := strconv.Atoi(motionRow[3]); err != nil || n < 1 || n > 20 || motionRow[2] != "20" {
 		t.Errorf("--motion: frames %s, inferences %s; want 20 frames and 1-20 inferences", motionRow[2], motionRow[3])
 	}
+	for _, bad := range []string{"x", "1.5"} { // not a number; outside [0, 1]
+		err := run(context.Background(), []string{"score", "--clip", data.MustPath(t, "videos/mot15_tud_campus.mp4"),
+			"--gt", data.MustPath(t, "gt/mot15/TUD-Campus"), "--max-frames", "2", "--confirm-median", bad}, &out, &errb)
+		if err == nil || !strings.Contains(err.Error()+errb.String(), "onfirm") {
+			t.Errorf("--confirm-median %s: %v", bad, err)
+		}
+	}
 	err := run(context.Background(), []string{"score", "--clip", "x.mp4", "--gt", "nowhere", "--tracker", "sort"}, &out, &errb)
 	if err == nil || !strings.Contains(err.Error(), "unknown tracker") {
 		t.Fatalf("got %v", err)
