@@ -4,6 +4,8 @@
 #   2. our libavcodec decode (1 thread, YUV out) vs `ffmpeg -threads 1 -f null` on the same file
 #   3. many cameras: N copies of a 720p camera into the real agent (build/bench-cameras.sh;
 #      BENCH_CAMERAS="1 12 16" by default)
+#   4. a still scene with motion-driven detection: CPU per camera, decode vs the rest
+#      (build/bench-still.sh; BENCH_STILL="1 4" by default)
 # Results go to stdout and .cache/bench/latest.txt; copy the figures into docs/BENCHMARKS.md.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -52,4 +54,9 @@ BENCHTIME="${BENCHTIME:-200x}"
 	echo "## many cameras: N x 720p@30 H.264 over RTSP (TCP) into the real agent, detect_fps 5 (build/bench-cameras.sh)"
 	make -s build >/dev/null
 	./build/bench-cameras.sh ${BENCH_CAMERAS:-1 12 16}
+} | tee -a "$OUT/latest.txt"
+{
+	echo "## still scene: 60 s 720p@30 of one picture into the real agent with motion-driven detection (build/bench-still.sh)"
+	make -s build >/dev/null
+	./build/bench-still.sh ${BENCH_STILL:-1 4}
 } | tee -a "$OUT/latest.txt"

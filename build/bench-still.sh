@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# A still scene with motion-driven detection: what a camera that watches nothing happening costs.
+# Makes (once, in ~/.cache/vigil/clips, never in the repository) a 60 s 1280x720@30 H.264 clip
+# of one picture with ffmpeg, serves N copies of it over RTSP (TCP) with vigil-testvideos (in
+# a loop), runs the real vigil-agent on them (detect_fps 5, cameras[].motion enabled, a
+# Mosquitto on loopback as the broker) and, after a warm-up, measures over MEASURE seconds:
+#   the agent's CPU (utime+stime from /proc/PID/stat) in % of a core per camera;
+#   the decode share of it: the agent's own decode time (vigil_stage_duration_seconds, stage
+#   decode: wall time per packet, which on a single-threaded decoder is CPU time unless the
+#   machine is overloaded) and, for comparison, `ffmpeg -threads 1` decoding the same clip;
+#   inferences/s and motion plans per camera.
+# Then the same with motion off (every frame due at detect_fps is detected), for the ratio.
+# Usage: build/bench-still.sh [N...] (default: 1 4); env WARMUP (s), MEASURE (s), DETECT_FPS,
+# IMAGE (a picture under the shared data's images/; default darknet_dog.jpg).
+# Needs bin/vigil-agent and bin/vigil-testvideos (make build), ffmpeg and mosquitto.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+DATA="${EDGE_DATA_DIR:-$ROOT/../shared/data}"
+WARMUP="${WARMUP:-10}"
+MEASURE="${MEASURE:-30}"
+DETECT_FPS="${DETECT_FPS:-5}"
+IMAGE="${IMAGE:-darknet_dog.jpg}"
+COUNTS=("$@")
+[ ${#COUNTS[@]} -gt 0 ] || COUNTS=(1 4)
+for b in bin/vigil-agent bin/vigil-testvideos; do
+	[ -x "$b" ] || { echo "bench-still: $b missing (make build)" >&2; exit 1; }
+done
+for c in ffmpeg mosquitto curl; do
+	command -v "$c" >/dev/null || { echo "bench-still: $c missing (make deps)" >&2; exit 1; }
+done
+
+# The clip: the same recipe as testvideos/score's still-scene test (one GOP every 2 s).
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/vigil/clips"
+mkdir -p "$CACHE"
+CLIP="$CACHE/still_720p30_60s_${IMAGE%.*}.mp4"
+if [ ! -s "$CLIP" ]; then
+	ffmpeg -v error -y -loop 1 -i "$DATA/images/$IMAGE" -t 60 -r 30 -vf scale=1280:720,format=yuv420p \
+		-c:v libx264 -preset veryfast -g 60 "$CLIP.tmp.mp4"
+	mv "$CLIP.tmp.mp4" "$CLIP"
+fi
+
+WORK=$(mktemp -d /tmp/vigil-bench-still.XXXXXX)
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+MQTT_PORT=$(freeport)
+printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$MQTT_PORT" >"$WORK/mosquitto.conf"
+mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
+PIDS+=($!)
+MAXN=0
+for n in "${COUNTS[@]}"; do [ "$n" -gt "$MAXN" ] && MAXN=$n; done
+mkdir -p "$WORK/clips"
+for i in $(seq 1 "$MAXN"); do ln -s "$CLIP" "$WORK/clips/still$(printf %02d "$i").mp4"; done
+RTSP_PORT=$(freeport)
+bin/vigil-testvideos serve --addr "127.0.0.1:$RTSP_PORT" "$WORK"/clips/*.mp4 >"$WORK/testvideos.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 120); do
+	grep -q "serving" "$WORK/testvideos.log" && break
+	sleep 1
+done
+grep -q "serving" "$WORK/testvideos.log" || { echo "bench-still: vigil-testvideos did not start:" >&2; cat "$WORK/testvideos.log" >&2; exit 1; }
+
+# sum NAME-REGEX FILE [FILTER]: the sum of the series of a metric (optionally only the lines
+# containing FILTER) in a scrape.
+sum() { awk -v n="$1" -v f="${3:-}" '$1 ~ "^"n && (f == "" || index($1, f)) {v+=$2} END {printf "%.6f", v+0}' "$2"; }
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+
+# ffmpeg's own decode of the clip, single-threaded: CPU seconds per second of video.
+FF=$(ffmpeg -hide_banner -nostats -benchmark -threads 1 -i "$CLIP" -an -f null - 2>&1 | grep -E 'bench: utime' || true)
+FFU=$(echo "$FF" | sed -E 's/.*utime=([0-9.]+)s.*stime=([0-9.]+)s.*/\1 \2/')
+echo "### still scene: $(basename "$CLIP") (60 s, 1280x720@30, H.264), detect_fps $DETECT_FPS, ${MEASURE}s measured after ${WARMUP}s"
+awk -v u="$FFU" 'BEGIN{split(u, a, " "); printf "ffmpeg -threads 1 decoding the clip: %.2f%% of a core at real time (%.2f s CPU for 60 s)\n", 100*(a[1]+a[2])/60, a[1]+a[2]}'
+
+run() {
+	local n=$1 motion=$2 dir="$WORK/run$1-$2" http
+	mkdir -p "$dir"
+	http=$(freeport)
+	{
+		echo "device_id: bench-still"
+		echo "log_level: warn"
+		echo "http: {listen: 127.0.0.1:$http}"
+		echo "mqtt: {url: tcp://127.0.0.1:$MQTT_PORT}"
+		echo "outbox: {path: $dir/outbox.db}"
+		echo "snapshots: {dir: $dir/snapshots}"
+		echo "model:"
+		echo "  manifest: $ROOT/models/yolox_nano_coco_416.json"
+		echo "  dir: $DATA/models"
+		echo "  threads: 1"
+		echo "cameras:"
+		for i in $(seq 1 "$n"); do
+			i=$(printf %02d "$i")
+			echo "  - id: still$i"
+			echo "    url: rtsp://127.0.0.1:$RTSP_PORT/still$i"
+			echo "    transport: tcp"
+			echo "    detect_fps: $DETECT_FPS"
+			[ "$motion" = on ] && echo "    motion: {enabled: true}"
+		done
+	} >"$dir/agent.yaml"
+	bin/vigil-agent run --config "$dir/agent.yaml" >"$dir/agent.log" 2>&1 &
+	local pid=$!
+	PIDS+=("$pid")
+	sleep "$WARMUP"
+	if ! kill -0 "$pid" 2>/dev/null; then echo "bench-still: the agent died:" >&2; cat "$dir/agent.log" >&2; exit 1; fi
+	curl -fsS "http://127.0.0.1:$http/metrics" >"$dir/m0"
+	local t0 c0 t1 c1
+	t0=$(date +%s.%N); c0=$(cpu_ticks "$pid")
+	sleep "$MEASURE"
+	curl -fsS "http://127.0.0.1:$http/metrics" >"$dir/m1"
+	t1=$(date +%s.%N); c1=$(cpu_ticks "$pid")
+	local load
+	load=$(cut -d' ' -f1-3 /proc/loadavg)
+	kill "$pid"; wait "$pid" 2>/dev/null || true
+	local el tck dec0 dec1 inf0 inf1 fr0 fr1 none0 none1
+	el=$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')
+	tck=$(getconf CLK_TCK)
+	dec0=$(sum 'vigil_stage_duration_seconds_sum\{' "$dir/m0" 'stage="decode"'); dec1=$(sum 'vigil_stage_duration_seconds_sum\{' "$dir/m1" 'stage="decode"')
+	inf0=$(sum 'vigil_inferences_total\{' "$dir/m0"); inf1=$(sum 'vigil_inferences_total\{' "$dir/m1")
+	fr0=$(sum 'vigil_frames_decoded_total\{' "$dir/m0"); fr1=$(sum 'vigil_frames_decoded_total\{' "$dir/m1")
+	none0=$(sum 'vigil_motion_plans_total\{' "$dir/m0" 'plan="none"'); none1=$(sum 'vigil_motion_plans_total\{' "$dir/m1" 'plan="none"')
+	awk -v n="$n" -v m="$motion" -v c0="$c0" -v c1="$c1" -v t="$el" -v tck="$tck" -v d0="$dec0" -v d1="$dec1" \
+		-v i0="$inf0" -v i1="$inf1" -v f0="$fr0" -v f1="$fr1" -v z0="$none0" -v z1="$none1" -v load="$load" 'BEGIN{
+		cpu = 100*(c1-c0)/tck/t/n; dec = 100*(d1-d0)/t/n
+		printf "still: %d camera(s), motion %-3s: agent %.2f%% of a core per camera (decode %.2f%%, the rest %.2f%%); per camera %.1f decoded frames/s, %.2f inferences/s, %.2f frames/s without inference; load average %s\n",
+			n, m, cpu, dec, cpu-dec, (f1-f0)/t/n, (i1-i0)/t/n, (z1-z0)/t/n, load }'
+}
+
+for n in "${COUNTS[@]}"; do run "$n" on; done
+run "${COUNTS[0]}" off
