@@ -2,7 +2,8 @@
 # Many cameras on one box: N copies of the 720p traffic clip (1280x720 H.264, 30 fps) served
 # over RTSP (TCP) by vigil-testvideos into the real vigil-agent (detect_fps 5, a Mosquitto on
 # loopback as the broker). After a warm-up it measures, over MEASURE seconds:
-#   per camera: detected frames/s, frames dropped/s before detection, decoded frames/s
+#   per camera: detected frames/s, frames dropped/s before detection, decoded frames/s,
+#   disposable pictures left undecoded/s (not due at detect_fps)
 #   the agent: CPU in cores (utime+stime from /proc/PID/stat) and peak RSS (VmHWM)
 # Usage: build/bench-cameras.sh [N...]   (default: 1 12 16); env WARMUP (s), MEASURE (s),
 # DETECT_FPS, POOL_SIZE (detector sessions; default one per core), THREADS (per session).
@@ -64,7 +65,7 @@ run() {
 	{
 		echo "device_id: bench"
 		echo "log_level: warn"
-		echo "http: {listen: 127.0.0.1:$http}"
+		echo "http: {listen: 127.0.0.1:$http${PPROF:+, pprof: true}}"
 		echo "mqtt: {url: tcp://127.0.0.1:$MQTT_PORT}"
 		echo "outbox: {path: $dir/outbox.db}"
 		echo "snapshots: {dir: $dir/snapshots}"
@@ -98,16 +99,18 @@ run() {
 	el=$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')
 	tck=$(getconf CLK_TCK)
 	echo "### $n camera(s), detect_fps $DETECT_FPS, ${MEASURE}s measured after ${WARMUP}s, pool_size ${POOL_SIZE:-one per core ($(nproc))}, threads $THREADS"
-	printf '%-6s %12s %12s %12s\n' camera "detected/s" "dropped/s" "decoded/s"
+	printf '%-6s %12s %12s %12s %12s\n' camera "detected/s" "dropped/s" "decoded/s" "undecoded/s"
 	for i in $(seq 1 "$n"); do
-		local c=cam$(printf %02d "$i") d0 d1 x0 x1 f0 f1 det drp dec
+		local c=cam$(printf %02d "$i") d0 d1 x0 x1 f0 f1 u0 u1 det drp dec und
 		d0=$(metric vigil_frames_detected_total "$c" "$dir/m0"); d1=$(metric vigil_frames_detected_total "$c" "$dir/m1")
 		x0=$(dropped "$c" "$dir/m0"); x1=$(dropped "$c" "$dir/m1")
 		f0=$(metric vigil_frames_decoded_total "$c" "$dir/m0"); f1=$(metric vigil_frames_decoded_total "$c" "$dir/m1")
+		u0=$(metric vigil_frames_undecoded_total "$c" "$dir/m0"); u1=$(metric vigil_frames_undecoded_total "$c" "$dir/m1")
+		und=$(awk -v a="$u0" -v b="$u1" -v t="$el" 'BEGIN{printf "%.1f", (b-a)/t}')
 		det=$(awk -v a="$d0" -v b="$d1" -v t="$el" 'BEGIN{printf "%.2f", (b-a)/t}')
 		drp=$(awk -v a="$x0" -v b="$x1" -v t="$el" 'BEGIN{printf "%.2f", (b-a)/t}')
 		dec=$(awk -v a="$f0" -v b="$f1" -v t="$el" 'BEGIN{printf "%.1f", (b-a)/t}')
-		printf '%-6s %12s %12s %12s\n' "$c" "$det" "$drp" "$dec"
+		printf '%-6s %12s %12s %12s %12s\n' "$c" "$det" "$drp" "$dec" "$und"
 		min=$(awk -v a="$min" -v b="$det" 'BEGIN{print (b<a)?b:a}')
 		sum=$(awk -v a="$sum" -v b="$det" 'BEGIN{print a+b}')
 	done

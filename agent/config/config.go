@@ -51,6 +51,9 @@ type HTTP struct {
 	// HealthMaxBacklog is how old the outbox's oldest message may grow while the broker is
 	// away before /healthz says the agent is unhealthy.
 	HealthMaxBacklog time.Duration `yaml:"health_max_backlog"`
+	// Pprof serves Go's profiler under /debug/pprof/ on the same listener (off by default:
+	// profiles show the process's internals; keep the listener on loopback when it is on).
+	Pprof bool `yaml:"pprof"`
 }
 
 // MQTT is the broker the agent publishes to.

@@ -44,5 +44,15 @@ func (r *RateLimiter) Allow(pts time.Duration) bool {
 	return true
 }
 
+// Due reports whether Allow(pts) would say yes, without counting it: a caller may use it
+// before decoding to leave out a disposable picture that would not be detected anyway. It
+// errs towards yes (a reset, a first frame).
+func (r *RateLimiter) Due(pts time.Duration) bool {
+	if r.FPS <= 0 || !r.init || pts < r.last {
+		return true
+	}
+	return pts >= r.next // a jump far ahead resets Allow's schedule, and is due too
+}
+
 // Info names the model in each result.
 type Info = frame.ModelInfo

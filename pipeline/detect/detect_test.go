@@ -41,3 +41,34 @@ func TestRateLimiter(t *testing.T) {
 		t.Fatal("limiter did not restart after PTS went back")
 	}
 }
+
+// TestRateLimiterDue: Due foretells Allow without changing what Allow says, through resets,
+// gaps and frames slower than FPS.
+func TestRateLimiterDue(t *testing.T) {
+	ms := time.Millisecond
+	var pts []time.Duration
+	for i := range 90 { // 30 fps
+		pts = append(pts, time.Duration(i)*33*ms)
+	}
+	pts = append(pts, 2900*ms, 3500*ms, 9*time.Second, 100*ms, 133*ms) // gap, jump, restart
+	for i := range 20 {                                                 // 2 fps, slower than FPS
+		pts = append(pts, 200*ms+time.Duration(i)*500*ms)
+	}
+	for _, fps := range []float64{0, 1, 5, 29.97} {
+		r := RateLimiter{FPS: fps}
+		allowed := 0
+		for _, p := range pts {
+			due := r.Due(p)
+			got := r.Allow(p)
+			if due != got {
+				t.Fatalf("fps %v, pts %v: Due %v but Allow %v", fps, p, due, got)
+			}
+			if got {
+				allowed++
+			}
+		}
+		if allowed == 0 {
+			t.Fatalf("fps %v: nothing allowed", fps)
+		}
+	}
+}

@@ -20,6 +20,7 @@ type Metrics struct {
 	FramesDropped    *prometheus.CounterVec   // camera, stage
 	FramesDetected   *prometheus.CounterVec   // camera
 	FramesSkipped    *prometheus.CounterVec   // camera
+	FramesUndecoded  *prometheus.CounterVec   // camera
 	DecodeErrors     *prometheus.CounterVec   // camera
 	SourceErrors     *prometheus.CounterVec   // camera, reason
 	Reconnects       *prometheus.CounterVec   // camera
@@ -72,6 +73,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		FramesDropped:   cv("frames_dropped_total", "Frames dropped before detection, by the stage that dropped them.", "camera", "stage"),
 		FramesDetected:  cv("frames_detected_total", "Frames run through the detector.", "camera"),
 		FramesSkipped:   cv("frames_skipped_total", "Frames not offered to the detector because of the camera's detect_fps.", "camera"),
+		FramesUndecoded: cv("frames_undecoded_total", "Disposable pictures (no other picture refers to them) not due at the camera's detect_fps, dropped before decoding.", "camera"),
 		DecodeErrors:    cv("decode_errors_total", "Packets the decoder rejected.", "camera"),
 		SourceErrors:    cv("source_errors_total", "Source sessions that ended in an error, by reason.", "camera", "reason"),
 		Reconnects:      cv("source_reconnects_total", "Times a source was reconnected after its session ended.", "camera"),
@@ -117,7 +119,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	m.MotionPlans = cv("motion_plans_total", "Frames due at detect_fps on cameras with motion-driven detection, by what the detector did (none, regions, full_frame) and why.", "camera", "plan", "reason")
 	m.Inferences = cv("inferences_total", "Model runs for the camera's frames: one per crop, tile or full frame.", "camera")
 	reg.MustRegister(m.DeliveryLatency, m.Stage, m.PoolWait, m.PoolDetected, m.HWFallbacks, m.MotionPlans, m.Inferences)
-	reg.MustRegister(m.PacketsReceived, m.FramesDecoded, m.FramesDropped, m.FramesDetected, m.FramesSkipped, m.DecodeErrors,
+	reg.MustRegister(m.PacketsReceived, m.FramesDecoded, m.FramesDropped, m.FramesDetected, m.FramesSkipped, m.FramesUndecoded, m.DecodeErrors,
 		m.SourceErrors, m.Reconnects, m.SourceUp, m.Inference, m.DetectErrors, m.Detections, m.Publishes,
 		m.PublishFailures, m.Replayed, m.OutboxDropped, m.OutboxErrors, m.LineCrossings, m.Alerts, m.TracksActive, m.CommandsRejected, m.PicturesSent, m.PicturesSkipped, m.MQTTConnected, m.MQTTAttempts, m.BuildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
