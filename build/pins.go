@@ -12,6 +12,5 @@ import (
 	_ "github.com/santhosh-tekuri/jsonschema/v6"
 	_ "github.com/yalue/onnxruntime_go"
 	_ "go.etcd.io/bbolt"
-	_ "gocv.io/x/gocv"
 	_ "gopkg.in/yaml.v3"
 )

@@ -20,7 +20,6 @@ import (
 	"strings"
 
 	ort "github.com/yalue/onnxruntime_go"
-	"gocv.io/x/gocv"
 
 	"github.com/vigil-edge/vigil/models"
 	_ "github.com/vigil-edge/vigil/models/yolov8" // registers "yolov8" and "yolov5"
@@ -57,9 +56,7 @@ type Detector struct {
 
 	lut     [3][256]float32 // byte value -> input value, per input channel
 	srcByte [3]int          // input channel -> byte offset in a BGR pixel
-	resized gocv.Mat        // letterboxed BGR image, reused
 	sc      scaler          // letterboxed YUV frame, reused
-	packed  []byte          // frame copied without row padding, when its stride has some
 	geom    geometry        // of the previous frame; the padding is written when it changes
 	cands   []models.Detection
 }
@@ -183,7 +180,6 @@ func Open(m models.Manifest, opts Options) (*Detector, error) {
 		return nil, fmt.Errorf("%w: model file %s: create session: %v", models.ErrBadModel, path, err)
 	}
 	d.setupInput()
-	d.resized = gocv.NewMat()
 	ok = true
 	return d, nil
 }
@@ -327,10 +323,6 @@ func (d *Detector) Close() error {
 	if d.out != nil {
 		errs = append(errs, d.out.Destroy())
 		d.out = nil
-	}
-	if d.resized.Ptr() != nil {
-		errs = append(errs, d.resized.Close())
-		d.resized = gocv.Mat{}
 	}
 	d.sc.close()
 	return errors.Join(errs...)

@@ -10,10 +10,7 @@ import "C"
 
 import (
 	"fmt"
-	"image"
 	"unsafe"
-
-	"gocv.io/x/gocv"
 
 	"github.com/vigil-edge/vigil/models"
 )
@@ -75,7 +72,7 @@ func (s *scaler) scale(img models.Image, w, h int) ([]byte, error) {
 	}
 	s.out = s.out[:3*w*h]
 	format := C.int(1)
-	var v *C.uint8_t
+	u, v := (*C.uint8_t)(unsafe.Pointer(&img.U[0])), (*C.uint8_t)(nil)
 	if img.Format == models.NV12 {
 		format = 2
 	} else {
@@ -87,7 +84,7 @@ func (s *scaler) scale(img models.Image, w, h int) ([]byte, error) {
 	}
 	ret := C.lb_scale(s.c, format, C.int(img.Width), C.int(img.Height),
 		(*C.uint8_t)(unsafe.Pointer(&img.Pix[0])), C.int(img.Stride),
-		(*C.uint8_t)(unsafe.Pointer(&img.U[0])), C.int(img.UStride), v, C.int(img.VStride),
+		u, C.int(img.UStride), v, C.int(img.VStride),
 		full, C.int(img.Matrix), C.int(w), C.int(h), (*C.uint8_t)(unsafe.Pointer(&s.out[0])), C.int(3*w))
 	if ret < 0 {
 		return nil, fmt.Errorf("letterbox: scale %s %dx%d to %dx%d failed (%d)", img.Format, img.Width, img.Height, w, h, int(ret))
@@ -139,39 +136,48 @@ func (d *Detector) prepare(img models.Image) (geometry, error) {
 }
 
 // resize returns img scaled to the letterbox's g.rw x g.rh as packed BGR rows: a YUV frame
-// through libswscale in one pass, a BGR image through OpenCV.
+// through libswscale in one pass (its only colour conversion), a BGR picture (a file given to
+// `detect`) by bilinear interpolation in Go, as OpenCV's INTER_LINEAR does, so that its
+// colours come through exactly (libswscale would round them through YUV).
 func (d *Detector) resize(img models.Image, g geometry) ([]byte, error) {
 	if img.Format != models.BGR24 {
 		return d.sc.scale(img, g.rw, g.rh)
 	}
-	rowBytes := 3 * img.Width
-	pix := img.Pix[:img.Height*img.Stride-img.Stride+rowBytes]
-	if img.Stride != rowBytes {
-		if cap(d.packed) < img.Height*rowBytes {
-			d.packed = make([]byte, img.Height*rowBytes)
-		}
-		d.packed = d.packed[:img.Height*rowBytes]
-		for y := range img.Height {
-			copy(d.packed[y*rowBytes:(y+1)*rowBytes], img.Pix[y*img.Stride:])
-		}
-		pix = d.packed
+	if g.rw == img.Width && g.rh == img.Height && img.Stride == 3*img.Width {
+		return img.Pix[:img.Height*img.Stride], nil
 	}
-	src := pix
-	if g.rw != img.Width || g.rh != img.Height {
-		mat, err := gocv.NewMatFromBytes(img.Height, img.Width, gocv.MatTypeCV8UC3, pix)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", models.ErrBadImage, err)
+	n := 3 * g.rw * g.rh
+	if cap(d.sc.out) < n {
+		d.sc.out = make([]byte, n)
+	}
+	out := d.sc.out[:n]
+	type tap struct {
+		i0, i1 int
+		f      float32
+	}
+	taps := func(dst, src int) []tap {
+		t := make([]tap, dst)
+		scale := float32(src) / float32(dst)
+		for i := range t {
+			v := min(max((float32(i)+0.5)*scale-0.5, 0), float32(src-1))
+			i0 := int(v)
+			t[i] = tap{i0, min(i0+1, src-1), v - float32(i0)}
 		}
-		gocv.Resize(mat, &d.resized, image.Pt(g.rw, g.rh), 0, 0, gocv.InterpolationLinear)
-		mat.Close()
-		if !d.resized.IsContinuous() || d.resized.Cols() != g.rw || d.resized.Rows() != g.rh {
-			return nil, fmt.Errorf("model %q: resize to %dx%d failed", d.m.Name, g.rw, g.rh)
-		}
-		if src, err = d.resized.DataPtrUint8(); err != nil {
-			return nil, fmt.Errorf("model %q: resized frame: %w", d.m.Name, err)
+		return t
+	}
+	xs, ys := taps(g.rw, img.Width), taps(g.rh, img.Height)
+	for y, ty := range ys {
+		r0, r1 := img.Pix[ty.i0*img.Stride:], img.Pix[ty.i1*img.Stride:]
+		row := out[3*y*g.rw : 3*(y+1)*g.rw]
+		for x, tx := range xs {
+			for k := range 3 {
+				a := float32(r0[3*tx.i0+k])*(1-tx.f) + float32(r0[3*tx.i1+k])*tx.f
+				b := float32(r1[3*tx.i0+k])*(1-tx.f) + float32(r1[3*tx.i1+k])*tx.f
+				row[3*x+k] = uint8(a*(1-ty.f) + b*ty.f + 0.5)
+			}
 		}
 	}
-	return src, nil
+	return out, nil
 }
 
 // fill sets every element of s to v.

@@ -27,12 +27,6 @@ type Library struct {
 // Load fails: ONNX Runtime is loaded through cgo.
 func Load() (Library, error) { return Library{}, errNoCgo }
 
-// SetOpenCVThreads does nothing: there is no OpenCV in this build.
-func SetOpenCVThreads(n int) {}
-
-// OpenCVThreads is 0: there is no OpenCV in this build.
-func OpenCVThreads() int { return 0 }
-
 // Options tune a Detector. The zero value is valid.
 type Options struct {
 	Threads    int

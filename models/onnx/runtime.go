@@ -35,7 +35,6 @@ var env struct {
 
 // Load finds the ONNX Runtime shared library, loads it and creates the process-wide
 // environment, once; later calls return the same Library. It is safe for concurrent use.
-// It also limits OpenCV to one thread (see SetOpenCVThreads).
 //
 // The library is $ONNXRUNTIME_LIB when set; otherwise the first of
 // .deps/onnxruntime/<x64|arm64>/libonnxruntime.so in the working directory or any parent of
@@ -51,7 +50,6 @@ func Load() (Library, error) {
 	if ort.IsInitialized() {
 		// Someone else in this process set the runtime up; use theirs.
 		env.lib = Library{Path: "(initialised elsewhere)", Version: ort.GetVersion()}
-		limitOpenCVThreads()
 		return env.lib, nil
 	}
 	cwd, _ := os.Getwd()
@@ -65,7 +63,6 @@ func Load() (Library, error) {
 		return Library{}, fmt.Errorf("load onnxruntime from %s: %w", path, err)
 	}
 	env.lib = Library{Path: path, Version: ort.GetVersion()}
-	limitOpenCVThreads()
 	return env.lib, nil
 }
 

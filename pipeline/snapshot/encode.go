@@ -2,86 +2,81 @@
 
 package snapshot
 
+/*
+#cgo pkg-config: libswscale libavutil libjpeg
+#include <stdlib.h>
+#include "jpeg.h"
+*/
+import "C"
+
 import (
 	"errors"
 	"fmt"
 	"image"
-	"image/color"
-	"slices"
-
-	"gocv.io/x/gocv"
+	"unsafe"
 
 	"github.com/vigil-edge/vigil/models"
 )
 
-// Encode makes a JPEG of img (BGR, only read): downscaled to enc.MaxWidth, redacted by redact
-// (when not nil) on its own copy, then boxes drawn with their captions, at enc.Quality.
+// Encode makes a JPEG of img (BGR, only read): downscaled to enc.MaxWidth (area averaging,
+// libswscale), redacted by redact (when not nil) on its own copy, then boxes drawn with their
+// captions, compressed by libjpeg-turbo at enc.Quality.
 func Encode(img models.Image, boxes []Box, redact Redact, enc Encoding) ([]byte, error) {
 	enc = enc.orDefaults()
-	if !img.Valid() {
-		return nil, fmt.Errorf("%w: %dx%d, stride %d, %d bytes", models.ErrBadImage, img.Width, img.Height, img.Stride, len(img.Pix))
+	if !img.Valid() || img.Format != models.BGR24 {
+		return nil, fmt.Errorf("%w: %s %dx%d, stride %d, %d bytes", models.ErrBadImage, img.Format, img.Width, img.Height, img.Stride, len(img.Pix))
 	}
-	// A Mat over the caller's pixels, only ever read.
-	rowBytes := 3 * img.Width
-	pix := img.Pix[:(img.Height-1)*img.Stride+rowBytes]
-	if img.Stride != rowBytes {
-		packed := make([]byte, img.Height*rowBytes)
-		for y := range img.Height {
-			copy(packed[y*rowBytes:(y+1)*rowBytes], img.Pix[y*img.Stride:])
-		}
-		pix = packed
-	}
-	src, err := gocv.NewMatFromBytes(img.Height, img.Width, gocv.MatTypeCV8UC3, pix)
-	if err != nil {
-		return nil, err
-	}
-	defer src.Close()
-
-	// Our own copy, downscaled where needed.
+	// Our own packed copy, downscaled where needed.
 	w, h := img.Width, img.Height
-	var own gocv.Mat
 	if w > enc.MaxWidth {
 		h = max(1, (h*enc.MaxWidth+w/2)/w)
 		w = enc.MaxWidth
-		own = gocv.NewMat()
-		gocv.Resize(src, &own, image.Pt(w, h), 0, 0, gocv.InterpolationArea)
-	} else {
-		own = src.Clone()
 	}
-	defer own.Close()
-	if own.Cols() != w || own.Rows() != h || !own.IsContinuous() {
-		return nil, fmt.Errorf("resize to %dx%d failed", w, h)
+	own := make([]byte, 3*w*h)
+	if w != img.Width || h != img.Height {
+		if C.snap_scale(C.int(img.Width), C.int(img.Height), (*C.uint8_t)(unsafe.Pointer(&img.Pix[0])), C.int(img.Stride),
+			C.int(w), C.int(h), (*C.uint8_t)(unsafe.Pointer(&own[0]))) != 0 {
+			return nil, fmt.Errorf("resize %dx%d to %dx%d failed", img.Width, img.Height, w, h)
+		}
+	} else {
+		for y := range h {
+			copy(own[y*3*w:(y+1)*3*w], img.Pix[y*img.Stride:])
+		}
 	}
 	if redact != nil {
-		data, err := own.DataPtrUint8()
-		if err != nil {
-			return nil, err
-		}
-		if err := redact(models.Image{Width: w, Height: h, Stride: 3 * w, Pix: data}); err != nil {
+		if err := redact(models.Image{Width: w, Height: h, Stride: 3 * w, Pix: own}); err != nil {
 			return nil, fmt.Errorf("redact: %w", err)
 		}
 	}
+	cv := canvas{pix: own, w: w, h: h}
 	sx, sy := float32(w)/float32(img.Width), float32(h)/float32(img.Height)
-	green := color.RGBA{G: 255, A: 255}
+	green := [3]byte{0, 255, 0}
 	for _, b := range boxes {
 		if b.Area() <= 0 {
 			continue
 		}
 		r := image.Rect(int(b.X1*sx), int(b.Y1*sy), int(b.X2*sx), int(b.Y2*sy)).Intersect(image.Rect(0, 0, w, h))
-		gocv.Rectangle(&own, r, green, max(2, w/640))
+		cv.rect(r, max(2, w/640), green)
 		if b.Text != "" {
-			scale := max(0.4, float64(w)/1600)
-			gocv.PutText(&own, b.Text, image.Pt(r.Min.X, max(r.Min.Y-4, 12)), gocv.FontHersheySimplex, scale, green, max(1, w/800))
+			scale := max(1, w/800)
+			cv.text(b.Text, image.Pt(r.Min.X, max(r.Min.Y-4*scale, 13*scale)), scale, green)
 		}
 	}
-	buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, own, []int{gocv.IMWriteJpegQuality, enc.Quality})
-	if err != nil {
-		return nil, fmt.Errorf("encode JPEG: %w", err)
+	return compress(own, w, h, enc.Quality)
+}
+
+// compress makes a JPEG of a packed w x h BGR picture.
+func compress(pix []byte, w, h, quality int) ([]byte, error) {
+	var out *C.uint8_t
+	var size C.ulong
+	var msg [200]C.char
+	if C.snap_jpeg(C.int(w), C.int(h), (*C.uint8_t)(unsafe.Pointer(&pix[0])), C.int(3*w), C.int(quality),
+		&out, &size, &msg[0], C.int(len(msg))) != 0 {
+		return nil, fmt.Errorf("encode JPEG: %s", C.GoString(&msg[0]))
 	}
-	defer buf.Close()
-	out := slices.Clone(buf.GetBytes())
-	if len(out) == 0 {
+	defer C.snap_free(out)
+	if size == 0 {
 		return nil, errors.New("encode JPEG: no output")
 	}
-	return out, nil
+	return C.GoBytes(unsafe.Pointer(out), C.int(size)), nil
 }

@@ -10,5 +10,5 @@ import (
 
 // Encode fails: JPEG encoding and drawing go through OpenCV (cgo).
 func Encode(img models.Image, boxes []Box, redact Redact, enc Encoding) ([]byte, error) {
-	return nil, errors.New("snapshot: this binary was built without cgo (CGO_ENABLED=0) and cannot encode JPEGs; build with cgo and OpenCV")
+	return nil, errors.New("snapshot: this binary was built without cgo (CGO_ENABLED=0) and cannot encode JPEGs; build with cgo (libjpeg-turbo, libswscale)")
 }

@@ -311,3 +311,41 @@ func FuzzServeHTTP(f *testing.F) {
 		}
 	})
 }
+
+// TestCaptionIsDrawn: a box's caption appears above it, green on a dark backing, and the
+// quality setting changes the file size the way JPEG quality does.
+func TestCaptionIsDrawn(t *testing.T) {
+	img := scene(1280, 720, 3*1280)
+	box := Box{Box: models.Box{X1: 400, Y1: 300, X2: 700, Y2: 600}, Text: "person 0.91"}
+	b, err := Encode(img, []Box{box}, nil, Encoding{Quality: 90})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := decode(t, b)
+	defer m.Close()
+	green, dark := 0, 0
+	for y := 270; y < 300; y++ { // the caption's band above the box
+		for x := 400; x < 520; x++ {
+			v := m.GetVecbAt(y, x)
+			switch {
+			case v[1] > 180 && v[0] < 100 && v[2] < 100:
+				green++
+			case int(v[0])+int(v[1])+int(v[2]) < 90:
+				dark++
+			}
+		}
+	}
+	if green < 60 || dark < 300 {
+		t.Fatalf("caption band has %d green and %d dark pixels, want text on a dark backing", green, dark)
+	}
+	low, err := Encode(img, []Box{box}, nil, Encoding{Quality: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(low) >= len(b) {
+		t.Fatalf("quality 20 gave %d bytes, quality 90 %d", len(low), len(b))
+	}
+	if _, err := Encode(models.Image{Width: 4, Height: 4, Stride: 2, Pix: make([]byte, 8)}, nil, nil, Encoding{}); !errors.Is(err, models.ErrBadImage) {
+		t.Fatalf("bad image: %v", err)
+	}
+}
