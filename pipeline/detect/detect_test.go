@@ -51,7 +51,7 @@ func TestRateLimiterDue(t *testing.T) {
 		pts = append(pts, time.Duration(i)*33*ms)
 	}
 	pts = append(pts, 2900*ms, 3500*ms, 9*time.Second, 100*ms, 133*ms) // gap, jump, restart
-	for i := range 20 {                                                 // 2 fps, slower than FPS
+	for i := range 20 {                                                // 2 fps, slower than FPS
 		pts = append(pts, 200*ms+time.Duration(i)*500*ms)
 	}
 	for _, fps := range []float64{0, 1, 5, 29.97} {
