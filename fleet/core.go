@@ -83,6 +83,7 @@ type Config struct {
 	Registry registry.Options
 	// RegistryFile saves the device registry to this bbolt file (vigil-fleet serve --data puts
 	// it at DATA/registry.db), so a restart forgets no device; empty keeps it in memory.
+	// With Events.Postgres the registry is kept in PostgreSQL instead (see store.go).
 	RegistryFile string
 	// MetricsPerDevice adds per-device series to /metrics; their number grows with the fleet.
 	MetricsPerDevice bool
@@ -192,15 +193,8 @@ func New(cfg Config) (_ *Core, err error) {
 
 	// With a share group this instance sees a share of each device's seqs.
 	cfg.Registry.Shared = cfg.Registry.Shared || cfg.ShareGroup != ""
-	if cfg.RegistryFile == "" {
-		c.registry = registry.New(cfg.Registry)
-	} else {
-		if cfg.Registry.Logger == nil {
-			cfg.Registry.Logger = cfg.Logger
-		}
-		if c.registry, err = registry.Open(cfg.RegistryFile, cfg.Registry); err != nil {
-			return nil, err
-		}
+	if c.registry, err = openRegistry(cfg); err != nil { // store.go
+		return nil, err
 	}
 
 	recorder, err := c.startEvents(cfg)

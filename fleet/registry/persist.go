@@ -1,17 +1,13 @@
 package registry
 
 import (
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
@@ -31,29 +27,46 @@ var (
 	keyFormat     = []byte("format")
 )
 
-// store is the bbolt file behind a registry made with Open, and its flusher goroutine.
+// store is the Store behind a registry made with Open or OpenStore, and its flusher goroutine.
 //
-// Saving is write-behind: HandleMessage only marks the device dirty; every FlushInterval the
-// flusher encodes the dirty devices under the registry's lock (memory only) and writes them in
-// one transaction outside it, so message handling never waits on the disk.
+// Saving is write-behind: HandleMessage only marks the device dirty (or, shared, adds the
+// message to the device's delta); every FlushInterval the flusher encodes the dirty devices
+// under the registry's lock (memory only) and writes them in one Update outside it, so message
+// handling never waits on the store.
 type store struct {
-	path   string
-	db     *bolt.DB
+	st     Store
 	stop   chan struct{}
 	done   chan struct{}
 	flush  sync.Mutex // one write at a time: the flusher's, Flush's or Close's
 	closed bool       // under flush
+	cursor int64      // under flush: Load's cursor of the last refresh (shared)
 }
 
 // Open returns a registry saved to the bbolt file at path (created when missing), loaded with
-// the devices it holds, and starts writing its changes in the background; Close it.
+// the devices it holds, and starts writing its changes in the background; Close it. It is
+// OpenStore on OpenFile(path).
+func Open(path string, opts Options) (*Registry, error) {
+	st, err := OpenFile(path)
+	if err != nil {
+		return nil, err
+	}
+	r, err := OpenStore(st, opts)
+	if err != nil {
+		_ = st.Close()
+		return nil, fmt.Errorf("registry: load %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// OpenStore returns a registry saved to st, loaded with the devices it holds, and starts
+// writing its changes in the background; Close it (which closes st).
 //
 // What is saved of each device: its state, version, first and last seen, status time,
-// message counts, cameras with their counters, newest telemetry, and its seq tracking (epoch,
-// watermark, the runs received above it, lost), so a duplicate sent before the restart is
-// still recognised after it. Not saved: the detections rates (they start again from zero) and
-// the registry-wide counters of Totals (Received, Duplicates, Replayed, EpochChanges,
-// Rejected), which restart from zero like any counter of a restarted process.
+// message counts, cameras with their counters, newest telemetry, clock skew, and its seq
+// tracking (epoch, watermark, the runs received above it, lost), so a duplicate sent before
+// the restart is still recognised after it. Not saved: the detections rates (they start again
+// from zero) and the registry-wide counters of Totals (Received, Duplicates, Replayed,
+// EpochChanges, Rejected), which restart from zero like any counter of a restarted process.
 //
 // A device that was offline stays offline. A device that was online is loaded with no state
 // ("", counted as StateUnknown) until its next status message: the controller cannot know
@@ -62,29 +75,64 @@ type store struct {
 // before). A gap's age starts again at the load: while the controller was down no traffic
 // moved past it.
 //
+// With Options.Shared several registries (one per fleet instance, each seeing a share of every
+// device's messages) share st: see shared.go. Each keeps the changes it saw since its last
+// flush as a delta, merges it into the saved record under the store's lock (the seqs of all
+// instances together, so gaps are found again), and then reloads the records any instance
+// changed: every instance shows the same devices, at most about one FlushInterval old.
+//
 // At most MaxDevices devices are loaded (the first by id); cameras, labels and gaps over their
-// limits are dropped. A file that is not a registry file, or that does not decode, is an error
-// naming it.
-func Open(path string, opts Options) (*Registry, error) {
+// limits are dropped. A record that does not decode is an error naming its device.
+func OpenStore(st Store, opts Options) (*Registry, error) {
 	r := New(opts)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("registry: %w", err)
+	if r.opts.Shared {
+		r.pending = map[string]*delta{}
+	} else {
+		r.dirty = map[string]struct{}{}
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	recs, cursor, err := st.Load(context.Background(), 0)
 	if err != nil {
-		return nil, fmt.Errorf("registry: open %s: %w", path, err)
-	}
-	if err := r.load(db, path); err != nil {
-		_ = db.Close()
 		return nil, err
 	}
-	r.dirty = map[string]struct{}{}
-	r.store = &store{path: path, db: db, stop: make(chan struct{}), done: make(chan struct{})}
+	now := r.opts.Now()
+	skipped := 0
+	for _, rec := range recs {
+		if len(r.devices) >= r.opts.MaxDevices {
+			skipped++
+			continue
+		}
+		d, err := r.decodeRecord(rec, now, !r.opts.Shared)
+		if err != nil {
+			return nil, err
+		}
+		r.devices[d.id] = d
+	}
+	if skipped > 0 {
+		r.opts.Logger.Warn("registry: the store holds more devices than max_devices; the rest are not loaded",
+			"component", "registry", "max_devices", r.opts.MaxDevices, "skipped", skipped)
+	}
+	r.store = &store{st: st, stop: make(chan struct{}), done: make(chan struct{}), cursor: cursor}
 	go r.flusher()
 	return r, nil
 }
 
-// Close writes what changed since the last flush and closes the file; changes after it are
+// decodeRecord rebuilds a device from its saved record; restart: see fromRecord.
+func (r *Registry) decodeRecord(rec Record, now time.Time, restart bool) (*device, error) {
+	var dr deviceRecord
+	if err := json.Unmarshal(rec.Data, &dr); err != nil {
+		return nil, fmt.Errorf("device %q: %w", rec.ID, err)
+	}
+	d, err := r.fromRecord(dr, now, restart)
+	if err != nil {
+		return nil, fmt.Errorf("device %q: %w", rec.ID, err)
+	}
+	if d.id != rec.ID {
+		return nil, fmt.Errorf("device %q: record names %q", rec.ID, d.id)
+	}
+	return d, nil
+}
+
+// Close writes what changed since the last flush and closes the store; changes after it are
 // not saved. It does nothing for a registry made with New. Call it once, after the last
 // HandleMessage.
 func (r *Registry) Close() error {
@@ -98,15 +146,16 @@ func (r *Registry) Close() error {
 	s.flush.Lock()
 	defer s.flush.Unlock()
 	s.closed = true
-	if cerr := s.db.Close(); cerr != nil && err == nil {
-		err = fmt.Errorf("registry: close %s: %w", s.path, cerr)
+	if cerr := s.st.Close(); cerr != nil && err == nil {
+		err = cerr
 	}
 	return err
 }
 
 // Flush writes the devices changed since the last flush now; the registry also does it every
-// FlushInterval and at Close. It does nothing for a registry made with New. Devices whose
-// write failed stay to be written by the next flush.
+// FlushInterval and at Close. Shared, it then reloads the devices other instances changed. It
+// does nothing for a registry made with New. Devices whose write failed stay to be written by
+// the next flush.
 func (r *Registry) Flush() error {
 	s := r.store
 	if s == nil {
@@ -117,17 +166,20 @@ func (r *Registry) Flush() error {
 	if s.closed {
 		return nil
 	}
+	if r.pending != nil {
+		return r.flushShared()
+	}
 
 	r.mu.Lock()
 	if len(r.dirty) == 0 {
 		r.mu.Unlock()
 		return nil
 	}
-	ids := slices.Collect(maps.Keys(r.dirty))
-	vals := make([][]byte, len(ids))
+	ids := slices.Sorted(maps.Keys(r.dirty))
+	vals := make(map[string][]byte, len(ids))
 	var encErr error
-	for i, id := range ids {
-		if vals[i], encErr = json.Marshal(r.devices[id].record()); encErr != nil {
+	for _, id := range ids {
+		if vals[id], encErr = json.Marshal(r.devices[id].record()); encErr != nil {
 			break
 		}
 	}
@@ -137,19 +189,9 @@ func (r *Registry) Flush() error {
 		r.redirty(ids)
 		return fmt.Errorf("registry: encode device: %w", encErr)
 	}
-
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDevices)
-		for i, id := range ids {
-			if err := b.Put([]byte(id), vals[i]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := s.st.Update(context.Background(), ids, func(id string, _ []byte) ([]byte, error) { return vals[id], nil }); err != nil {
 		r.redirty(ids)
-		return fmt.Errorf("registry: write %s: %w", s.path, err)
+		return err
 	}
 	return nil
 }
@@ -180,74 +222,6 @@ func (r *Registry) flusher() {
 	}
 }
 
-// load checks that db is a registry file (making an empty file one) and loads its devices.
-func (r *Registry) load(db *bolt.DB, path string) error {
-	fresh := false
-	if err := db.View(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		if meta == nil {
-			empty := true
-			_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
-			if !empty {
-				return errors.New("not a registry file")
-			}
-			fresh = true
-			return nil
-		}
-		if f := meta.Get(keyFormat); string(f) != fileFormat {
-			return fmt.Errorf("format %q, want %q", f, fileFormat)
-		}
-		b := tx.Bucket(bucketDevices)
-		if b == nil {
-			return errors.New("no devices bucket")
-		}
-		now := r.opts.Now()
-		skipped := 0
-		err := b.ForEach(func(k, v []byte) error {
-			if len(r.devices) >= r.opts.MaxDevices {
-				skipped++
-				return nil
-			}
-			var rec deviceRecord
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("device %q: %w", k, err)
-			}
-			d, err := r.fromRecord(rec, now)
-			if err != nil {
-				return fmt.Errorf("device %q: %w", k, err)
-			}
-			if d.id != string(k) {
-				return fmt.Errorf("device %q: record names %q", k, d.id)
-			}
-			r.devices[d.id] = d
-			return nil
-		})
-		if skipped > 0 {
-			r.opts.Logger.Warn("registry: file holds more devices than max_devices; the rest are not loaded",
-				"component", "registry", "file", path, "max_devices", r.opts.MaxDevices, "skipped", skipped)
-		}
-		return err
-	}); err != nil {
-		return fmt.Errorf("registry: load %s: %w", path, err)
-	}
-	if !fresh {
-		return nil
-	}
-	if err := db.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucket(bucketMeta)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.CreateBucket(bucketDevices); err != nil {
-			return err
-		}
-		return meta.Put(keyFormat, []byte(fileFormat))
-	}); err != nil {
-		return fmt.Errorf("registry: create %s: %w", path, err)
-	}
-	return nil
-}
-
 // deviceRecord is how a device is saved, as JSON.
 type deviceRecord struct {
 	ID           string                  `json:"id"`
@@ -271,14 +245,17 @@ type deviceRecord struct {
 	SkewSince   time.Time `json:"skew_since,omitzero"`
 }
 
-// seqRecord is a saved seqTrack; the hole ages are not saved.
+// seqRecord is a saved seqTrack.
 type seqRecord struct {
 	Epoch     string      `json:"epoch,omitempty"`
 	Base      uint64      `json:"base,omitempty"`
 	Watermark uint64      `json:"watermark,omitempty"`
 	Highest   uint64      `json:"highest,omitempty"`
 	Spans     [][2]uint64 `json:"spans,omitempty"` // lo, hi
-	Lost      uint64      `json:"lost,omitempty"`
+	// HoleAt is the age (unix ns) of the hole below each span, for the instances sharing a
+	// store; a registry loading at its start ignores them (see OpenStore). Older records lack it.
+	HoleAt []int64 `json:"hole_at,omitempty"`
+	Lost   uint64  `json:"lost,omitempty"`
 }
 
 type cameraRecord struct {
@@ -294,17 +271,12 @@ func (d *device) record() deviceRecord {
 		ID: d.id, State: d.state, Version: d.version, Listed: d.listed,
 		FirstSeen: d.firstSeen, LastSeen: d.lastSeen, StatusAt: d.statusAt, LastStatus: d.lastStatus,
 		Messages: d.messages, Duplicates: d.duplicates, Replayed: d.replayed, EpochChanges: d.epochChanges,
-		PrevEpoch: d.prevEpoch, Telemetry: d.telemetry,
-		Seq: seqRecord{Epoch: d.seq.epoch, Base: d.seq.base, Watermark: d.seq.watermark, Highest: d.seq.highest,
-			Lost: d.seq.lost},
+		PrevEpoch: d.prevEpoch, Telemetry: d.telemetry, Seq: d.seq.record(),
 		Cameras: make(map[string]cameraRecord, len(d.cameras)),
 	}
 	if d.skewKnown {
 		ms := d.skew.Milliseconds()
 		rec.ClockSkewMs, rec.SkewSince = &ms, d.skewSince
-	}
-	for _, s := range d.seq.spans {
-		rec.Seq.Spans = append(rec.Seq.Spans, [2]uint64{s.lo, s.hi})
 	}
 	for id, c := range d.cameras {
 		rec.Cameras[id] = cameraRecord{Detections: c.detections, Objects: c.objects,
@@ -313,9 +285,61 @@ func (d *device) record() deviceRecord {
 	return rec
 }
 
+// record is what is saved of t.
+func (t *seqTrack) record() seqRecord {
+	s := seqRecord{Epoch: t.epoch, Base: t.base, Watermark: t.watermark, Highest: t.highest, Lost: t.lost}
+	for _, sp := range t.spans {
+		s.Spans = append(s.Spans, [2]uint64{sp.lo, sp.hi})
+		s.HoleAt = append(s.HoleAt, sp.holeAt)
+	}
+	return s
+}
+
+// trackFromRecord rebuilds a seqTrack, checking what the tracking relies on. With restart
+// (a registry loading at its start) every hole's age starts again at now; else the saved ages
+// are kept where there are.
+func (r *Registry) trackFromRecord(s seqRecord, now time.Time, restart bool) (seqTrack, error) {
+	t := seqTrack{epoch: s.Epoch, gapTimeout: r.opts.GapTimeout, maxGaps: r.opts.MaxGaps, partial: r.opts.Shared && r.pending == nil,
+		base: s.Base, watermark: s.Watermark, highest: s.Highest, lost: s.Lost}
+	prev := s.Watermark + 1 // a span must start above the seq after the one below it
+	for i, sp := range s.Spans {
+		lo, hi := sp[0], sp[1]
+		if lo <= prev || hi < lo || hi > s.Highest {
+			return seqTrack{}, fmt.Errorf("seq: span %d-%d out of order (watermark %d, highest %d)", lo, hi, s.Watermark, s.Highest)
+		}
+		at := now.UnixNano()
+		if !restart && len(s.HoleAt) == len(s.Spans) && s.HoleAt[i] <= at {
+			at = s.HoleAt[i]
+		}
+		t.spans = append(t.spans, span{lo: lo, hi: hi, holeAt: at})
+		t.held += hi - lo + 1
+		if lo <= t.base {
+			t.heldLow += min(hi, t.base) - lo + 1
+		}
+		prev = hi + 1
+	}
+	if len(t.spans) == 0 && s.Highest != s.Watermark || len(t.spans) > 0 && t.spans[len(t.spans)-1].hi != s.Highest {
+		return seqTrack{}, fmt.Errorf("seq: highest %d does not match watermark %d and spans", s.Highest, s.Watermark)
+	}
+	if len(t.spans) > 0 {
+		oldest := t.spans[0].holeAt
+		for _, sp := range t.spans {
+			oldest = min(oldest, sp.holeAt)
+		}
+		t.nextCheck = oldest + int64(t.gapTimeout)
+	}
+	for len(t.spans) > t.maxGaps {
+		t.giveUp(0)
+	}
+	return t, nil
+}
+
 // fromRecord rebuilds a device from its record, within the registry's limits, checking what
-// the seq tracking relies on; now is the load time.
-func (r *Registry) fromRecord(rec deviceRecord, now time.Time) (*device, error) {
+// the seq tracking relies on; now is the load time. With restart (a registry loading at its
+// start) a device that was online is unknown until its next status, and holes' ages start
+// again; without (a shared registry reloading what the instances saved) the record is taken
+// as it is.
+func (r *Registry) fromRecord(rec deviceRecord, now time.Time, restart bool) (*device, error) {
 	if !wire.ValidID(rec.ID) {
 		return nil, fmt.Errorf("invalid id %q", rec.ID)
 	}
@@ -328,7 +352,7 @@ func (r *Registry) fromRecord(rec deviceRecord, now time.Time) (*device, error) 
 	if rec.ClockSkewMs != nil {
 		d.skew, d.skewKnown, d.skewSince = time.Duration(*rec.ClockSkewMs)*time.Millisecond, true, rec.SkewSince
 	}
-	if d.state == wire.StateOnline {
+	if restart && d.state == wire.StateOnline {
 		d.state, d.lastStatus = "", "" // unknown until the next status, which is applied
 	}
 	if d.messages == nil {
@@ -343,30 +367,9 @@ func (r *Registry) fromRecord(rec deviceRecord, now time.Time) (*device, error) 
 		t.Cameras = t.Cameras[:r.opts.MaxCameras]
 	}
 
-	s := rec.Seq
-	t := seqTrack{epoch: s.Epoch, gapTimeout: r.opts.GapTimeout, maxGaps: r.opts.MaxGaps, partial: r.opts.Shared,
-		base: s.Base, watermark: s.Watermark, highest: s.Highest, lost: s.Lost}
-	prev := s.Watermark + 1 // a span must start above the seq after the one below it
-	for _, sp := range s.Spans {
-		lo, hi := sp[0], sp[1]
-		if lo <= prev || hi < lo || hi > s.Highest {
-			return nil, fmt.Errorf("seq: span %d-%d out of order (watermark %d, highest %d)", lo, hi, s.Watermark, s.Highest)
-		}
-		t.spans = append(t.spans, span{lo: lo, hi: hi, holeAt: now.UnixNano()})
-		t.held += hi - lo + 1
-		if lo <= t.base {
-			t.heldLow += min(hi, t.base) - lo + 1
-		}
-		prev = hi + 1
-	}
-	if len(t.spans) == 0 && s.Highest != s.Watermark || len(t.spans) > 0 && t.spans[len(t.spans)-1].hi != s.Highest {
-		return nil, fmt.Errorf("seq: highest %d does not match watermark %d and spans", s.Highest, s.Watermark)
-	}
-	if len(t.spans) > 0 {
-		t.nextCheck = now.UnixNano() + int64(t.gapTimeout)
-	}
-	for len(t.spans) > t.maxGaps {
-		t.giveUp(0)
+	t, err := r.trackFromRecord(rec.Seq, now, restart)
+	if err != nil {
+		return nil, err
 	}
 	d.seq = t
 

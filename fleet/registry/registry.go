@@ -190,7 +190,10 @@ type Registry struct {
 	// dirty holds the ids of devices changed since the last flush; nil for a registry that
 	// is not saved (New).
 	dirty map[string]struct{}
-	store *store // nil for New
+	// pending holds each device's delta since the last flush, for a shared registry on a
+	// store (see shared.go); nil otherwise.
+	pending map[string]*delta
+	store   *store // nil for New
 }
 
 type device struct {
@@ -223,6 +226,7 @@ type camera struct {
 	firstReceived  time.Time
 	buckets        []bucket // one per second of the window, indexed by unix second mod len
 	bucketSpanSecs int64
+	samples        []rateSample // saved counts at reloads, oldest first (shared registries)
 }
 
 type bucket struct {
@@ -374,7 +378,7 @@ func (r *Registry) apply(m message, now time.Time) error {
 		r.duplicates++
 		return errDuplicate
 	}
-	if m.status == nil {
+	if m.status == nil && r.pending == nil { // shared on a store: the flush tracks the seqs
 		if newEpoch {
 			if d.seq.epoch != "" {
 				d.epochChanges++
@@ -417,6 +421,9 @@ func (r *Registry) apply(m message, now time.Time) error {
 	}
 	d.messages[m.kind]++
 	d.lastSeen = now
+	if r.pending != nil {
+		r.note(d, m, now)
+	}
 	return nil
 }
 
@@ -600,10 +607,18 @@ func (r *Registry) snapshot(d *device, now time.Time) Device {
 			Objects:         maps.Clone(c.objects),
 			LastDetectionAt: c.lastDetection,
 			LastReceivedAt:  c.lastReceived,
-			Rate:            c.rate(now),
+			Rate:            r.rate(c, now),
 		})
 	}
 	return out
+}
+
+// rate is c's detections rate: this registry's own, or shared, the fleet's from the saved counts.
+func (r *Registry) rate(c *camera, now time.Time) float64 {
+	if r.pending != nil {
+		return c.sharedRate(now, r.opts.Window)
+	}
+	return c.rate(now)
 }
 
 // expire gives up d's gaps that timed out; r.mu is held.
@@ -615,6 +630,10 @@ func (r *Registry) expire(d *device, now time.Time) {
 
 // markDirty notes that d changed and is to be saved; r.mu is held.
 func (r *Registry) markDirty(d *device) {
+	if r.pending != nil {
+		r.deltaOf(d.id) // an empty delta: the flush still gives up the holes that timed out
+		return
+	}
 	if r.dirty != nil {
 		r.dirty[d.id] = struct{}{}
 	}
