@@ -300,10 +300,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 // failed, with the reason), its tiling and, with optics, geo-referencing.
 func (a *Agent) newCameras(ps *pools, snaps *snapshot.Store) ([]*camera, error) {
 	cams := []*camera{} // not nil: the agent has started its cameras, perhaps none
-	for _, cc := range a.cfg.Cameras {
+	for i, cc := range a.cfg.Cameras {
 		if !cc.IsEnabled() {
 			continue
 		}
+		badMotion := errors.Join(a.cfg.CameraMotionErrors(i)...) // fails this camera only
 		deps := cameraDeps{metrics: a.m, log: a.log, sink: a.store, out: outboxStore{a}, snaps: snaps, device: a.cfg.DeviceID,
 			pics: newPictures(a.pictureSender(), snaps != nil && a.cfg.Snapshots.Send, a.cfg.Snapshots.MaxSendBytes,
 				snapshot.Encoding{MaxWidth: a.cfg.Snapshots.MaxWidth, Quality: a.cfg.Snapshots.Quality}),
@@ -311,7 +312,9 @@ func (a *Agent) newCameras(ps *pools, snaps *snapshot.Store) ([]*camera, error) 
 		if cc.Optics != nil {
 			deps.locate = a.sensors.geoReference
 		}
-		deps.motion = motionOf(cc)
+		if badMotion == nil {
+			deps.motion = motionOf(cc)
+		}
 		pool, perr := ps.forCamera(a.cfg.Model, cc)
 		if pool != nil {
 			deps.pool = pool
@@ -322,7 +325,10 @@ func (a *Agent) newCameras(ps *pools, snaps *snapshot.Store) ([]*camera, error) 
 		if err != nil {
 			return nil, err
 		}
-		if pool == nil {
+		if badMotion != nil {
+			cam.fail(fmt.Errorf("camera %s: %w", cc.ID, badMotion))
+			cam.pool = nil
+		} else if pool == nil {
 			cam.fail(fmt.Errorf("camera %s: %w", cc.ID, perr))
 		} else if err := a.checkCameraModel(cc, pool.Manifest()); err != nil {
 			cam.fail(err)

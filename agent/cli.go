@@ -102,7 +102,7 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	if exit >= 0 {
 		return exit
 	}
-	if errs := Preflight(cfg); len(errs) > 0 { // preflight.go: the files the settings name
+	if errs := append(Preflight(cfg), cfg.MotionErrors()...); len(errs) > 0 { // preflight.go: the files the settings name; a bad motion section would fail its camera
 		for _, err := range errs {
 			fmt.Fprintln(stderr, err)
 		}

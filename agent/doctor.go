@@ -93,9 +93,14 @@ func Doctor(ctx context.Context, cfg config.Config, opts DoctorOptions) DoctorRe
 	} else {
 		r.add(Check{Name: "model", Status: CheckSkip, Detail: "ONNX Runtime did not load", Fix: "fix the onnxruntime check first"})
 	}
-	for _, c := range cfg.Cameras {
+	for i, c := range cfg.Cameras {
 		if !c.IsEnabled() {
 			r.add(Check{Name: "camera/" + c.ID, Status: CheckSkip, Detail: "enabled: false"})
+			continue
+		}
+		if errs := cfg.CameraMotionErrors(i); len(errs) > 0 { // the agent would not run this camera
+			r.add(Check{Name: "camera/" + c.ID, Status: CheckFail, Detail: errors.Join(errs...).Error(),
+				Fix: "edit the keys named above (masks are polygons of 0-1 points, 3 at least)"})
 			continue
 		}
 		r.add(checkCamera(ctx, c, opts.Timeout))

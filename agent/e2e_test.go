@@ -20,6 +20,7 @@ import (
 	"github.com/vigil-edge/vigil/agent"
 	"github.com/vigil-edge/vigil/agent/config"
 	"github.com/vigil-edge/vigil/fleet"
+	"github.com/vigil-edge/vigil/pipeline/motion"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 	"github.com/vigil-edge/vigil/testvideos/data"
 	"github.com/vigil-edge/vigil/testvideos/server"
@@ -390,6 +391,7 @@ func TestBadInputIsNamedAndOtherCamerasKeepRunning(t *testing.T) {
 		config.Camera{ID: "badshape", URL: pets, Model: &config.Model{Manifest: shape, Dir: dir, Threads: 1}},
 		config.Camera{ID: "batched", URL: pets, Model: &config.Model{Manifest: realManifest, Dir: data.MustPath(t, "models"), Threads: 1, BatchSize: 4}},
 		config.Camera{ID: "resizing", URL: resizing, Loop: true},
+		config.Camera{ID: "badmask", URL: pets, Motion: &config.Motion{Enabled: true, Masks: []motion.Polygon{{{0, 0}, {0.5, 0}, {1.2, 0.5}}}}},
 	)
 	ra := startAgent(t, cfg)
 
@@ -401,6 +403,7 @@ func TestBadInputIsNamedAndOtherCamerasKeepRunning(t *testing.T) {
 		"corruptmodel": {"corrupt.onnx"},
 		"badshape":     {"does not match"},
 		"batched":      {"'cameras[6].model.batch_size' is 4"},
+		"badmask":      {"'cameras[8].motion.masks[0]' point 2 (1.2, 0.5) is outside the frame"},
 	}
 	waitFor(t, 30*time.Second, "an error on every bad camera", func() bool {
 		for _, c := range ra.Status().Cameras {
@@ -498,6 +501,17 @@ func TestCheckConfigNamesEveryBadKey(t *testing.T) {
 		if found != 1 {
 			t.Errorf("want one line naming %s, got:\n%s", key, errb.String())
 		}
+	}
+	// a motion mask outside the frame fails its camera when the agent runs: check-config names it
+	mask := filepath.Join(t.TempDir(), "mask.yaml")
+	os.WriteFile(mask, []byte(fmt.Sprintf("device_id: d\nmodel: {manifest: %q, dir: %q}\ncameras:\n  - id: c1\n    url: rtsp://127.0.0.1/x\n"+
+		"    motion: {enabled: true, masks: [[[0, 0], [0.5, 0], [1.2, 0.5]]]}\n",
+		filepath.Join(testharness.RepoRoot(), "models", "yolox_nano_coco_416.json"), data.MustPath(t, "models"))), 0o644)
+	out.Reset()
+	errb.Reset()
+	if code := agent.Main([]string{"check-config", "--config", mask}, &out, &errb); code != 1 ||
+		!strings.Contains(errb.String(), "'cameras[0].motion.masks[0]' point 2 (1.2, 0.5) is outside the frame") {
+		t.Errorf("mask outside the frame: exit %d, stderr %q", code, errb.String())
 	}
 	good := filepath.Join(t.TempDir(), "good.yaml")
 	os.WriteFile(good, []byte(fmt.Sprintf("device_id: d\nmodel: {manifest: %q, dir: %q}\ncameras:\n  - id: c1\n    url: rtsp://127.0.0.1/x\n",

@@ -427,7 +427,6 @@ func (c Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateHAL()...)
-	errs = append(errs, c.validateMotion()...)
 	return errors.Join(errs...)
 }
 

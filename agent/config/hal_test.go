@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -107,7 +108,10 @@ func TestMotionConfig(t *testing.T) {
 		{"coverage", minimal + "    motion: {coverage: 1.5}\n", "'cameras[0].motion.coverage' must be in [0,1]"},
 		{"unknown key", minimal + "    motion: {enable: true}\n", "enable"},
 	} {
-		_, err := Load(write(t, tc.yaml), nil)
+		cfg, err := Load(write(t, tc.yaml), nil)
+		if err == nil { // a bad motion section fails its camera only (the agent goes on)
+			err = errors.Join(cfg.MotionErrors()...)
+		}
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
 		}

@@ -43,29 +43,39 @@ func (m Motion) FullFrameInterval() time.Duration {
 	return m.FullFrameEvery
 }
 
-// validateMotion checks each camera's motion section without I/O; every error names its key.
-func (c Config) validateMotion() []error {
+// MotionErrors checks each camera's motion section without I/O; every error names its key.
+// They are not part of Validate: a bad motion section (a mask outside the frame, say) fails
+// its camera only, and the other cameras go on (the agent marks it failed with the error);
+// check-config and doctor report them.
+func (c Config) MotionErrors() []error {
 	var errs []error
-	for i, cam := range c.Cameras {
-		m := cam.Motion
-		if m == nil {
-			continue
+	for i := range c.Cameras {
+		errs = append(errs, c.CameraMotionErrors(i)...)
+	}
+	return errs
+}
+
+// CameraMotionErrors checks the motion section of camera i (none: nil).
+func (c Config) CameraMotionErrors(i int) []error {
+	m := c.Cameras[i].Motion
+	if m == nil {
+		return nil
+	}
+	var errs []error
+	k := fmt.Sprintf("cameras[%d].motion", i)
+	if err := m.DetectorConfig().Validate(); err != nil {
+		var se *motion.SettingError
+		if errors.As(err, &se) { // motion.x → cameras[i].motion.x
+			errs = append(errs, fmt.Errorf("'%s%s' %s", k, se.Key[len("motion"):], se.Problem))
+		} else {
+			errs = append(errs, fmt.Errorf("'%s' %v", k, err))
 		}
-		k := fmt.Sprintf("cameras[%d].motion", i)
-		if err := m.DetectorConfig().Validate(); err != nil {
-			var se *motion.SettingError
-			if errors.As(err, &se) { // motion.x → cameras[i].motion.x
-				errs = append(errs, fmt.Errorf("'%s%s' %s", k, se.Key[len("motion"):], se.Problem))
-			} else {
-				errs = append(errs, fmt.Errorf("'%s' %v", k, err))
-			}
-		}
-		if m.FullFrameEvery < 0 || m.FullFrameEvery != 0 && m.FullFrameEvery < 100*time.Millisecond {
-			errs = append(errs, fmt.Errorf("'%s.full_frame_every' must be >= 100ms (0 = %v)", k, DefaultFullFrameEvery))
-		}
-		if !(m.Coverage >= 0 && m.Coverage <= 1) {
-			errs = append(errs, fmt.Errorf("'%s.coverage' must be in [0,1] (0 = 0.6)", k))
-		}
+	}
+	if m.FullFrameEvery < 0 || m.FullFrameEvery != 0 && m.FullFrameEvery < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("'%s.full_frame_every' must be >= 100ms (0 = %v)", k, DefaultFullFrameEvery))
+	}
+	if !(m.Coverage >= 0 && m.Coverage <= 1) {
+		errs = append(errs, fmt.Errorf("'%s.coverage' must be in [0,1] (0 = 0.6)", k))
 	}
 	return errs
 }
