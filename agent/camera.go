@@ -108,7 +108,7 @@ type camera struct {
 	exclude []mask.Polygon
 	frameW  int // the last detected frame's size, for events ended after the stream
 	frameH  int
-	bgr     []byte // the BGR copy of frame bgrSeq, for snapshots and live views; reused
+	bgr     []byte // the BGR copy of frame bgrSeq, for its snapshots and live view; back to bgrBuffers after
 	bgrSeq  uint64
 	seen    []image.Rectangle // where the detector looked on the frame being analysed (motion)
 	slot    *detect.Slot
@@ -242,6 +242,7 @@ func (c *camera) analyse(ctx context.Context, d frame.Detections) {
 	c.frameW, c.frameH = d.Width, d.Height
 	c.emitEvents(ctx, changes)
 	c.answerLive(ctx, d, tracks.Tracks)
+	c.releaseBGR()
 	for _, a := range alerts {
 		c.m.Alerts.WithLabelValues(c.cfg.ID, a.RuleType).Inc()
 		if a.RuleType == rules.TypeLine {
@@ -315,12 +316,30 @@ func (c *camera) frameBGR(d frame.Detections) (models.Image, error) {
 	if c.bgrSeq == d.FrameSeq && c.bgrSeq != 0 && len(c.bgr) == 3*w*h {
 		return models.Image{Width: w, Height: h, Stride: 3 * w, Pix: c.bgr}, nil
 	}
+	if c.bgr == nil {
+		if b, ok := bgrBuffers.Get().(*[]byte); ok {
+			c.bgr = *b
+		}
+	}
 	img, buf, err := decode.ToBGR(d.Image, c.bgr)
 	c.bgr, c.bgrSeq = buf, 0
 	if err == nil {
 		c.bgrSeq = d.FrameSeq
 	}
 	return img, err
+}
+
+// bgrBuffers holds the full-size BGR copies between the frames that need one (a few a
+// minute per camera): a dozen cameras share a few buffers instead of keeping one each.
+var bgrBuffers sync.Pool
+
+// releaseBGR hands the frame's BGR copy, if it made one, back to bgrBuffers.
+func (c *camera) releaseBGR() {
+	if c.bgr != nil {
+		b := c.bgr[:0]
+		bgrBuffers.Put(&b)
+		c.bgr, c.bgrSeq = nil, 0
+	}
 }
 
 // emitEvents stores event changes: new and end as events, updates as event updates (the

@@ -26,7 +26,7 @@ type pools struct {
 
 // poolKey identifies a model configuration: cameras with the same one share a pool.
 func poolKey(mc config.Model) string {
-	return strings.Join([]string{mc.Manifest, mc.Dir, strconv.Itoa(mc.Threads), strconv.Itoa(mc.Sessions()), strconv.Itoa(mc.BatchSize)}, "\x00")
+	return strings.Join([]string{mc.Manifest, mc.Dir, strconv.Itoa(mc.Threads), poolSize(mc), strconv.Itoa(mc.BatchSize)}, "\x00")
 }
 
 // poolLabel names a pool in metrics: "default" for the agent's model, else the manifest's
@@ -43,6 +43,16 @@ func poolLabel(mc config.Model, main bool) string {
 // is remembered, and its cameras fail with the reason; the others go on.
 func (a *Agent) openPools(fleetModel *models.Manifest) *pools {
 	ps := &pools{byKey: map[string]*detect.Pool{}, errs: map[string]error{}}
+	users := map[string]int{} // cameras per pool
+	for _, cam := range a.cfg.Cameras {
+		if cam.IsEnabled() {
+			mc := a.cfg.Model
+			if cam.Model != nil {
+				mc = *cam.Model
+			}
+			users[poolKey(mc)]++
+		}
+	}
 	for i, cam := range a.cfg.Cameras {
 		if !cam.IsEnabled() {
 			continue
@@ -58,7 +68,7 @@ func (a *Agent) openPools(fleetModel *models.Manifest) *pools {
 		if _, ok := ps.errs[k]; ok {
 			continue
 		}
-		p, err := a.openPool(mc, key, man, poolLabel(mc, main))
+		p, err := a.openPool(mc, key, man, poolLabel(mc, main), users[k])
 		if err != nil {
 			ps.errs[k] = err
 			continue
@@ -91,10 +101,10 @@ func (ps *pools) close() {
 	}
 }
 
-// openPool opens mc.Sessions() sessions of a model (man when given, else mc's manifest) and
-// starts a pool on them; key names mc in errors ("model", "cameras[2].model").
-func (a *Agent) openPool(mc config.Model, key string, man *models.Manifest, label string) (*detect.Pool, error) {
-	n := mc.Sessions()
+// openPool opens mc.Sessions(cameras) sessions of a model (man when given, else mc's
+// manifest) and starts a pool on them; key names mc in errors ("model", "cameras[2].model").
+func (a *Agent) openPool(mc config.Model, key string, man *models.Manifest, label string, cameras int) (*detect.Pool, error) {
+	n := mc.Sessions(cameras)
 	if n < 1 {
 		return nil, fmt.Errorf("'%s.pool_size' must be at least 1, got %d", key, n)
 	}
@@ -169,4 +179,12 @@ func closeAll(dets []models.Detector) {
 func isAlreadyRegistered(err error) bool {
 	var are prometheus.AlreadyRegisteredError
 	return errors.As(err, &are)
+}
+
+// poolSize is the pool_size setting as it is written, for poolKey ("" when unset).
+func poolSize(mc config.Model) string {
+	if mc.PoolSize == nil {
+		return ""
+	}
+	return strconv.Itoa(*mc.PoolSize)
 }

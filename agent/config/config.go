@@ -82,19 +82,21 @@ type Model struct {
 	Dir      string `yaml:"dir"`      // folder of the model file; default: the manifest's folder
 	Threads  int    `yaml:"threads"`  // ONNX Runtime intra-op threads per session
 	// PoolSize is how many sessions of the model the detector pool runs, shared by every
-	// camera using the model; unset: one per CPU core.
+	// camera using the model; unset: one per CPU core, but no more than the cameras using it
+	// (a camera has one frame in the detector at a time, so more would sit idle).
 	PoolSize *int `yaml:"pool_size"`
 	// BatchSize is frames per inference run; above 1 only for a model whose manifest declares
 	// a dynamic batch dimension (input.max_batch). 0 means 1.
 	BatchSize int `yaml:"batch_size"`
 }
 
-// Sessions is the detector pool's size: PoolSize, or one per CPU core.
-func (m Model) Sessions() int {
+// Sessions is the size of the detector pool that cameras cameras share: PoolSize, or one per
+// CPU core and at most one per camera. Each session costs its memory (~35 MiB for YOLOX-nano).
+func (m Model) Sessions(cameras int) int {
 	if m.PoolSize != nil {
 		return *m.PoolSize
 	}
-	return max(runtime.NumCPU(), 1)
+	return max(min(runtime.NumCPU(), cameras), 1)
 }
 
 // Camera is one video source and what to detect on it.

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -133,4 +134,25 @@ func FuzzParse(f *testing.F) {
 		}
 		_ = cfg.Validate() // must not panic
 	})
+}
+
+// TestSessions: the pool defaults to one session per core, never more than its cameras; a
+// pool_size that is set is taken as it is.
+func TestSessions(t *testing.T) {
+	cores := runtime.NumCPU()
+	var m Model
+	if got := m.Sessions(1); got != 1 {
+		t.Errorf("1 camera: %d sessions, want 1", got)
+	}
+	if got := m.Sessions(100); got != cores {
+		t.Errorf("100 cameras: %d sessions, want %d (cores)", got, cores)
+	}
+	if got := m.Sessions(0); got != 1 {
+		t.Errorf("no camera: %d sessions, want 1", got)
+	}
+	three := 3
+	m.PoolSize = &three
+	if got := m.Sessions(1); got != 3 {
+		t.Errorf("pool_size 3, 1 camera: %d sessions", got)
+	}
 }
