@@ -1,7 +1,7 @@
 // Package postgres keeps the fleet controller's shared state in PostgreSQL, so several
 // vigil-fleet instances can serve one fleet: the event store (behind eventstore.Store, like the
-// embedded bbolt one) and the leader lock that lets one instance at a time run the rollout
-// engine.
+// embedded bbolt one), the rollouts (behind rollout.Store) and the leader lock that lets one
+// instance at a time run the rollout engine (Rollouts; the others answer its API).
 //
 //	subscriber ─▶ Recorder ─Put─▶ Events: batch writer ─COPY-free multi-row INSERT─▶ vigil_events (by day)
 //	                                          ▲ many Puts, one transaction          vigil_msg_seen (msg_id)

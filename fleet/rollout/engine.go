@@ -34,6 +34,8 @@ const (
 	maxQueued = 100000
 	// publishTimeout bounds the wait for the broker's acknowledgement of one command.
 	publishTimeout = 5 * time.Second
+	// storeTimeout bounds one Load or Save of the store.
+	storeTimeout = 10 * time.Second
 )
 
 // Models is where the engine finds a model to roll out.
@@ -61,7 +63,9 @@ type Publisher interface {
 
 // Config configures an Engine.
 type Config struct {
-	DataDir   string             // rollouts.db lives here; required
+	DataDir string // rollouts.db lives here; required without Store
+	// Store keeps the rollouts; DataDir/rollouts.db (OpenBolt) when nil. The Engine closes it.
+	Store     Store
 	Publisher Publisher          // sends the commands; required
 	Key       ed25519.PrivateKey // signs commands; without it Create fails
 	PublicURL string             // base of the model URLs sent to devices, e.g. http://fleet:8080
@@ -86,12 +90,14 @@ type Config struct {
 //
 // The view is what List and Get read, under a lock that is held only to copy: no read ever
 // waits for the disk, the broker or the machine. Writes (Create, Pause, Resume, Abort) wait
-// for their step and its save, never for a publish. Start it once, Close it once; its
-// methods may be called concurrently.
+// for their step and its save, never for a publish. A command goes to the sender only once
+// the state that records it as sent is saved: a store that refuses writes (a leader that lost
+// its lock, see Store) sends nothing. Start it once, Close it once; its methods may be called
+// concurrently.
 type Engine struct {
 	cfg Config
 	log *slog.Logger
-	st  *store
+	st  Store
 	m   *Machine // stepped only by the run goroutine (by New before Start)
 
 	mu    sync.Mutex // guards view and order; never held during I/O
@@ -109,6 +115,7 @@ type Engine struct {
 
 	reqs    chan request
 	unsaved map[string]bool // run goroutine: rollouts whose last save failed
+	held    []wire.Command  // run goroutine: commands waiting for their state to be saved
 
 	stop       chan struct{}
 	done       chan struct{}
@@ -136,10 +143,11 @@ type reply struct {
 	err error
 }
 
-// New opens DataDir/rollouts.db and loads the rollouts in it; it does no network I/O.
+// New opens the store (DataDir/rollouts.db without Config.Store) and loads the rollouts in
+// it; it does no network I/O but the store's.
 func New(cfg Config) (*Engine, error) {
 	switch {
-	case cfg.DataDir == "":
+	case cfg.DataDir == "" && cfg.Store == nil:
 		return nil, errors.New("rollout: no data dir")
 	case cfg.Publisher == nil:
 		return nil, errors.New("rollout: a publisher is required")
@@ -155,8 +163,18 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	st, all, err := openStore(cfg.DataDir)
+	st := cfg.Store
+	if st == nil {
+		var err error
+		if st, err = OpenBolt(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	all, err := st.Load(ctx)
+	cancel()
 	if err != nil {
+		_ = st.Close()
 		return nil, err
 	}
 	log := cfg.Logger.With("component", "rollout")
@@ -237,7 +255,7 @@ func (e *Engine) Close() error {
 			close(e.stop)
 			<-e.done
 		}
-		err = e.st.close()
+		err = e.st.Close()
 	})
 	return err
 }
@@ -286,8 +304,8 @@ func (e *Engine) step(now time.Time) {
 func (e *Engine) drainAtStop() {
 	now := e.cfg.Now()
 	e.outMu.Lock()
-	left := e.outbox
-	e.outbox = nil
+	left := append(e.outbox, e.held...)
+	e.outbox, e.held = nil, nil
 	e.outMu.Unlock()
 	for _, in := range e.takeInbox() {
 		if in.sendEr != nil {
@@ -301,8 +319,8 @@ func (e *Engine) drainAtStop() {
 }
 
 // commit shows the machine's changed rollouts to readers, saves them (and those whose last
-// save failed) and hands cmds to the sender. Run goroutine only; no lock is held during the
-// save.
+// save failed) and, once the save succeeded, hands cmds (and those held by a failed save) to
+// the sender. Run goroutine only; no lock is held during the save.
 func (e *Engine) commit(cmds []wire.Command) error {
 	changed := e.m.Changed()
 	if len(changed) > 0 {
@@ -322,16 +340,21 @@ func (e *Engine) commit(cmds []wire.Command) error {
 		for id := range e.unsaved { // the view is written only by this goroutine
 			rs = append(rs, e.view[id])
 		}
-		if err = e.st.save(rs); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		err = e.st.Save(ctx, rs)
+		cancel()
+		if err != nil {
 			e.log.Error("save rollouts", "err", err) // kept unsaved: tried again at the next step
 		} else {
 			clear(e.unsaved)
 		}
 	}
-	if len(cmds) > 0 {
+	e.held = append(e.held, cmds...)
+	if err == nil && len(e.held) > 0 {
 		e.outMu.Lock()
-		e.outbox = append(e.outbox, cmds...)
+		e.outbox = append(e.outbox, e.held...)
 		e.outMu.Unlock()
+		e.held = nil
 		select {
 		case e.outWake <- struct{}{}:
 		default:
@@ -413,51 +436,109 @@ func (e *Engine) do(fn func(now time.Time) (Rollout, error)) (Rollout, error) {
 	return rep.r, rep.err
 }
 
-// Create validates spec, checks the model (its artifact and signature), resolves the devices
-// and stores a pending rollout; the engine starts its canary at once.
-func (e *Engine) Create(spec Spec) (Rollout, error) {
+// Operations of a Request.
+const (
+	OpCreate = "create"
+	OpPause  = "pause"
+	OpResume = "resume"
+	OpAbort  = "abort"
+)
+
+// Request is an operator's call: made where it was asked (Prepare checks a create there),
+// applied by the engine that runs the rollouts (Apply), maybe on another fleet instance.
+type Request struct {
+	Op string `json:"op"` // OpCreate, OpPause, OpResume or OpAbort
+	ID string `json:"id"` // the rollout
+	// For OpCreate: the normalized spec, the model as the devices are sent it, the devices
+	// and when it was asked.
+	Spec    Spec          `json:"spec,omitzero"`
+	Model   wire.ModelRef `json:"model,omitzero"`
+	Devices []string      `json:"devices,omitempty"`
+	At      time.Time     `json:"at,omitzero"`
+}
+
+// Prepare checks a create call as Create does, without an engine: it validates spec, checks
+// the signing key and the model (its artifact and signature) in cfg.Models, resolves the
+// devices in cfg.Devices and names the new rollout. The error wraps ErrInvalid or ErrState
+// when the call cannot succeed.
+func Prepare(cfg Config, spec Spec) (Request, error) {
 	if err := spec.Normalize(); err != nil {
-		return Rollout{}, err
+		return Request{}, err
 	}
-	if len(e.cfg.Key) != ed25519.PrivateKeySize {
-		return Rollout{}, fmt.Errorf("%w: the fleet has no signing key (vigil-fleet serve --key)", ErrState)
+	if len(cfg.Key) != ed25519.PrivateKeySize {
+		return Request{}, fmt.Errorf("%w: the fleet has no signing key (vigil-fleet serve --key)", ErrState)
 	}
 	name, version, err := catalog.ParseRef(spec.Model)
 	if err != nil {
-		return Rollout{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return Request{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	m, err := e.cfg.Models.Load(name, version)
+	if cfg.Models == nil || cfg.Devices == nil {
+		return Request{}, errors.New("rollout: models and devices are required")
+	}
+	m, err := cfg.Models.Load(name, version)
 	if err != nil {
 		if errors.Is(err, catalog.ErrNotFound) || errors.Is(err, catalog.ErrBadModel) {
-			return Rollout{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+			return Request{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
-		return Rollout{}, fmt.Errorf("rollout: %w", err)
+		return Request{}, fmt.Errorf("rollout: %w", err)
 	}
 	ids, _ := ParseSelector(spec.Devices) // checked by Normalize
 	if ids == nil {
-		for _, d := range e.cfg.Devices.Devices() {
+		for _, d := range cfg.Devices.Devices() {
 			ids = append(ids, d.ID)
 		}
 		if len(ids) == 0 {
-			return Rollout{}, fmt.Errorf("%w: 'devices' all: the registry knows no device", ErrInvalid)
+			return Request{}, fmt.Errorf("%w: 'devices' all: the registry knows no device", ErrInvalid)
 		}
 	}
-	now := e.cfg.Now().UTC()
+	now := time.Now
+	if cfg.Now != nil {
+		now = cfg.Now
+	}
+	at := now().UTC()
 	var rnd [3]byte
 	_, _ = rand.Read(rnd[:])
-	id := "ro-" + now.Format("20060102-150405") + "-" + hex.EncodeToString(rnd[:])
-	ref := m.Ref(e.cfg.PublicURL)
-	return e.do(func(time.Time) (Rollout, error) {
-		r, err := e.m.Create(id, spec, ref, ids, now)
-		if err != nil {
-			return Rollout{}, err
+	id := "ro-" + at.Format("20060102-150405") + "-" + hex.EncodeToString(rnd[:])
+	return Request{Op: OpCreate, ID: id, Spec: spec, Model: m.Ref(cfg.PublicURL), Devices: ids, At: at}, nil
+}
+
+// Create validates spec, checks the model (its artifact and signature), resolves the devices
+// and stores a pending rollout; the engine starts its canary at once.
+func (e *Engine) Create(spec Spec) (Rollout, error) {
+	req, err := Prepare(e.cfg, spec)
+	if err != nil {
+		return Rollout{}, err
+	}
+	return e.Apply(req)
+}
+
+// Apply runs an operator's call (see Request) on the engine and returns the rollout after
+// it; a create returns once the new rollout is stored.
+func (e *Engine) Apply(req Request) (Rollout, error) {
+	switch req.Op {
+	case OpCreate:
+		if req.Spec.Canary < 1 || len(req.Devices) == 0 {
+			return Rollout{}, fmt.Errorf("%w: create %s: no spec or no devices", ErrInvalid, req.ID)
 		}
-		if err := e.commit(nil); err != nil {
-			e.forget(id)
-			return Rollout{}, fmt.Errorf("rollout: could not store the rollout: %w", err)
-		}
-		return r, nil
-	})
+		return e.do(func(time.Time) (Rollout, error) {
+			r, err := e.m.Create(req.ID, req.Spec, req.Model, req.Devices, req.At)
+			if err != nil {
+				return Rollout{}, err
+			}
+			if err := e.commit(nil); err != nil {
+				e.forget(req.ID)
+				return Rollout{}, fmt.Errorf("rollout: could not store the rollout: %w", err)
+			}
+			return r, nil
+		})
+	case OpPause:
+		return e.control(req.ID, e.m.Pause)
+	case OpResume:
+		return e.control(req.ID, e.m.Resume)
+	case OpAbort:
+		return e.control(req.ID, e.m.Abort)
+	}
+	return Rollout{}, fmt.Errorf("%w: unknown operation %q", ErrInvalid, req.Op)
 }
 
 // List returns every rollout, oldest first. The rollouts share memory with the engine's
@@ -481,13 +562,13 @@ func (e *Engine) Get(id string) (Rollout, bool) {
 }
 
 // Pause stops a running rollout from advancing (see Machine.Pause).
-func (e *Engine) Pause(id string) (Rollout, error) { return e.control(id, e.m.Pause) }
+func (e *Engine) Pause(id string) (Rollout, error) { return e.Apply(Request{Op: OpPause, ID: id}) }
 
 // Resume continues a paused rollout where it stopped (see Machine.Resume).
-func (e *Engine) Resume(id string) (Rollout, error) { return e.control(id, e.m.Resume) }
+func (e *Engine) Resume(id string) (Rollout, error) { return e.Apply(Request{Op: OpResume, ID: id}) }
 
 // Abort ends a rollout that has not ended, and rolls back the devices it updated.
-func (e *Engine) Abort(id string) (Rollout, error) { return e.control(id, e.m.Abort) }
+func (e *Engine) Abort(id string) (Rollout, error) { return e.Apply(Request{Op: OpAbort, ID: id}) }
 
 func (e *Engine) control(id string, fn func(string, time.Time) (Rollout, []wire.Command, error)) (Rollout, error) {
 	return e.do(func(now time.Time) (Rollout, error) {

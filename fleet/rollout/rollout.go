@@ -78,6 +78,9 @@ var (
 	ErrInvalid  = errors.New("invalid rollout")            // a bad spec: 400
 	ErrNotFound = errors.New("rollout not found")          // 404
 	ErrState    = errors.New("not possible in this state") // e.g. resume a rollout that is not paused: 409
+	// ErrUnavailable: no engine could take the call now (fleet instances sharing a database
+	// while none leads the rollouts): 503, nothing was changed unless the error says so.
+	ErrUnavailable = errors.New("rollouts unavailable")
 )
 
 // Duration is a time.Duration written in JSON as a Go duration string ("2m", "300ms").

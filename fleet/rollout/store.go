@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,32 +11,57 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// store keeps the rollouts in DataDir/rollouts.db, one JSON record per rollout.
+// Store keeps the rollouts of an Engine: DATA/rollouts.db (bbolt, [OpenBolt]) for a fleet on
+// its own, PostgreSQL (fleet/postgres) for several instances sharing one fleet.
 //
-// Call contract: save and close are called from one goroutine at a time (the engine's); a
-// store holds no lock of the engine.
-type store struct {
+// Call contract: the Engine calls Load once, before any Save; then Save from one goroutine at
+// a time (its run goroutine); Close once, last. Save writes whole rollouts, replacing those
+// with the same ID, all of rs or none of it; a Save that returned nil is what the next Load
+// returns, also from another process. A Store may refuse writes for good (a leader that lost
+// its lock): Save then keeps failing, and the Engine sends no command whose state was not
+// saved.
+type Store interface {
+	// Load returns every stored rollout, in any order.
+	Load(ctx context.Context) ([]Rollout, error)
+	// Save stores rs in one transaction.
+	Save(ctx context.Context, rs []Rollout) error
+	// Close releases what the store holds.
+	Close() error
+}
+
+// BoltFile is the name of the bbolt rollout store in its folder.
+const BoltFile = "rollouts.db"
+
+// boltStore keeps the rollouts in DataDir/rollouts.db, one JSON record per rollout.
+type boltStore struct {
 	db *bolt.DB
 }
 
 var bucketRollouts = []byte("rollouts")
 
-// openStore opens (creating) dir/rollouts.db and returns the rollouts in it.
-func openStore(dir string) (*store, []Rollout, error) {
+// OpenBolt opens (creating) dir/rollouts.db.
+func OpenBolt(dir string) (Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, nil, fmt.Errorf("rollout: %w", err)
+		return nil, fmt.Errorf("rollout: %w", err)
 	}
-	db, err := bolt.Open(filepath.Join(dir, "rollouts.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	db, err := bolt.Open(filepath.Join(dir, BoltFile), 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
-		return nil, nil, fmt.Errorf("rollout: open database: %w", err)
+		return nil, fmt.Errorf("rollout: open database: %w", err)
 	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketRollouts)
+		return err
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("rollout: open database: %w", err)
+	}
+	return &boltStore{db: db}, nil
+}
+
+func (s *boltStore) Load(context.Context) ([]Rollout, error) {
 	var all []Rollout
-	err = db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketRollouts)
-		if err != nil {
-			return err
-		}
-		return b.ForEach(func(k, v []byte) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRollouts).ForEach(func(k, v []byte) error {
 			var r Rollout
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("record %s: %w", k, err)
@@ -45,14 +71,12 @@ func openStore(dir string) (*store, []Rollout, error) {
 		})
 	})
 	if err != nil {
-		db.Close()
-		return nil, nil, fmt.Errorf("rollout: load: %w", err)
+		return nil, fmt.Errorf("rollout: load: %w", err)
 	}
-	return &store{db: db}, all, nil
+	return all, nil
 }
 
-// save writes rs in one transaction.
-func (s *store) save(rs []Rollout) error {
+func (s *boltStore) Save(_ context.Context, rs []Rollout) error {
 	if len(rs) == 0 {
 		return nil
 	}
@@ -75,7 +99,7 @@ func (s *store) save(rs []Rollout) error {
 	return nil
 }
 
-func (s *store) close() error {
+func (s *boltStore) Close() error {
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("rollout: close database: %w", err)
 	}
