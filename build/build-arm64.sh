@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make build-arm64: every binary (vigil-agent with cgo: FFmpeg, OpenCV, ONNX Runtime at run
+# make build-arm64: every binary (vigil-agent with cgo: FFmpeg, libjpeg, ONNX Runtime at run
 # time) cross-built for linux/arm64 into bin/arm64/. Needs build/deps-arm64.sh (make deps-arm64).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +24,15 @@ Description: OpenCV 4.6 from the arm64 sysroot
 Version: $(pkg-config --modversion opencv4)
 Libs: -L$SR/usr/lib/aarch64-linux-gnu $libs
 Cflags: $archinc -I$inc
+PCFILE
+
+# libjpeg.pc (the agent's snapshots) for the sysroot: jconfig.h is per architecture.
+cat >"$PC/libjpeg.pc" <<PCFILE
+Name: libjpeg
+Description: libjpeg-turbo from the arm64 sysroot
+Version: 2.1.5
+Libs: -L$SR/usr/lib/aarch64-linux-gnu -ljpeg
+Cflags: -I$SR/usr/include/aarch64-linux-gnu -I$SR/usr/include
 PCFILE
 
 # Every folder of the sysroot holding shared libraries, for the linker's -rpath-link.
