@@ -142,6 +142,7 @@ type Core struct {
 	recorder  *eventstore.Recorder
 	live      *liveview.Views // current view of cameras (signed live_view commands)
 	eventsTmp string          // the event store's temporary folder, without Events.DataDir
+	closers   []func()        // run last by Close: connections of the PostgreSQL stores
 }
 
 // New starts a fleet controller: the embedded broker (unless cfg.Broker names an external one),
@@ -428,6 +429,9 @@ func (c *Core) Close() error {
 		if err := c.broker.Close(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	for _, f := range c.closers {
+		f()
 	}
 	c.log.Info("fleet controller stopped")
 	return errors.Join(errs...)

@@ -42,7 +42,7 @@ func (c *Core) startOTA(cfg Config, pub rollout.Publisher) error {
 	if o.DataDir == "" {
 		return nil
 	}
-	reg, err := catalog.Open(o.DataDir)
+	reg, err := c.openCatalog(cfg) // store.go
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/vigil-edge/vigil/fleet/catalog"
 	"github.com/vigil-edge/vigil/fleet/postgres"
 	"github.com/vigil-edge/vigil/fleet/registry"
 )
@@ -35,4 +36,21 @@ func openRegistry(cfg Config) (*registry.Registry, error) {
 		return registry.New(cfg.Registry), nil
 	}
 	return registry.Open(cfg.RegistryFile, cfg.Registry)
+}
+
+// openCatalog opens the model catalogue: in PostgreSQL with Events.Postgres (the files of
+// OTA.DataDir are then a cache, see catalog.OpenShared), else in OTA.DataDir. The signing key
+// is never in the database: every instance that adds models or starts rollouts needs the same
+// key file.
+func (c *Core) openCatalog(cfg Config) (*catalog.Registry, error) {
+	dsn := cfg.Events.Postgres
+	if dsn == "" {
+		return catalog.Open(cfg.OTA.DataDir)
+	}
+	pc, err := postgres.OpenCatalog(context.Background(), dsn)
+	if err != nil {
+		return nil, fmt.Errorf("model registry: %w", err)
+	}
+	c.closers = append(c.closers, pc.Close)
+	return catalog.OpenShared(cfg.OTA.DataDir, pc)
 }

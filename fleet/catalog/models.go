@@ -20,6 +20,7 @@
 package catalog
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -120,6 +121,10 @@ type AddSpec struct {
 type Registry struct {
 	dir string
 	now func() time.Time
+	// shared, when set, holds the records, manifests and artifacts (PostgreSQL, shared by the
+	// fleet's instances); dir's models folder then caches the files (see shared.go).
+	shared Shared
+	fetch  sync.Mutex // one cache fill at a time
 
 	mu    sync.Mutex
 	cache map[string]Model // by name@version
@@ -241,6 +246,13 @@ func (r *Registry) Add(src string, spec AddSpec, key ed25519.PrivateKey) (Model,
 		KeyID:     wire.KeyID(pub), PublicKey: base64.StdEncoding.EncodeToString(pub),
 		AddedAt: r.now().UTC(),
 	}
+	if r.shared != nil {
+		if err := r.insertShared(m, mb, filepath.Join(dir, file)); err != nil {
+			return Model{}, err
+		}
+		r.remember(m)
+		return m, nil
+	}
 	rec, err := json.Marshal(m)
 	if err != nil {
 		return Model{}, err
@@ -325,16 +337,12 @@ func (r *Registry) remember(m Model) {
 // List returns every version, sorted by name then version.
 func (r *Registry) List() ([]Model, error) {
 	var out []Model
-	err := r.view(func(b *bolt.Bucket) error {
-		return b.ForEach(func(k, v []byte) error {
-			var m Model
-			if err := json.Unmarshal(v, &m); err != nil {
-				return fmt.Errorf("model registry: record %s: %w", k, err)
-			}
-			out = append(out, m)
-			return nil
-		})
-	})
+	var err error
+	if r.shared != nil {
+		out, err = r.shared.List(context.Background())
+	} else {
+		err = r.view(r.listInto(&out))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -343,7 +351,21 @@ func (r *Registry) List() ([]Model, error) {
 		r.cache[recKey(m.Name, m.Version)] = m
 	}
 	r.mu.Unlock()
-	return out, nil // bbolt iterates in key order: name@version
+	return out, nil // sorted by name@version (bbolt's key order; the shared store sorts)
+}
+
+// listInto reads every record of the bbolt bucket into out.
+func (r *Registry) listInto(out *[]Model) func(b *bolt.Bucket) error {
+	return func(b *bolt.Bucket) error {
+		return b.ForEach(func(k, v []byte) error {
+			var m Model
+			if err := json.Unmarshal(v, &m); err != nil {
+				return fmt.Errorf("model registry: record %s: %w", k, err)
+			}
+			*out = append(*out, m)
+			return nil
+		})
+	}
 }
 
 // Get returns name@version's record (from the cache, or the database on a miss).
@@ -355,6 +377,14 @@ func (r *Registry) Get(name, version string) (Model, error) {
 	m, ok := r.cache[recKey(name, version)]
 	r.mu.Unlock()
 	if ok {
+		return m, nil
+	}
+	if r.shared != nil {
+		m, err := r.shared.Get(context.Background(), name, version)
+		if err != nil {
+			return Model{}, err
+		}
+		r.remember(m)
 		return m, nil
 	}
 	err := r.view(func(b *bolt.Bucket) error {
@@ -377,6 +407,9 @@ func (r *Registry) OpenArtifact(name, version string) (*os.File, Model, error) {
 	if err != nil {
 		return nil, Model{}, err
 	}
+	if err := r.cached(m); err != nil {
+		return nil, Model{}, err
+	}
 	f, err := os.Open(filepath.Join(r.versionDir(name, version), m.File))
 	if err != nil {
 		return nil, Model{}, fmt.Errorf("model registry: %w", err)
@@ -388,6 +421,9 @@ func (r *Registry) OpenArtifact(name, version string) (*os.File, Model, error) {
 func (r *Registry) Manifest(name, version string) ([]byte, Model, error) {
 	m, err := r.Get(name, version)
 	if err != nil {
+		return nil, Model{}, err
+	}
+	if err := r.cached(m); err != nil {
 		return nil, Model{}, err
 	}
 	b, err := os.ReadFile(filepath.Join(r.versionDir(name, version), ManifestFile))
@@ -402,6 +438,9 @@ func (r *Registry) Manifest(name, version string) ([]byte, Model, error) {
 // disk. A version that fails is marked bad (for good) and Load returns an error wrapping
 // ErrBadModel; one already bad fails at once.
 func (r *Registry) Load(name, version string) (Model, error) {
+	if r.shared != nil {
+		r.forget(name, version) // another instance may have marked it bad
+	}
 	m, err := r.Get(name, version)
 	if err != nil {
 		return Model{}, err
@@ -409,7 +448,21 @@ func (r *Registry) Load(name, version string) (Model, error) {
 	if m.Bad {
 		return m, fmt.Errorf("%w: %s@%s: %s", ErrBadModel, name, version, m.BadReason)
 	}
-	if reason := r.check(m); reason != "" {
+	reason := r.check(m)
+	if reason != "" && r.shared != nil {
+		// The files here are a cache: fetch them again before blaming the version.
+		r.dropCache(m)
+		reason = r.check(m)
+	}
+	if reason != "" && r.shared != nil {
+		m.Bad, m.BadReason = true, reason
+		if err := r.shared.SetBad(context.Background(), name, version, reason); err != nil {
+			return Model{}, err
+		}
+		r.remember(m)
+		return m, fmt.Errorf("%w: %s@%s: %s", ErrBadModel, name, version, reason)
+	}
+	if reason != "" {
 		m.Bad, m.BadReason = true, reason
 		rec, err := json.Marshal(m)
 		if err != nil {

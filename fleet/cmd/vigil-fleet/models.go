@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,13 +12,17 @@ import (
 	"text/tabwriter"
 
 	"github.com/vigil-edge/vigil/fleet/catalog"
+	"github.com/vigil-edge/vigil/fleet/postgres"
 	vmodels "github.com/vigil-edge/vigil/models"
 )
 
 const modelsUsage = `usage: vigil-fleet models <add|list> [flags]
 
-  add FILE --name N --version V --family yolox|yolov8|yolov5 [--manifest base.json | --labels FILE] --key fleet.key --data DIR
-  list --data DIR
+  add FILE --name N --version V --family yolox|yolov8|yolov5 [--manifest base.json | --labels FILE] --key fleet.key (--data DIR | --store postgres://…)
+  list (--data DIR | --store postgres://…)
+
+With --store (default $VIGIL_FLEET_STORE) the catalogue is the one in PostgreSQL that every
+vigil-fleet serve --store instance serves; --data is then only a cache.
 `
 
 // modelsCmd runs `vigil-fleet models add|list`.
@@ -50,7 +55,8 @@ func modelsAdd(args []string, stdout, stderr io.Writer) error {
 	labels := fs.String("labels", "", "labels file, one per line (without --manifest)")
 	size := fs.Int("input-size", 640, "square input size in pixels (without --manifest)")
 	keyFile := fs.String("key", "", "fleet private key (vigil-fleet keygen); required")
-	dataDir := fs.String("data", "", "the fleet's data folder; required")
+	dataDir := fs.String("data", "", "the fleet's data folder; required without --store")
+	store := storeFlag(fs)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -58,8 +64,8 @@ func modelsAdd(args []string, stdout, stderr io.Writer) error {
 	if len(pos) != 1 {
 		return usageError{errors.New("models add: want exactly one model FILE")}
 	}
-	if *name == "" || *version == "" || *family == "" || *keyFile == "" || *dataDir == "" {
-		return usageError{errors.New("models add: --name, --version, --family, --key and --data are required")}
+	if *name == "" || *version == "" || *family == "" || *keyFile == "" || *dataDir == "" && *store == "" {
+		return usageError{errors.New("models add: --name, --version, --family, --key and --data (or --store) are required")}
 	}
 	spec := catalog.AddSpec{Name: *name, Version: *version, Family: *family, InputSize: *size}
 	switch {
@@ -80,10 +86,11 @@ func modelsAdd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("models add: %w", err)
 	}
-	reg, err := catalog.Open(*dataDir)
+	reg, done, err := openModels(*dataDir, *store)
 	if err != nil {
 		return fmt.Errorf("models add: %w", err)
 	}
+	defer done()
 	m, err := reg.Add(pos[0], spec, key)
 	if err != nil {
 		return fmt.Errorf("models add: %w", err)
@@ -111,17 +118,19 @@ func readLabels(path string) ([]string, error) {
 func modelsList(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("models list", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dataDir := fs.String("data", "", "the fleet's data folder; required")
+	dataDir := fs.String("data", "", "the fleet's data folder; required without --store")
+	store := storeFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *dataDir == "" {
-		return usageError{errors.New("models list: --data is required")}
+	if *dataDir == "" && *store == "" {
+		return usageError{errors.New("models list: --data or --store is required")}
 	}
-	reg, err := catalog.Open(*dataDir)
+	reg, done, err := openModels(*dataDir, *store)
 	if err != nil {
 		return fmt.Errorf("models list: %w", err)
 	}
+	defer done()
 	ms, err := reg.List()
 	if err != nil {
 		return fmt.Errorf("models list: %w", err)
@@ -157,4 +166,42 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+}
+
+// storeFlag registers --store, the PostgreSQL database that holds the shared catalogue.
+func storeFlag(fs *flag.FlagSet) *string {
+	return fs.String("store", os.Getenv("VIGIL_FLEET_STORE"), "the fleet's PostgreSQL database (postgres://user@host/db; password from $PGPASSWORD or ~/.pgpass): the catalogue every vigil-fleet serve --store instance serves (default $VIGIL_FLEET_STORE)")
+}
+
+// openModels opens the catalogue in dataDir, or with store the one in PostgreSQL (caching
+// files in dataDir, or in a temporary folder without one); done releases it.
+func openModels(dataDir, store string) (_ *catalog.Registry, done func(), err error) {
+	if store == "" {
+		reg, err := catalog.Open(dataDir)
+		return reg, func() {}, err
+	}
+	pc, err := postgres.OpenCatalog(context.Background(), store)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmp := ""
+	if dataDir == "" {
+		if tmp, err = os.MkdirTemp("", "vigil-fleet-models-"); err != nil {
+			pc.Close()
+			return nil, nil, err
+		}
+		dataDir = tmp
+	}
+	done = func() {
+		pc.Close()
+		if tmp != "" {
+			_ = os.RemoveAll(tmp)
+		}
+	}
+	reg, err := catalog.OpenShared(dataDir, pc)
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	return reg, done, nil
 }

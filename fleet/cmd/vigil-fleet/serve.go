@@ -46,7 +46,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	eventsMaxAge := fs.Duration("events-max-age", eventstore.DefaultMaxAge, "how long the event store keeps events, alerts and sampled detections (DATA/events.db; a temporary file without --data)")
 	eventsMaxBytes := fs.Int64("events-max-bytes", eventstore.DefaultMaxBytes, "bound of the event store's records in bytes; the oldest go first")
 	shareGroup := fs.String("share-group", "", "split device traffic with other instances through the MQTT shared subscription $share/GROUP/… of an external broker (with --store postgres://…)")
-	store := fs.String("store", os.Getenv("VIGIL_FLEET_STORE"), "keep events and the device registry in PostgreSQL (postgres://user@host/db; password from $PGPASSWORD or ~/.pgpass) instead of DATA/events.db and DATA/registry.db, so several instances can share them (default $VIGIL_FLEET_STORE)")
+	store := fs.String("store", os.Getenv("VIGIL_FLEET_STORE"), "keep events, the device registry and the model catalogue in PostgreSQL (postgres://user@host/db; password from $PGPASSWORD or ~/.pgpass) instead of DATA/events.db, DATA/registry.db and DATA/models.db (DATA/models then only caches model files), so several instances can share them; every instance that signs needs the same --key file (default $VIGIL_FLEET_STORE)")
 	mapTiles := fs.String("map-tiles", "", "map tile URL template (https://tiles.example/{z}/{x}/{y}.png) the dashboard draws drone detections on; default: a scaled plane")
 	detectionsEvery := fs.Int("detections-every", eventstore.DefaultDetectionsEvery, "keep 1 in N detections messages per camera in the event store")
 	if err := parse(fs, args); err != nil {
