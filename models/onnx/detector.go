@@ -174,12 +174,23 @@ func Open(m models.Manifest, opts Options) (*Detector, error) {
 	); err != nil {
 		return nil, fmt.Errorf("model %q: session options: %w", m.Name, err)
 	}
+	if sharedArena() {
+		// Activations come from the process's one arena, allocated tensor by tensor (a
+		// memory pattern would reserve each session's whole peak on its own).
+		if err := errors.Join(
+			so.AddSessionConfigEntry("session.use_env_allocators", "1"),
+			so.SetMemPattern(false),
+		); err != nil {
+			return nil, fmt.Errorf("model %q: session options: %w", m.Name, err)
+		}
+	}
 	d.session, err = ort.NewAdvancedSessionWithONNXData(data, []string{inInfo.Name}, []string{outInfo.Name},
 		[]ort.Value{d.in}, []ort.Value{d.out}, so)
 	if err != nil {
 		return nil, fmt.Errorf("%w: model file %s: create session: %v", models.ErrBadModel, path, err)
 	}
 	d.setupInput()
+	trimHeap() // creating a session leaves freed work memory behind
 	ok = true
 	return d, nil
 }

@@ -30,7 +30,8 @@ type Library struct {
 // A failed Load is not remembered, so a later call can succeed once the library is installed.
 var env struct {
 	sync.Mutex
-	lib Library
+	lib    Library
+	shared bool // a CPU arena registered with the environment, for every session to share
 }
 
 // Load finds the ONNX Runtime shared library, loads it and creates the process-wide
@@ -48,7 +49,8 @@ func Load() (Library, error) {
 		return env.lib, nil
 	}
 	if ort.IsInitialized() {
-		// Someone else in this process set the runtime up; use theirs.
+		// Someone else in this process set the runtime up; use theirs, with sessions that
+		// keep their own arenas (theirs may have registered an allocator already).
 		env.lib = Library{Path: "(initialised elsewhere)", Version: ort.GetVersion()}
 		return env.lib, nil
 	}
@@ -63,7 +65,20 @@ func Load() (Library, error) {
 		return Library{}, fmt.Errorf("load onnxruntime from %s: %w", path, err)
 	}
 	env.lib = Library{Path: path, Version: ort.GetVersion()}
+	// One CPU arena for every session of the process: a detector pool's sessions take their
+	// activations from it in turn instead of each growing an arena of its own (with memory
+	// patterns off, see Open: ~24 MiB less for two YOLOX-nano sessions, docs/BENCHMARKS.md).
+	if mi, err := ort.GetMemoryInfo(); err == nil && ort.CreateAndRegisterAllocator(mi, nil) == nil {
+		env.shared = true
+	}
 	return env.lib, nil
+}
+
+// sharedArena reports whether sessions should use the environment's arena.
+func sharedArena() bool {
+	env.Lock()
+	defer env.Unlock()
+	return env.shared
 }
 
 // ortArch maps GOARCH to the folder names ONNX Runtime's packages use.
