@@ -71,7 +71,7 @@ func (r *otaRig) agentConfig(t *testing.T, id, rtspURL string) config.Config {
 	return cfg
 }
 
-func waitRollout(t *testing.T, e *rollout.Engine, id string, timeout time.Duration, states ...string) rollout.Rollout {
+func waitRollout(t *testing.T, e fleet.Rollouts, id string, timeout time.Duration, states ...string) rollout.Rollout {
 	t.Helper()
 	var ro rollout.Rollout
 	waitFor(t, timeout, "rollout state "+strings.Join(states, " or "), func() bool {

@@ -40,7 +40,6 @@ import (
 	"github.com/vigil-edge/vigil/fleet/exporter"
 	"github.com/vigil-edge/vigil/fleet/liveview"
 	"github.com/vigil-edge/vigil/fleet/registry"
-	"github.com/vigil-edge/vigil/fleet/rollout"
 	"github.com/vigil-edge/vigil/fleet/subscriber"
 	"github.com/vigil-edge/vigil/fleet/web"
 	"github.com/vigil-edge/vigil/internal/redact"
@@ -136,7 +135,7 @@ type Core struct {
 	mqttUser, mqttPassword string
 
 	models   *catalog.Registry // nil without OTA.DataDir
-	rollouts *rollout.Engine   // nil without OTA.DataDir
+	rollouts rolloutService    // nil without OTA.DataDir (ota.go)
 
 	events    eventstore.Store // bbolt (default) or PostgreSQL (Events.Postgres)
 	recorder  *eventstore.Recorder
@@ -227,7 +226,7 @@ func New(cfg Config) (_ *Core, err error) {
 		return nil, err
 	}
 	if c.rollouts != nil {
-		prom.MustRegister(exporter.Rollouts(c.rolloutStates))
+		prom.MustRegister(exporter.Rollouts(c.rolloutStates), exporter.RolloutLeader(c.rollouts.Leading))
 	}
 	c.httpSrv = &http.Server{
 		Handler:           c.handler(cfg, api.Handler(c.registry, c.ingest, exporter.Handler(prom, cfg.Logger), cfg.Logger, c.apiOptions()...)),
@@ -307,6 +306,9 @@ func (c *Core) apiOptions() []api.Option {
 	}
 	if c.broker != nil {
 		opts = append(opts, api.WithBrokerStats(c.broker.Stats))
+	}
+	if c.rollouts != nil {
+		opts = append(opts, api.WithRollouts(c.rolloutsHealth))
 	}
 	return opts
 }

@@ -2,13 +2,18 @@ package fleet
 
 import (
 	"cmp"
+	"context"
 	"crypto/ed25519"
+	"fmt"
 	"net/http"
 	"os"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/vigil-edge/vigil/fleet/api"
 	"github.com/vigil-edge/vigil/fleet/catalog"
+	"github.com/vigil-edge/vigil/fleet/postgres"
 	"github.com/vigil-edge/vigil/fleet/rollout"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
@@ -31,9 +36,48 @@ type OTAConfig struct {
 	Tick time.Duration
 	// Now is the rollout engine's clock; time.Now when nil.
 	Now func() time.Time
+	// LeaderRetry is how often an instance sharing PostgreSQL (Events.Postgres) tries to take
+	// the rollouts' leader lock, and the leader checks its session (1 s when zero).
+	LeaderRetry time.Duration
 }
 
-// startOTA opens the model registry and starts the rollout engine, after the HTTP listener is
+// Rollouts is the rollout API of a Core: its own engine (DATA/rollouts.db), or with
+// Events.Postgres the rollouts every instance shares, run by the instance holding the leader
+// lock (see postgres.Rollouts). Its methods may be called concurrently.
+type Rollouts interface {
+	api.Rollouts
+	// Connected reports whether the commands' MQTT connection is up.
+	Connected() bool
+	// Leading reports whether this instance runs the rollout engine (always, on its own).
+	Leading() bool
+}
+
+// rolloutService is what the Core drives: the API, the feed from ingest, and Close.
+type rolloutService interface {
+	Rollouts
+	Feed(*wire.Decoded)
+	Close() error
+}
+
+// localRollouts is a fleet on its own: it always leads.
+type localRollouts struct{ *rollout.Engine }
+
+func (localRollouts) Leading() bool { return true }
+
+// sharedRollouts are the rollouts in PostgreSQL, with the pool they own.
+type sharedRollouts struct {
+	*postgres.Rollouts
+	pool *pgxpool.Pool
+}
+
+func (s sharedRollouts) Close() error {
+	err := s.Rollouts.Close()
+	s.pool.Close()
+	return err
+}
+
+// startOTA opens the model registry and starts the rollout engine (with Events.Postgres: the
+// competition for the leader lock, see postgres.Rollouts), after the HTTP listener is
 // bound (the default public URL is its address) and before the subscriber starts: the engine
 // sends its commands through the subscriber's connection and is fed by its handler chain
 // (ingestFeed).
@@ -47,7 +91,7 @@ func (c *Core) startOTA(cfg Config, pub rollout.Publisher) error {
 		return err
 	}
 	c.models = reg
-	eng, err := rollout.New(rollout.Config{
+	ecfg := rollout.Config{
 		DataDir:   o.DataDir,
 		Publisher: pub,
 		Key:       o.SigningKey,
@@ -57,7 +101,21 @@ func (c *Core) startOTA(cfg Config, pub rollout.Publisher) error {
 		Tick:      o.Tick,
 		Now:       o.Now,
 		Logger:    cfg.Logger,
-	})
+	}
+	if dsn := cfg.Events.Postgres; dsn != "" {
+		pool, err := postgres.Connect(context.Background(), dsn)
+		if err != nil {
+			return fmt.Errorf("rollouts: %w", err)
+		}
+		svc, err := postgres.StartRollouts(postgres.RolloutsConfig{Pool: pool, Engine: ecfg, Retry: o.LeaderRetry, Logger: cfg.Logger})
+		if err != nil {
+			pool.Close()
+			return err
+		}
+		c.rollouts = sharedRollouts{Rollouts: svc, pool: pool}
+		return nil
+	}
+	eng, err := rollout.New(ecfg)
 	if err != nil {
 		return err
 	}
@@ -65,7 +123,7 @@ func (c *Core) startOTA(cfg Config, pub rollout.Publisher) error {
 		_ = eng.Close()
 		return err
 	}
-	c.rollouts = eng
+	c.rollouts = localRollouts{eng}
 	return nil
 }
 
@@ -92,7 +150,8 @@ func (c *Core) otaRoutes(mux *http.ServeMux, cfg Config) {
 	api.RegisterRollouts(mux, c.rollouts, cfg.Logger)
 }
 
-// closeOTA stops the rollout engine (the registry holds nothing open).
+// closeOTA stops the rollout engine, or gives up the leader lock (the registry holds
+// nothing open).
 func (c *Core) closeOTA() error {
 	if c.rollouts == nil {
 		return nil
@@ -124,8 +183,22 @@ func (f ingestFeed) Accept(m *wire.Decoded) (bool, error) {
 	return isNew, err
 }
 
-// Rollouts is the core's rollout engine, or nil when OTA is off.
-func (c *Core) Rollouts() *rollout.Engine { return c.rollouts }
+// Rollouts is the core's rollout API, or nil when OTA is off.
+func (c *Core) Rollouts() Rollouts {
+	if c.rollouts == nil {
+		return nil
+	}
+	return c.rollouts
+}
+
+// rolloutsHealth is the rollout part of /healthz.
+func (c *Core) rolloutsHealth() api.RolloutsHealth {
+	h := api.RolloutsHealth{Leader: c.rollouts.Leading(), Store: "bbolt"}
+	if _, ok := c.rollouts.(sharedRollouts); ok {
+		h.Store = "postgres"
+	}
+	return h
+}
 
 // rolloutStates counts the rollouts in each state, for vigil_fleet_rollouts.
 func (c *Core) rolloutStates() map[string]int {

@@ -105,6 +105,17 @@ type Health struct {
 	// Broker counts the embedded broker's open connections and those it refused before their
 	// CONNECT (over the cap, the connect rate, the CONNECT size or deadline).
 	Broker *broker.Stats `json:"broker,omitempty"`
+	// Rollouts says where the rollouts are kept and whether this instance runs them, when OTA
+	// is on.
+	Rollouts *RolloutsHealth `json:"rollouts,omitempty"`
+}
+
+// RolloutsHealth is the rollout part of /healthz.
+type RolloutsHealth struct {
+	// Leader is true when this instance runs the rollout engine: always on its own, one
+	// instance at a time when several share PostgreSQL.
+	Leader bool   `json:"leader"`
+	Store  string `json:"store"` // "bbolt" or "postgres"
 }
 
 // MQTT describes the subscriber's connection.
@@ -174,6 +185,12 @@ type handlers struct {
 	log         *slog.Logger
 	mqttAuth    func() auth.MQTTStats // nil without broker auth
 	brokerStats func() broker.Stats   // nil with an external broker
+	rollouts    func() RolloutsHealth // nil without OTA
+}
+
+// WithRollouts shows the rollout engine's leadership in /healthz.
+func WithRollouts(health func() RolloutsHealth) Option {
+	return func(h *handlers) { h.rollouts = health }
 }
 
 // WithBrokerStats shows the embedded broker's connection counters in /healthz.
@@ -200,6 +217,10 @@ func (h *handlers) health(w http.ResponseWriter, _ *http.Request) {
 	if h.brokerStats != nil {
 		st := h.brokerStats()
 		body.Broker = &st
+	}
+	if h.rollouts != nil {
+		ro := h.rollouts()
+		body.Rollouts = &ro
 	}
 	code := http.StatusOK
 	if !st.Connected {

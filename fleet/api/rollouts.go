@@ -15,7 +15,8 @@ import (
 const maxSpecBytes = 64 << 10
 
 // Rollouts is what the rollout endpoints drive; its methods may be called concurrently.
-// Errors wrap rollout.ErrInvalid (400), rollout.ErrNotFound (404) or rollout.ErrState (409).
+// Errors wrap rollout.ErrInvalid (400), rollout.ErrNotFound (404), rollout.ErrState (409) or
+// rollout.ErrUnavailable (503).
 type Rollouts interface {
 	Create(spec rollout.Spec) (rollout.Rollout, error)
 	List() []rollout.Rollout
@@ -23,6 +24,14 @@ type Rollouts interface {
 	Pause(id string) (rollout.Rollout, error)
 	Resume(id string) (rollout.Rollout, error)
 	Abort(id string) (rollout.Rollout, error)
+}
+
+// FallibleReads is an optional ability of Rollouts whose reads can fail (instances reading a
+// shared database, see fleet/postgres): the endpoints then read through it and answer a
+// failure with its error.
+type FallibleReads interface {
+	ListErr() ([]rollout.Rollout, error)
+	GetErr(id string) (rollout.Rollout, bool, error)
 }
 
 // RegisterRollouts adds the rollout endpoints to mux; bodies are rollout.Spec and
@@ -78,11 +87,30 @@ func (h *rolloutHandlers) create(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *rolloutHandlers) list(w http.ResponseWriter, _ *http.Request) {
+	if fr, ok := h.ro.(FallibleReads); ok {
+		rs, err := fr.ListErr()
+		if err != nil {
+			h.fail(w, err)
+			return
+		}
+		h.write(w, http.StatusOK, rs)
+		return
+	}
 	h.write(w, http.StatusOK, h.ro.List())
 }
 
 func (h *rolloutHandlers) get(w http.ResponseWriter, r *http.Request) {
-	ro, ok := h.ro.Get(r.PathValue("id"))
+	var ro rollout.Rollout
+	var ok bool
+	if fr, is := h.ro.(FallibleReads); is {
+		var err error
+		if ro, ok, err = fr.GetErr(r.PathValue("id")); err != nil {
+			h.fail(w, err)
+			return
+		}
+	} else {
+		ro, ok = h.ro.Get(r.PathValue("id"))
+	}
 	if !ok {
 		h.write(w, http.StatusNotFound, Error{Error: "unknown rollout " + r.PathValue("id")})
 		return
@@ -121,6 +149,9 @@ func (h *rolloutHandlers) fail(w http.ResponseWriter, err error) {
 		code = http.StatusNotFound
 	case errors.Is(err, rollout.ErrState):
 		code = http.StatusConflict
+	case errors.Is(err, rollout.ErrUnavailable):
+		code = http.StatusServiceUnavailable
+		h.log.Warn("rollout request", "err", err)
 	default:
 		h.log.Warn("rollout request", "err", err)
 	}

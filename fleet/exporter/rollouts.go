@@ -36,3 +36,23 @@ func (f rolloutCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 }
+
+var descRolloutLeader = prometheus.NewDesc(ns+"rollout_leader",
+	"1 when this instance runs the rollout engine (a fleet on its own always does; instances sharing PostgreSQL run it one at a time), else 0.",
+	nil, nil)
+
+// RolloutLeader returns a collector of vigil_fleet_rollout_leader; leading is called at each
+// scrape, possibly concurrently.
+func RolloutLeader(leading func() bool) prometheus.Collector { return leaderCollector(leading) }
+
+type leaderCollector func() bool
+
+func (leaderCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descRolloutLeader }
+
+func (f leaderCollector) Collect(ch chan<- prometheus.Metric) {
+	v := 0.0
+	if f() {
+		v = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descRolloutLeader, prometheus.GaugeValue, v)
+}

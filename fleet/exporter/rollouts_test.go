@@ -39,3 +39,16 @@ func TestRolloutStatesMatchTheEngine(t *testing.T) {
 		t.Fatalf("exporter.RolloutStates = %v, the rollout engine's states are %v", got, engine)
 	}
 }
+
+func TestRolloutLeader(t *testing.T) {
+	for _, leading := range []bool{false, true} {
+		v := map[bool]string{false: "0", true: "1"}[leading]
+		want := `
+# HELP vigil_fleet_rollout_leader 1 when this instance runs the rollout engine (a fleet on its own always does; instances sharing PostgreSQL run it one at a time), else 0.
+# TYPE vigil_fleet_rollout_leader gauge
+vigil_fleet_rollout_leader ` + v + "\n"
+		if err := testutil.CollectAndCompare(exporter.RolloutLeader(func() bool { return leading }), strings.NewReader(want)); err != nil {
+			t.Errorf("leading %v: %v", leading, err)
+		}
+	}
+}

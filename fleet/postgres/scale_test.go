@@ -2,14 +2,18 @@ package postgres_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,7 +21,12 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/vigil-edge/vigil/fleet"
+	"github.com/vigil-edge/vigil/fleet/api"
+	"github.com/vigil-edge/vigil/fleet/catalog"
+	"github.com/vigil-edge/vigil/fleet/rollout"
 	"github.com/vigil-edge/vigil/fleet/simulate"
+	vmodels "github.com/vigil-edge/vigil/models"
+	"github.com/vigil-edge/vigil/testvideos/data"
 	"github.com/vigil-edge/vigil/testvideos/testharness"
 )
 
@@ -28,6 +37,9 @@ const instanceEnv = "VIGIL_TEST_FLEET_INSTANCE"
 type instanceConfig struct {
 	Broker, Store, ClientID, Share, HTTP string
 	DetectionsEvery                      int // 1 when zero: every detections message stored
+	// Data, when set, turns OTA on: the model catalogue is there, Key signs the commands.
+	Data string
+	Key  []byte
 }
 
 func TestMain(m *testing.M) {
@@ -47,8 +59,12 @@ func runInstance(v string) int {
 	if c.DetectionsEvery > 1 { // load test: keep the instance's log short
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
+	var ota fleet.OTAConfig
+	if c.Data != "" {
+		ota = fleet.OTAConfig{DataDir: c.Data, SigningKey: ed25519.PrivateKey(c.Key), Tick: 100 * time.Millisecond}
+	}
 	core, err := fleet.New(fleet.Config{Broker: c.Broker, HTTPListen: c.HTTP, ClientID: c.ClientID, ShareGroup: c.Share,
-		Logger: log, Events: fleet.EventsConfig{Postgres: c.Store, DetectionsEvery: max(c.DetectionsEvery, 1)}})
+		Logger: log, Events: fleet.EventsConfig{Postgres: c.Store, DetectionsEvery: max(c.DetectionsEvery, 1)}, OTA: ota})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -117,35 +133,90 @@ func (in *instance) kill(t *testing.T) {
 }
 
 // TestInstancesShareTrafficAndSurviveSIGKILL runs two fleet instances on one Mosquitto
-// (shared subscription) and one PostgreSQL, feeds them simulated devices, and kills one with
-// SIGKILL mid-run. The survivor adopts the dead instance's session: every message the
-// simulator had acknowledged by the broker is stored exactly once, and messages sent well
-// after the kill are stored without waiting for the dead instance.
+// (shared subscription) and one PostgreSQL, feeds them simulated devices, starts a rollout
+// through the instance that does not lead the rollouts, and kills the leader with SIGKILL
+// mid-rollout. The survivor adopts the dead instance's session: every message the simulator
+// had acknowledged by the broker is stored exactly once, and messages sent well after the
+// kill are stored without waiting for the dead instance. It also takes the rollouts' leader
+// lock within 10 s and runs the rollout to its end from the stored state: every device of it
+// gets its update once.
 func TestInstancesShareTrafficAndSurviveSIGKILL(t *testing.T) {
 	mosq := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
 	pg := testharness.StartPostgres(t)
-	cfg := func(name string) instanceConfig {
-		return instanceConfig{Broker: mosq.URL, Store: pg.DSN, ClientID: name, Share: "vigil",
-			HTTP: fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t))}
-	}
-	a := startInstance(t, cfg("fleet-a"))
-	b := startInstance(t, cfg("fleet-b"))
-
-	const duration = 8 * time.Second
-	killAt := 2500 * time.Millisecond
-	start := time.Now()
-	killed := make(chan time.Time, 1)
-	go func() {
-		time.Sleep(killAt)
-		a.kill(t)
-		killed <- time.Now()
-	}()
-	res, err := simulate.Run(context.Background(), simulate.Config{Broker: mosq.URL, Devices: 30, Cameras: 2,
-		Rate: 300, Duration: duration, EventShare: 0.2, AlertShare: 0.05})
+	_, key, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	killTime := <-killed
+	cfg := func(name string) instanceConfig {
+		return instanceConfig{Broker: mosq.URL, Store: pg.DSN, ClientID: name, Share: "vigil",
+			HTTP: fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t)), Data: catalogWithModel(t, key), Key: key}
+	}
+	a := startInstance(t, cfg("fleet-a"))
+	b := startInstance(t, cfg("fleet-b"))
+	// a started first and took the leader lock; b answers the rollout API from PostgreSQL.
+	waitFor(t, 10*time.Second, "fleet-a leads the rollouts", func() bool { return a.rolloutLeader(t) })
+	if b.rolloutLeader(t) || !strings.Contains(b.get(t, "/metrics"), "\nvigil_fleet_rollout_leader 0\n") {
+		t.Fatalf("fleet-b leads the rollouts too:\n%s", b.get(t, "/healthz"))
+	}
+
+	const duration = 14 * time.Second
+	start := time.Now()
+	var res simulate.Result
+	var simErr error
+	simCtx, stopSim := context.WithCancel(context.Background())
+	var sim sync.WaitGroup
+	sim.Go(func() {
+		res, simErr = simulate.Run(simCtx, simulate.Config{Broker: mosq.URL, Devices: 30, Cameras: 2,
+			Rate: 300, Duration: duration, EventShare: 0.2, AlertShare: 0.05, Install: true, TelemetryEvery: 400 * time.Millisecond})
+	})
+	t.Cleanup(func() { stopSim(); sim.Wait() }) // before the broker stops, on a failure
+	waitFor(t, 10*time.Second, "30 devices known", func() bool { return strings.Count(a.get(t, "/api/v1/devices"), `"id":`) >= 30 })
+
+	// The rollout is asked of fleet-b, which does not lead: the leader applies it.
+	var devices []string
+	for i := 1; i <= 6; i++ {
+		devices = append(devices, fmt.Sprintf("sim-%02d", i))
+	}
+	spec := fmt.Sprintf(`{"model":"yolox_nano@2.0.0","devices":%q,"canary":1,"waves":[50,100],"health_window":"1500ms","active_timeout":"20s"}`,
+		strings.Join(devices, ","))
+	resp, err := http.Post("http://"+b.http+"/api/v1/rollouts", "application/json", strings.NewReader(spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ro rollout.Rollout
+	err = json.NewDecoder(resp.Body).Decode(&ro)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusCreated || ro.ID == "" {
+		t.Fatalf("create the rollout on fleet-b: %s %v %+v", resp.Status, err, ro)
+	}
+	// Kill the leader once the rollout is in its first wave.
+	waitFor(t, 15*time.Second, "the rollout in its first wave", func() bool {
+		r := b.rollout(t, ro.ID)
+		if r.Done() {
+			t.Fatalf("the rollout ended before the kill: %s %s", r.State, r.Reason)
+		}
+		return r.Step >= 1
+	})
+	before := b.rollout(t, ro.ID)
+	a.kill(t)
+	killTime := time.Now()
+	t.Logf("killed fleet-a at %v, rollout at step %d (%s, %s)", killTime.Sub(start), before.Step, before.State, before.Phase)
+	waitFor(t, 10*time.Second, "fleet-b leads the rollouts after the kill", func() bool { return b.rolloutLeader(t) })
+	t.Logf("fleet-b leads %v after the kill", time.Since(killTime))
+	var done rollout.Rollout
+	waitFor(t, 20*time.Second, "the rollout complete on fleet-b", func() bool {
+		done = b.rollout(t, ro.ID)
+		if done.Done() && done.State != rollout.StateComplete {
+			t.Fatalf("the rollout ended %s: %s", done.State, done.Reason)
+		}
+		return done.State == rollout.StateComplete
+	})
+	t.Logf("rollout complete %v after the kill", time.Since(killTime))
+
+	sim.Wait()
+	if simErr != nil {
+		t.Fatal(simErr)
+	}
 	if res.Failed != 0 {
 		t.Fatalf("%d messages not acknowledged by the broker", res.Failed)
 	}
@@ -195,5 +266,89 @@ func TestInstancesShareTrafficAndSurviveSIGKILL(t *testing.T) {
 	}
 	if !strings.Contains(b.log.String(), "adopted the session of a stopped instance") {
 		t.Errorf("fleet-b never adopted fleet-a's session:\n%s", b.log.String())
+	}
+	// Each device of the rollout got its update once, from one leader or the other, and runs
+	// the new model; the others got nothing.
+	inRollout := map[string]bool{}
+	for _, d := range devices {
+		inRollout[d] = true
+	}
+	for _, d := range res.Devices {
+		want := 0
+		if inRollout[d.ID] {
+			want = 1
+			if d.Model.Version != "2.0.0" {
+				t.Errorf("device %s runs %s@%s after the rollout", d.ID, d.Model.Name, d.Model.Version)
+			}
+		}
+		if len(d.Commands) != want {
+			t.Errorf("device %s received commands %v, want %d", d.ID, d.Commands, want)
+		}
+	}
+	for _, d := range done.Devices {
+		if d.State != rollout.DeviceActive {
+			t.Errorf("device %s ends the rollout %s", d.ID, d.State)
+		}
+	}
+}
+
+// catalogWithModel makes an OTA data folder whose catalogue holds yolox_nano@2.0.0 signed by key.
+func catalogWithModel(t *testing.T, key ed25519.PrivateKey) string {
+	t.Helper()
+	dir := t.TempDir()
+	reg, err := catalog.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := vmodels.LoadManifest(filepath.Join("..", "..", "models", "yolox_nano_coco_416.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Add(data.MustPath(t, "models/yolox_nano_coco_416.onnx"),
+		catalog.AddSpec{Name: "yolox_nano", Version: "2.0.0", Family: "yolox", Base: &base}, key); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func (in *instance) get(t *testing.T, path string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + in.http + path)
+	if err != nil {
+		t.Fatalf("%s: GET %s: %v", in.name, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s: GET %s: %v", in.name, path, err)
+	}
+	return string(b)
+}
+
+// rolloutLeader reads /healthz: whether the instance runs the rollout engine.
+func (in *instance) rolloutLeader(t *testing.T) bool {
+	t.Helper()
+	var h api.Health
+	if err := json.Unmarshal([]byte(in.get(t, "/healthz")), &h); err != nil || h.Rollouts == nil || h.Rollouts.Store != "postgres" {
+		t.Fatalf("%s: /healthz rollouts: %+v %v", in.name, h.Rollouts, err)
+	}
+	return h.Rollouts.Leader
+}
+
+func (in *instance) rollout(t *testing.T, id string) rollout.Rollout {
+	t.Helper()
+	var r rollout.Rollout
+	if err := json.Unmarshal([]byte(in.get(t, "/api/v1/rollouts/"+id)), &r); err != nil || r.ID != id {
+		t.Fatalf("%s: rollout %s: %v", in.name, id, err)
+	}
+	return r
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !ok(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
 	}
 }

@@ -2,7 +2,8 @@
 // demos of the fleet. Each device is a real paho MQTT client that speaks the agent's wire
 // protocol: a retained online status with an offline last will, one epoch per run and seq
 // numbers from 1 in msg_id, detections, events (new, update, end), alerts and telemetry per
-// camera, and a cmd_result answer to every command it receives.
+// camera, and a cmd_result answer to every command it receives (with Install, a model update
+// is taken: the device reports it active and runs the new model in its telemetry).
 //
 //	Run ──▶ device 1 … N (one MQTT connection each)
 //	          │ ticker at rate/N
@@ -24,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -57,6 +59,11 @@ type Config struct {
 	EventShare, AlertShare float64
 	// TelemetryEvery is each device's telemetry period.
 	TelemetryEvery time.Duration
+	// Install makes the devices take model_update and model_rollback commands (unverified, and
+	// nothing is loaded): they answer "active" / "rolled_back" and name the model in their
+	// telemetry from then on, so a rollout can run to its end. Without it every command is
+	// answered "failed".
+	Install bool
 	// Progress, when set, is called about once a second with the running totals.
 	Progress func(Stats)
 	Logger   *slog.Logger
@@ -135,6 +142,10 @@ type Device struct {
 	Epoch string `json:"epoch"`
 	// LastSeq is the last seq acknowledged by the broker; every seq 1..LastSeq was acknowledged.
 	LastSeq uint64 `json:"last_seq"`
+	// Commands are the ids of the commands the device received, in order (a repeat included).
+	Commands []string `json:"commands,omitempty"`
+	// Model is the model the device ran at the end.
+	Model wire.Model `json:"model"`
 }
 
 // Result is what a run did.
@@ -210,7 +221,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res := Result{Elapsed: elapsed, Devices: make([]Device, len(devs))}
 	for i, d := range devs {
 		d.close()
-		res.Devices[i] = Device{ID: d.id, Epoch: d.epoch, LastSeq: d.ackedThrough()}
+		d.mu.Lock()
+		cmds, model := slices.Clone(d.commands), d.model
+		d.mu.Unlock()
+		res.Devices[i] = Device{ID: d.id, Epoch: d.epoch, LastSeq: d.ackedThrough(), Commands: cmds, Model: model}
 	}
 	res.Stats = s.stats()
 	return res, nil
@@ -268,7 +282,12 @@ type device struct {
 	lastTel  time.Time
 	pending  sync.WaitGroup
 	eventSeq uint64 // for ids
+	model    wire.Model
+	commands []string // ids received
 }
+
+// simModel is what a simulated device runs until it installs another model.
+var simModel = wire.Model{Name: "yolox_nano", Version: "1.0.0"}
 
 type camState struct {
 	id      string
@@ -282,7 +301,7 @@ func newDevice(s *sim, id string, index int) *device {
 	var e [6]byte
 	_, _ = rand.Read(e[:])
 	d := &device{s: s, id: id, mixOffset: 7 * index, epoch: hex.EncodeToString(e[:]), start: time.Now(),
-		slots: make(chan struct{}, s.cfg.Inflight), acked: map[uint64]bool{}}
+		slots: make(chan struct{}, s.cfg.Inflight), acked: map[uint64]bool{}, model: simModel}
 	for c := range s.cfg.Cameras {
 		d.cams = append(d.cams, camState{id: fmt.Sprintf("cam%d", c+1)})
 	}
@@ -328,8 +347,9 @@ func (d *device) connect() error {
 	return tok.Error()
 }
 
-// onCommand answers every command with a failed cmd_result: a simulated device installs
-// nothing, but the fleet sees the command arrive and the answer come back.
+// onCommand answers every command with a failed cmd_result (a simulated device installs
+// nothing, but the fleet sees the command arrive and the answer come back), or with Install
+// takes model updates and rollbacks.
 func (d *device) onCommand(_ mqtt.Client, m mqtt.Message) {
 	d.s.cmdsIn.Add(1)
 	var sc wire.SignedCommand
@@ -339,10 +359,27 @@ func (d *device) onCommand(_ mqtt.Client, m mqtt.Message) {
 			_ = json.Unmarshal(raw, &cmd) // unverified: a simulator installs nothing
 		}
 	}
+	state, reason := wire.CmdFailed, "simulated device: nothing is installed"
+	d.mu.Lock()
+	d.commands = append(d.commands, cmd.ID)
+	if d.s.cfg.Install {
+		switch {
+		case cmd.Name == wire.CmdModelUpdate && cmd.Model != nil:
+			d.model = wire.Model{Name: cmd.Model.Name, Version: cmd.Model.Version, SHA256: cmd.Model.SHA256}
+			state, reason = wire.CmdActive, ""
+		case cmd.Name == wire.CmdModelRollback:
+			d.model = simModel
+			if cmd.Model != nil {
+				d.model = wire.Model{Name: cmd.Model.Name, Version: cmd.Model.Version, SHA256: cmd.Model.SHA256}
+			}
+			state, reason = wire.CmdRolledBack, ""
+		}
+	}
+	d.mu.Unlock()
 	d.publishNext(func(h wire.Header) (string, any) {
 		h.Schema = wire.SchemaCmdResult
 		return wire.Topic(d.id, "cmd_result", cmd.Name), wire.CmdResult{Header: h, CmdID: cmd.ID, RolloutID: cmd.RolloutID,
-			Name: cmd.Name, State: wire.CmdFailed, Reason: "simulated device: nothing is installed"}
+			Name: cmd.Name, State: state, Reason: reason}
 	})
 }
 
@@ -553,7 +590,10 @@ func (d *device) telemetry(h wire.Header) (string, any) {
 	for i, c := range d.cams {
 		cams[i] = wire.CameraTelemetry{ID: c.id, State: "streaming", FPS: 30, DetectFPS: 5, DetectionsPerS: 3}
 	}
+	d.mu.Lock()
+	model := d.model
+	d.mu.Unlock()
 	return wire.Topic(d.id, wire.KindTelemetry, ""), wire.Telemetry{Header: h, UptimeS: time.Since(d.start).Seconds(),
-		Model: &wire.Model{Name: "yolox_nano", Version: "1.0.0"}, Cameras: cams,
+		Model: &model, Cameras: cams,
 		Outbox: &wire.OutboxHealth{}}
 }
