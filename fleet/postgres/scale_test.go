@@ -23,6 +23,7 @@ import (
 	"github.com/vigil-edge/vigil/fleet"
 	"github.com/vigil-edge/vigil/fleet/api"
 	"github.com/vigil-edge/vigil/fleet/catalog"
+	"github.com/vigil-edge/vigil/fleet/postgres"
 	"github.com/vigil-edge/vigil/fleet/rollout"
 	"github.com/vigil-edge/vigil/fleet/simulate"
 	vmodels "github.com/vigil-edge/vigil/models"
@@ -147,9 +148,10 @@ func TestInstancesShareTrafficAndSurviveSIGKILL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	addModel(t, pg.DSN, key)
 	cfg := func(name string) instanceConfig {
 		return instanceConfig{Broker: mosq.URL, Store: pg.DSN, ClientID: name, Share: "vigil",
-			HTTP: fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t)), Data: catalogWithModel(t, key), Key: key}
+			HTTP: fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t)), Data: t.TempDir(), Key: key}
 	}
 	a := startInstance(t, cfg("fleet-a"))
 	b := startInstance(t, cfg("fleet-b"))
@@ -292,11 +294,15 @@ func TestInstancesShareTrafficAndSurviveSIGKILL(t *testing.T) {
 	}
 }
 
-// catalogWithModel makes an OTA data folder whose catalogue holds yolox_nano@2.0.0 signed by key.
-func catalogWithModel(t *testing.T, key ed25519.PrivateKey) string {
+// addModel adds yolox_nano@2.0.0 signed by key to the model catalogue in dsn.
+func addModel(t *testing.T, dsn string, key ed25519.PrivateKey) {
 	t.Helper()
-	dir := t.TempDir()
-	reg, err := catalog.Open(dir)
+	pc, err := postgres.OpenCatalog(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	reg, err := catalog.OpenShared(t.TempDir(), pc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +314,6 @@ func catalogWithModel(t *testing.T, key ed25519.PrivateKey) string {
 		catalog.AddSpec{Name: "yolox_nano", Version: "2.0.0", Family: "yolox", Base: &base}, key); err != nil {
 		t.Fatal(err)
 	}
-	return dir
 }
 
 func (in *instance) get(t *testing.T, path string) string {
