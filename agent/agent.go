@@ -131,9 +131,18 @@ func (a *Agent) openOutbox() (*outbox.Outbox, error) {
 
 // OpenDetector loads the model a camera uses.
 func OpenDetector(mc config.Model, cam config.Camera) (models.Detector, error) {
+	man, err := modelManifest(mc)
+	if err != nil {
+		return nil, err
+	}
+	return openManifest(man, mc.Threads, 1, cam)
+}
+
+// modelManifest loads mc's manifest, with the folder its model file is in.
+func modelManifest(mc config.Model) (models.Manifest, error) {
 	man, err := models.LoadManifest(mc.Manifest)
 	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", mc.Manifest, err)
+		return man, fmt.Errorf("model %s: %w", mc.Manifest, err)
 	}
 	switch {
 	case mc.Dir != "":
@@ -145,7 +154,7 @@ func OpenDetector(mc config.Model, cam config.Camera) (models.Detector, error) {
 	if abs, err := filepath.Abs(man.Dir); err == nil {
 		man.Dir = abs
 	}
-	return openManifest(man, mc.Threads, cam)
+	return man, nil
 }
 
 func exists(path string) bool {

@@ -13,9 +13,10 @@ import (
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
-// openManifest opens a detector for a loaded manifest with a camera's settings.
-func openManifest(man models.Manifest, threads int, cam config.Camera) (models.Detector, error) {
-	det, err := onnx.Open(man, onnx.Options{Threads: threads, Score: cam.Score, NMS: cam.NMS, Labels: cam.Labels})
+// openManifest opens a detector for a loaded manifest with a camera's settings, for runs of
+// up to batch frames.
+func openManifest(man models.Manifest, threads, batch int, cam config.Camera) (models.Detector, error) {
+	det, err := onnx.Open(man, onnx.Options{Threads: threads, Score: cam.Score, NMS: cam.NMS, Labels: cam.Labels, Batch: batch})
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", man.ModelPath(), err)
 	}
@@ -97,7 +98,7 @@ func (a *Agent) swapModel(ctx context.Context, m models.Manifest) error {
 	if err := checkBatch("model", a.cfg.Model, m); err != nil {
 		return err
 	}
-	dets, err := openSessions(a.cfg.Model, &m, ps.main.Size())
+	dets, err := openSessions(a.cfg.Model, &m, ps.main.Size()/max(a.cfg.Model.BatchSize, 1))
 	if err != nil {
 		return err
 	}

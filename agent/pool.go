@@ -12,6 +12,7 @@ import (
 
 	"github.com/vigil-edge/vigil/agent/config"
 	"github.com/vigil-edge/vigil/models"
+	"github.com/vigil-edge/vigil/models/onnx"
 	"github.com/vigil-edge/vigil/pipeline/detect"
 	"github.com/vigil-edge/vigil/pipeline/metrics"
 )
@@ -103,17 +104,25 @@ func (ps *pools) close() {
 
 // openPool opens mc.Sessions(cameras) sessions of a model (man when given, else mc's
 // manifest) and starts a pool on them; key names mc in errors ("model", "cameras[2].model").
+// With batch_size b > 1 each session serves b pool workers through a batcher, so that up to b
+// cameras' frames share a run.
 func (a *Agent) openPool(mc config.Model, key string, man *models.Manifest, label string, cameras int) (*detect.Pool, error) {
 	n := mc.Sessions(cameras)
 	if n < 1 {
 		return nil, fmt.Errorf("'%s.pool_size' must be at least 1, got %d", key, n)
 	}
-	dets, err := openSessions(mc, man, n)
-	if err != nil {
+	if man == nil {
+		m, err := modelManifest(mc)
+		if err != nil {
+			return nil, err
+		}
+		man = &m
+	}
+	if err := checkBatch(key, mc, *man); err != nil {
 		return nil, err
 	}
-	if err := checkBatch(key, mc, dets[0].Manifest()); err != nil {
-		closeAll(dets)
+	dets, err := openSessions(mc, man, n)
+	if err != nil {
 		return nil, err
 	}
 	wait, frames := a.m.PoolWait.WithLabelValues(label), a.m.PoolDetected.WithLabelValues(label)
@@ -125,49 +134,55 @@ func (a *Agent) openPool(mc config.Model, key string, man *models.Manifest, labe
 		closeAll(dets)
 		return nil, fmt.Errorf("'%s.pool_size': %w", key, err)
 	}
-	if err := metrics.WatchPool(a.reg, label, p.Depth, n); err != nil && !isAlreadyRegistered(err) {
+	if err := metrics.WatchPool(a.reg, label, p.Depth, len(dets)); err != nil && !isAlreadyRegistered(err) {
 		a.log.Warn("detector pool metrics", "pool", label, "err", err)
 	}
-	a.log.Info("detector pool ready", "pool", label, "model", dets[0].Manifest().Name, "sessions", n, "threads_per_session", mc.Threads)
+	a.log.Info("detector pool ready", "pool", label, "model", dets[0].Manifest().Name, "sessions", n,
+		"threads_per_session", mc.Threads, "batch_size", max(mc.BatchSize, 1))
 	return p, nil
 }
 
-// openSessions opens n sessions of a model at the tracker's score threshold, with no labels or
-// NMS threshold of their own: each camera's apply per frame (pooledDetector).
+// openSessions opens n sessions of a model (man, or mc's manifest when nil) at the tracker's score threshold, with no
+// labels or NMS threshold of their own: each camera's apply per frame (pooledDetector). With
+// batch_size b > 1 it returns b handles per session (onnx.Batcher), one per pool worker.
 func openSessions(mc config.Model, man *models.Manifest, n int) ([]models.Detector, error) {
 	session := config.Camera{Score: TrackerScore()}
+	b := max(mc.BatchSize, 1)
+	if man == nil {
+		m, err := modelManifest(mc)
+		if err != nil {
+			return nil, err
+		}
+		man = &m
+	}
 	var dets []models.Detector
 	for range n {
-		var det models.Detector
-		var err error
-		if man != nil {
-			det, err = openManifest(*man, mc.Threads, session)
-		} else {
-			det, err = OpenDetector(mc, session)
-		}
+		det, err := openManifest(*man, mc.Threads, b, session)
 		if err != nil {
 			closeAll(dets)
 			return nil, err
 		}
-		dets = append(dets, det)
+		if b == 1 {
+			dets = append(dets, det)
+			continue
+		}
+		_, hs := onnx.NewBatcher(det.(*onnx.Detector), b)
+		for _, h := range hs {
+			dets = append(dets, h)
+		}
 	}
 	return dets, nil
 }
 
-// checkBatch refuses a batch size the model cannot take. Batched runs themselves are not
-// built yet: a model that could take them still runs one frame at a time, so a batch size
-// above 1 is refused for every model rather than silently ignored.
+// checkBatch refuses a batch size the model cannot take (its manifest must declare
+// input.max_batch at least that large; Open checks that the model's batch dimension is
+// dynamic).
 func checkBatch(key string, mc config.Model, m models.Manifest) error {
-	b := max(mc.BatchSize, 1)
-	switch {
-	case b == 1:
-		return nil
-	case m.Input.MaxBatch < b:
+	if b := max(mc.BatchSize, 1); b > 1 && m.Input.MaxBatch < b {
 		return fmt.Errorf("'%s.batch_size' is %d but model %s takes at most %d frame(s) per run (its manifest declares input.max_batch %d; a fixed batch dimension is 1)",
 			key, b, m.Name, max(m.Input.MaxBatch, 1), m.Input.MaxBatch)
-	default:
-		return fmt.Errorf("'%s.batch_size' is %d: batched runs are not supported by this agent yet; set it to 1", key, b)
 	}
+	return nil
 }
 
 func closeAll(dets []models.Detector) {

@@ -6,7 +6,8 @@
 #   disposable pictures left undecoded/s (not due at detect_fps)
 #   the agent: CPU in cores (utime+stime from /proc/PID/stat) and peak RSS (VmHWM)
 # Usage: build/bench-cameras.sh [N...]   (default: 1 12 16); env WARMUP (s), MEASURE (s),
-# DETECT_FPS, POOL_SIZE (detector sessions; default one per core), THREADS (per session).
+# DETECT_FPS, POOL_SIZE (detector sessions; default one per core), THREADS (per session),
+# BATCH_SIZE with MANIFEST and MODEL_DIR (a model with a dynamic batch dimension).
 # Needs bin/vigil-agent and bin/vigil-testvideos (make build) and mosquitto.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -70,10 +71,11 @@ run() {
 		echo "outbox: {path: $dir/outbox.db}"
 		echo "snapshots: {dir: $dir/snapshots}"
 		echo "model:"
-		echo "  manifest: $ROOT/models/yolox_nano_coco_416.json"
-		echo "  dir: $DATA/models"
+		echo "  manifest: ${MANIFEST:-$ROOT/models/yolox_nano_coco_416.json}"
+		echo "  dir: ${MODEL_DIR:-$DATA/models}"
 		echo "  threads: $THREADS"
 		[ -n "${POOL_SIZE:-}" ] && echo "  pool_size: $POOL_SIZE"
+		[ -n "${BATCH_SIZE:-}" ] && echo "  batch_size: $BATCH_SIZE"
 		echo "cameras:"
 		for i in $(seq 1 "$n"); do
 			i=$(printf %02d "$i")

@@ -3,7 +3,8 @@
 # Safe to run again: each step checks first and does nothing when its part is present.
 #
 #   apt packages   libavcodec/libavformat/libswscale-dev and libjpeg-dev (the agent),
-#                  libopencv-dev (tests only: they check pictures with OpenCV), ffmpeg,
+#                  libopencv-dev (tests only: they check pictures with OpenCV),
+#                  python3-onnx (tests only: a dynamic-batch copy of the model), ffmpeg,
 #                  mosquitto, pkg-config, prometheus (for promtool), chromium and
 #                  fonts-dejavu-core (headless dashboard test)
 #   ONNX Runtime   libonnxruntime.so from the onnxruntime-node npm package (npm pack, never
@@ -15,7 +16,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DEPS_DIR="$ROOT/.deps"
 ORT_VERSION="${ORT_VERSION:-1.30.0}"
-APT_PKGS=(pkg-config libavcodec-dev libavformat-dev libswscale-dev libjpeg-dev libopencv-dev ffmpeg mosquitto mosquitto-clients chromium fonts-dejavu-core postgresql-15)
+APT_PKGS=(pkg-config libavcodec-dev libavformat-dev libswscale-dev libjpeg-dev libopencv-dev python3-onnx ffmpeg mosquitto mosquitto-clients chromium fonts-dejavu-core postgresql-15)
 
 log() { printf 'deps: %s\n' "$*" >&2; }
 

@@ -39,6 +39,10 @@ type Options struct {
 	// Labels keeps only detections of these labels (matched as models.Manifest.ResolveLabel
 	// does); empty keeps all. A label the model does not know is an error at Open.
 	Labels []string
+	// Batch above 1 opens the session for runs of up to Batch frames (DetectBatch, Batcher):
+	// the manifest must declare input.max_batch >= Batch, and the model a dynamic batch
+	// dimension. 0 or 1: one frame a run.
+	Batch int
 }
 
 // Detector is a models.Detector backed by one ONNX Runtime session. It owns its input and
@@ -50,6 +54,7 @@ type Detector struct {
 	nms     float32
 	keep    []bool // by class id; nil keeps all
 	session *ort.AdvancedSession
+	batch   *batchRun // instead of session when opened with Options.Batch > 1 (batch.go)
 	in      *ort.Tensor[float32]
 	out     *ort.Tensor[float32]
 	outDims []int64
@@ -124,6 +129,10 @@ func Open(m models.Manifest, opts Options) (*Detector, error) {
 		return nil, err
 	}
 	H, W := int64(m.Input.Height), int64(m.Input.Width)
+	if opts.Batch > 1 && m.Input.MaxBatch < opts.Batch {
+		return nil, fmt.Errorf("%w: batch of %d frames asked for, but manifest %q takes at most %d a run (input.max_batch %d; a fixed batch dimension is 1)",
+			models.ErrBadModel, opts.Batch, m.Name, max(m.Input.MaxBatch, 1), m.Input.MaxBatch)
+	}
 	if m.Input.MaxBatch > 1 && (len(inInfo.Dimensions) == 0 || inInfo.Dimensions[0] > 0) {
 		return nil, fmt.Errorf("%w: model %s: manifest %q declares input.max_batch %d but the model's batch dimension is fixed (input shape %v)",
 			models.ErrBadModel, path, m.Name, m.Input.MaxBatch, []int64(inInfo.Dimensions))
@@ -184,8 +193,12 @@ func Open(m models.Manifest, opts Options) (*Detector, error) {
 			return nil, fmt.Errorf("model %q: session options: %w", m.Name, err)
 		}
 	}
-	d.session, err = ort.NewAdvancedSessionWithONNXData(data, []string{inInfo.Name}, []string{outInfo.Name},
-		[]ort.Value{d.in}, []ort.Value{d.out}, so)
+	if opts.Batch > 1 {
+		d.batch, err = newBatchRun(data, inInfo.Name, outInfo.Name, opts.Batch, so)
+	} else {
+		d.session, err = ort.NewAdvancedSessionWithONNXData(data, []string{inInfo.Name}, []string{outInfo.Name},
+			[]ort.Value{d.in}, []ort.Value{d.out}, so)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: model file %s: create session: %v", models.ErrBadModel, path, err)
 	}
@@ -269,6 +282,10 @@ func (d *Detector) Detect(ctx context.Context, img models.Image) ([]models.Detec
 // DetectFiltered implements models.FilteredDetector: Detect with f's score (when above the
 // detector's), NMS IoU and labels (both applied after the detector's own label filter).
 func (d *Detector) DetectFiltered(ctx context.Context, img models.Image, f models.Filter) ([]models.Detection, error) {
+	if d.batch != nil {
+		res, errs := d.DetectBatch(ctx, []models.Image{img}, []models.Filter{f})
+		return res[0], errs[0]
+	}
 	if d.session == nil {
 		return nil, errors.New("onnx: Detect after Close")
 	}
@@ -288,16 +305,16 @@ func (d *Detector) DetectFiltered(ctx context.Context, img models.Image, f model
 	if err := d.session.Run(); err != nil {
 		return nil, fmt.Errorf("model %q: run: %w", d.m.Name, err)
 	}
-	return d.finish(g, f)
+	return d.finish(d.out.GetData(), g, f)
 }
 
-// finish decodes the output tensor and turns the candidates into the frame's detections.
-func (d *Detector) finish(g geometry, f models.Filter) ([]models.Detection, error) {
+// finish decodes one frame's output and turns the candidates into the frame's detections.
+func (d *Detector) finish(out []float32, g geometry, f models.Filter) ([]models.Detection, error) {
 	score, nms := max(d.score, f.Score), d.nms
 	if f.NMS > 0 {
 		nms = f.NMS
 	}
-	cands, err := d.dec.Decode(d.cands[:0], d.out.GetData(), d.outDims, score, len(d.m.Labels))
+	cands, err := d.dec.Decode(d.cands[:0], out, d.outDims, score, len(d.m.Labels))
 	if err != nil {
 		return nil, fmt.Errorf("model %q: %w", d.m.Name, err)
 	}
@@ -326,6 +343,10 @@ func (d *Detector) Close() error {
 	if d.session != nil {
 		errs = append(errs, d.session.Destroy())
 		d.session = nil
+	}
+	if d.batch != nil {
+		errs = append(errs, d.batch.close())
+		d.batch = nil
 	}
 	if d.in != nil {
 		errs = append(errs, d.in.Destroy())

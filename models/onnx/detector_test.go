@@ -467,7 +467,7 @@ func BenchmarkFinish(b *testing.B) {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		if _, err := d.finish(d.geom, models.Filter{}); err != nil {
+		if _, err := d.finish(d.out.GetData(), d.geom, models.Filter{}); err != nil {
 			b.Fatal(err)
 		}
 	}

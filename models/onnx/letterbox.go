@@ -102,17 +102,22 @@ func (s *scaler) close() {
 // prepare letterboxes img into the input tensor. The padding is written only when the frame's
 // geometry changes, since the picture always lands on the same rectangle.
 func (d *Detector) prepare(img models.Image) (geometry, error) {
+	return d.prepareInto(d.in.GetData(), &d.geom, img)
+}
+
+// prepareInto letterboxes img into t, one frame's input (3 planes); last is the geometry the
+// padding in t was written for, updated.
+func (d *Detector) prepareInto(t []float32, last *geometry, img models.Image) (geometry, error) {
 	W, H := d.m.Input.Width, d.m.Input.Height
 	g := letterbox(d.m.Input.Letterbox, img.Width, img.Height, W, H)
 	plane := W * H
-	t := d.in.GetData()
 	p0, p1, p2 := t[:plane:plane], t[plane:2*plane:2*plane], t[2*plane:3*plane:3*plane]
-	if g != d.geom {
+	if g != *last {
 		pad := d.m.Input.PadValue
 		fill(p0, d.lut[0][pad])
 		fill(p1, d.lut[1][pad])
 		fill(p2, d.lut[2][pad])
-		d.geom = g
+		*last = g
 	}
 
 	src, err := d.resize(img, g)
