@@ -5,10 +5,11 @@
 # a loop), runs the real vigil-agent on them (detect_fps 5, cameras[].motion enabled, a
 # Mosquitto on loopback as the broker) and, after a warm-up, measures over MEASURE seconds:
 #   the agent's CPU (utime+stime from /proc/PID/stat) in % of a core per camera;
-#   the decode share of it: the agent's own decode time (vigil_stage_duration_seconds, stage
-#   decode: wall time per packet, which on a single-threaded decoder is CPU time unless the
-#   machine is overloaded) and, for comparison, `ffmpeg -threads 1` decoding the same clip;
-#   inferences/s and motion plans per camera.
+#   the decode share of it, from a CPU profile of the agent over the same seconds (Go's
+#   profiler samples the C decoder under decode.(*Decoder).Decode: CPU time, not wall time)
+#   and, for comparison, `ffmpeg -threads 1` decoding the same clip (every picture, and
+#   without the disposable ones, which the agent leaves undecoded when not due at detect_fps);
+#   decoded and undecoded pictures/s, inferences/s and frames without inference per camera.
 # Then the same with motion off (every frame due at detect_fps is detected), for the ratio.
 # Usage: build/bench-still.sh [N...] (default: 1 4); env WARMUP (s), MEASURE (s), DETECT_FPS,
 # IMAGE (a picture under the shared data's images/; default darknet_dog.jpg).
@@ -26,7 +27,7 @@ COUNTS=("$@")
 for b in bin/vigil-agent bin/vigil-testvideos; do
 	[ -x "$b" ] || { echo "bench-still: $b missing (make build)" >&2; exit 1; }
 done
-for c in ffmpeg mosquitto curl; do
+for c in ffmpeg mosquitto curl go; do
 	command -v "$c" >/dev/null || { echo "bench-still: $c missing (make deps)" >&2; exit 1; }
 done
 
@@ -73,11 +74,14 @@ grep -q "serving" "$WORK/testvideos.log" || { echo "bench-still: vigil-testvideo
 sum() { awk -v n="$1" -v f="${3:-}" '$1 ~ "^"n && (f == "" || index($1, f)) {v+=$2} END {printf "%.6f", v+0}' "$2"; }
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 
-# ffmpeg's own decode of the clip, single-threaded: CPU seconds per second of video.
-FF=$(ffmpeg -hide_banner -nostats -benchmark -threads 1 -i "$CLIP" -an -f null - 2>&1 | grep -E 'bench: utime' || true)
-FFU=$(echo "$FF" | sed -E 's/.*utime=([0-9.]+)s.*stime=([0-9.]+)s.*/\1 \2/')
 echo "### still scene: $(basename "$CLIP") (60 s, 1280x720@30, H.264), detect_fps $DETECT_FPS, ${MEASURE}s measured after ${WARMUP}s"
-awk -v u="$FFU" 'BEGIN{split(u, a, " "); printf "ffmpeg -threads 1 decoding the clip: %.2f%% of a core at real time (%.2f s CPU for 60 s)\n", 100*(a[1]+a[2])/60, a[1]+a[2]}'
+# ffmpeg's own decode of the clip, single-threaded: CPU seconds per second of video.
+for skip in "" "-skip_frame nonref"; do
+	FF=$(ffmpeg -hide_banner -nostats -benchmark -threads 1 $skip -i "$CLIP" -an -f null - 2>&1 | grep -E 'bench: utime' || true)
+	FFU=$(echo "$FF" | sed -E 's/.*utime=([0-9.]+)s.*stime=([0-9.]+)s.*/\1 \2/')
+	awk -v u="$FFU" -v how="${skip:-every picture}" 'BEGIN{split(u, a, " ");
+		printf "ffmpeg -threads 1 decoding the clip (%s): %.2f%% of a core at real time (%.2f s CPU for 60 s)\n", how, 100*(a[1]+a[2])/60, a[1]+a[2]}'
+done
 
 run() {
 	local n=$1 motion=$2 dir="$WORK/run$1-$2" http
@@ -86,7 +90,7 @@ run() {
 	{
 		echo "device_id: bench-still"
 		echo "log_level: warn"
-		echo "http: {listen: 127.0.0.1:$http}"
+		echo "http: {listen: 127.0.0.1:$http, pprof: true}"
 		echo "mqtt: {url: tcp://127.0.0.1:$MQTT_PORT}"
 		echo "outbox: {path: $dir/outbox.db}"
 		echo "snapshots: {dir: $dir/snapshots}"
@@ -112,24 +116,31 @@ run() {
 	curl -fsS "http://127.0.0.1:$http/metrics" >"$dir/m0"
 	local t0 c0 t1 c1
 	t0=$(date +%s.%N); c0=$(cpu_ticks "$pid")
-	sleep "$MEASURE"
+	curl -fsS -o "$dir/cpu.pprof" "http://127.0.0.1:$http/debug/pprof/profile?seconds=$MEASURE"
 	curl -fsS "http://127.0.0.1:$http/metrics" >"$dir/m1"
 	t1=$(date +%s.%N); c1=$(cpu_ticks "$pid")
 	local load
 	load=$(cut -d' ' -f1-3 /proc/loadavg)
 	kill "$pid"; wait "$pid" 2>/dev/null || true
-	local el tck dec0 dec1 inf0 inf1 fr0 fr1 none0 none1
+	local el tck dec inf0 inf1 fr0 fr1 un0 un1 none0 none1 prof
 	el=$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')
 	tck=$(getconf CLK_TCK)
-	dec0=$(sum 'vigil_stage_duration_seconds_sum\{' "$dir/m0" 'stage="decode"'); dec1=$(sum 'vigil_stage_duration_seconds_sum\{' "$dir/m1" 'stage="decode"')
+	# the profile: total CPU seconds sampled, and those under the decoder's Decode/Flush
+	prof=$(go tool pprof -top -cum "$ROOT/bin/vigil-agent" "$dir/cpu.pprof" 2>/dev/null)
+	dec=$(echo "$prof" | awk '
+		function sec(v) { if (v ~ /ms$/) return substr(v, 1, length(v)-2)/1000; if (v ~ /us$/) return substr(v, 1, length(v)-2)/1e6; return substr(v, 1, length(v)-1)+0 }
+		/^Showing nodes accounting for/ { for (i = 1; i <= NF; i++) if ($i == "total") total = sec($(i-1)) }
+		/decode\.\(\*Decoder\)\.(Decode|Flush)$/ { d += sec($4) }
+		END { printf "%.6f %.6f", d, total }')
+	un0=$(sum 'vigil_frames_undecoded_total\{' "$dir/m0"); un1=$(sum 'vigil_frames_undecoded_total\{' "$dir/m1")
 	inf0=$(sum 'vigil_inferences_total\{' "$dir/m0"); inf1=$(sum 'vigil_inferences_total\{' "$dir/m1")
 	fr0=$(sum 'vigil_frames_decoded_total\{' "$dir/m0"); fr1=$(sum 'vigil_frames_decoded_total\{' "$dir/m1")
 	none0=$(sum 'vigil_motion_plans_total\{' "$dir/m0" 'plan="none"'); none1=$(sum 'vigil_motion_plans_total\{' "$dir/m1" 'plan="none"')
-	awk -v n="$n" -v m="$motion" -v c0="$c0" -v c1="$c1" -v t="$el" -v tck="$tck" -v d0="$dec0" -v d1="$dec1" \
+	awk -v n="$n" -v m="$motion" -v c0="$c0" -v c1="$c1" -v t="$el" -v tck="$tck" -v dec="$dec" -v u0="$un0" -v u1="$un1" \
 		-v i0="$inf0" -v i1="$inf1" -v f0="$fr0" -v f1="$fr1" -v z0="$none0" -v z1="$none1" -v load="$load" 'BEGIN{
-		cpu = 100*(c1-c0)/tck/t/n; dec = 100*(d1-d0)/t/n
-		printf "still: %d camera(s), motion %-3s: agent %.2f%% of a core per camera (decode %.2f%%, the rest %.2f%%); per camera %.1f decoded frames/s, %.2f inferences/s, %.2f frames/s without inference; load average %s\n",
-			n, m, cpu, dec, cpu-dec, (f1-f0)/t/n, (i1-i0)/t/n, (z1-z0)/t/n, load }'
+		cpu = 100*(c1-c0)/tck/t/n; split(dec, p, " "); share = (p[2] > 0) ? p[1]/p[2] : 0
+		printf "still: %d camera(s), motion %-3s: agent %.2f%% of a core per camera (decode %.2f%%, the rest %.2f%%: %.0f%% of the profile'"'"'s %.1f s under the decoder); per camera %.1f decoded + %.1f undecoded pictures/s, %.2f inferences/s, %.2f frames/s without inference; load average %s\n",
+			n, m, cpu, cpu*share, cpu*(1-share), 100*share, p[2], (f1-f0)/t/n, (u1-u0)/t/n, (i1-i0)/t/n, (z1-z0)/t/n, load }'
 }
 
 for n in "${COUNTS[@]}"; do run "$n" on; done

@@ -38,6 +38,13 @@ func WriteTable(w io.Writer, results []Result) error {
 		return err
 	}
 	for _, r := range results {
+		if len(r.Reasons) > 0 { // motion-driven: why the detector ran where it did
+			fmt.Fprintf(w, "%s: frames by motion plan:", r.Tracker)
+			for _, k := range slices.Sorted(maps.Keys(r.Reasons)) {
+				fmt.Fprintf(w, " %s %d", k, r.Reasons[k])
+			}
+			fmt.Fprintln(w)
+		}
 		ids := slices.Collect(maps.Keys(r.Metrics.FPByID))
 		slices.SortFunc(ids, func(a, b uint64) int {
 			return cmp.Or(cmp.Compare(r.Metrics.FPByID[b], r.Metrics.FPByID[a]), cmp.Compare(a, b))
