@@ -222,7 +222,7 @@ func (c *camera) analyse(ctx context.Context, d frame.Detections) {
 	var tracks frame.Tracks
 	if c.gate != nil { // the detector looked only at c.seen: tracks elsewhere are held
 		tracks = c.tracker.UpdateSeen(d, c.seen)
-		c.gate.SetTracks(tracks.Tracks, d.Width, d.Height)
+		c.gate.SetTracks(tracks)
 	} else {
 		tracks = c.tracker.Update(d)
 	}

@@ -7,8 +7,8 @@
 #   the agent's CPU (utime+stime from /proc/PID/stat) in % of a core per camera;
 #   the decode share of it, from a CPU profile of the agent over the same seconds (Go's
 #   profiler samples the C decoder under decode.(*Decoder).Decode: CPU time, not wall time)
-#   and, for comparison, `ffmpeg -threads 1` decoding the same clip (every picture, and
-#   without the disposable ones, which the agent leaves undecoded when not due at detect_fps);
+#   and, for comparison, `ffmpeg -threads 1` decoding every picture of the same clip (the
+#   agent leaves disposable pictures undecoded when they are not due at detect_fps);
 #   decoded and undecoded pictures/s, inferences/s and frames without inference per camera.
 # Then the same with motion off (every frame due at detect_fps is detected), for the ratio.
 # Usage: build/bench-still.sh [N...] (default: 1 4); env WARMUP (s), MEASURE (s), DETECT_FPS,
@@ -75,13 +75,11 @@ sum() { awk -v n="$1" -v f="${3:-}" '$1 ~ "^"n && (f == "" || index($1, f)) {v+=
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 
 echo "### still scene: $(basename "$CLIP") (60 s, 1280x720@30, H.264), detect_fps $DETECT_FPS, ${MEASURE}s measured after ${WARMUP}s"
-# ffmpeg's own decode of the clip, single-threaded: CPU seconds per second of video.
-for skip in "" "-skip_frame nonref"; do
-	FF=$(ffmpeg -hide_banner -nostats -benchmark -threads 1 $skip -i "$CLIP" -an -f null - 2>&1 | grep -E 'bench: utime' || true)
-	FFU=$(echo "$FF" | sed -E 's/.*utime=([0-9.]+)s.*stime=([0-9.]+)s.*/\1 \2/')
-	awk -v u="$FFU" -v how="${skip:-every picture}" 'BEGIN{split(u, a, " ");
-		printf "ffmpeg -threads 1 decoding the clip (%s): %.2f%% of a core at real time (%.2f s CPU for 60 s)\n", how, 100*(a[1]+a[2])/60, a[1]+a[2]}'
-done
+# ffmpeg's own decode of the clip, single-threaded, every picture: CPU seconds per second of video.
+FF=$(ffmpeg -hide_banner -nostats -benchmark -threads 1 -i "$CLIP" -an -f null - 2>&1 | grep -E 'bench: utime' || true)
+FFU=$(echo "$FF" | sed -E 's/.*utime=([0-9.]+)s.*stime=([0-9.]+)s.*/\1 \2/')
+awk -v u="$FFU" 'BEGIN{split(u, a, " ");
+	printf "ffmpeg -threads 1 decoding the clip (every picture): %.2f%% of a core at real time (%.2f s CPU for 60 s)\n", 100*(a[1]+a[2])/60, a[1]+a[2]}'
 
 run() {
 	local n=$1 motion=$2 dir="$WORK/run$1-$2" http

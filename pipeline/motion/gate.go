@@ -34,10 +34,10 @@ type GateConfig struct {
 // motion detector with the frame's luma and decides, from the motion and the tracks of the
 // last analysed frame (SetTracks), where the detector runs.
 //
-// Motion wholly inside the box of a confirmed track that stands still (a parked car's
-// flickering lights, a seated person's hands) asks for no inference: the object is there and
-// known, and the periodic full-frame pass re-confirms it, as Frigate treats stationary
-// objects. Moving and lost tracks are looked at (see ActiveTracks).
+// Motion wholly inside the box of a confirmed track that has stood still for StationaryAfter
+// (a parked car's flickering lights, a seated person's hands) asks for no inference: the
+// object is there and known, and the periodic full-frame pass re-confirms it, as Frigate
+// treats stationary objects. Moving and lost tracks are looked at (see ActiveTracks).
 //
 // Call contract: Plan is called from one goroutine at a time, with the frames of one camera
 // in order; SetTracks may be called from another goroutine (it is synchronised).
@@ -47,10 +47,16 @@ type Gate struct {
 	lastFull time.Duration // PTS of the last full-frame pass; -1 before the first
 	luma     []byte        // the luma of a BGR frame (a decoder's frame needs none)
 
-	mu     sync.Mutex
-	active []Box // lost and moving confirmed tracks, normalised
-	still  []Box // confirmed tracks that stand still, normalised
+	mu         sync.Mutex
+	active     []Box                    // lost and moving confirmed tracks, normalised
+	still      []Box                    // confirmed tracks stationary for StationaryAfter, normalised
+	stillSince map[uint64]time.Duration // track id → PTS from which it has stood still
 }
+
+// StationaryAfter is how long a confirmed track must stand still (move slower than
+// MinActiveSpeed on every analysed frame) before motion inside its box is ignored: Frigate's
+// default of 50 frames at its detect fps of 5. A person who only pauses is still looked at.
+const StationaryAfter = 10 * time.Second
 
 // NewGate returns a gate for cfg; the error (a *SettingError) names the bad setting.
 func NewGate(cfg GateConfig) (*Gate, error) {
@@ -58,7 +64,7 @@ func NewGate(cfg GateConfig) (*Gate, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Gate{cfg: cfg, det: det, lastFull: -1}, nil
+	return &Gate{cfg: cfg, det: det, lastFull: -1, stillSince: map[uint64]time.Duration{}}, nil
 }
 
 // Plan updates the motion detector with img (the frame at pts) and decides where the
@@ -105,14 +111,29 @@ func (g *Gate) Plan(img models.Image, pts time.Duration, modelW, modelH int) Dec
 // inference.
 const ReasonStill = "still_tracks"
 
-// SetTracks keeps, for the next plans, the tracks of the frame just analysed (w x h pixels):
-// lost and moving ones are looked at (ActiveTracks), motion inside still ones is not
-// (StillTracks).
-func (g *Gate) SetTracks(ts []frame.Track, w, h int) {
-	active, still := ActiveTracks(ts, w, h), StillTracks(ts, w, h)
+// SetTracks keeps, for the next plans, the tracks of the frame just analysed: lost and moving
+// ones are looked at (ActiveTracks); motion inside those that have stood still for
+// StationaryAfter (StillTracks, on every frame since) is not.
+func (g *Gate) SetTracks(ts frame.Tracks) {
+	active := ActiveTracks(ts.Tracks, ts.Width, ts.Height)
 	g.mu.Lock()
-	g.active, g.still = active, still
-	g.mu.Unlock()
+	defer g.mu.Unlock()
+	since := make(map[uint64]time.Duration, len(g.stillSince))
+	var still []Box
+	for _, t := range ts.Tracks {
+		if t.State != frame.Confirmed || moving(t) {
+			continue // moving, lost or gone: its stillness starts again
+		}
+		at, ok := g.stillSince[t.ID]
+		if !ok {
+			at = ts.PTS
+		}
+		since[t.ID] = at
+		if ts.PTS-at >= StationaryAfter {
+			still = append(still, normalise(t.Box, ts.Width, ts.Height))
+		}
+	}
+	g.active, g.still, g.stillSince = active, still, since
 }
 
 // Unexplained returns the motion boxes not wholly inside one of the still boxes padded by
@@ -137,22 +158,6 @@ func Unexplained(motion, still []Box, margin float64) []Box {
 		}
 		if !inside {
 			out = append(out, m)
-		}
-	}
-	return out
-}
-
-// StillTracks returns the normalised boxes of the confirmed tracks matched on the frame that
-// move slower than MinActiveSpeed (the complement of ActiveTracks among confirmed ones). Only
-// tracks the detector saw on this frame count: a held track's box is a guess.
-func StillTracks(ts []frame.Track, width, height int) []Box {
-	if width <= 0 || height <= 0 {
-		return nil
-	}
-	var out []Box
-	for _, t := range ts {
-		if t.State == frame.Confirmed && t.Matched && !moving(t) {
-			out = append(out, normalise(t.Box, width, height))
 		}
 	}
 	return out

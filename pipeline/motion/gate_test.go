@@ -28,11 +28,11 @@ func grey(w, h int, v byte, rs ...image.Rectangle) models.Image {
 		U: pix[w*h : w*h+cw*ch], UStride: cw, V: pix[w*h+cw*ch:], VStride: cw}
 }
 
-// TestGatePlans: learning frame → full pass; still → none; a mover → a crop around it; the
-// periodic pass; motion wholly inside a still, confirmed track → none (still_tracks), while a
-// moving track is looked at even without motion.
+// TestGatePlans: learning frame → full pass; still → none; a mover → a crop around it; motion
+// inside a confirmed track that has stood still for StationaryAfter → none (still_tracks), but
+// not before; motion beside it and a moving track are looked at; the periodic pass.
 func TestGatePlans(t *testing.T) {
-	g, err := NewGate(GateConfig{FullFrameEvery: 10 * time.Second, FullFrameCost: 1})
+	g, err := NewGate(GateConfig{FullFrameEvery: time.Minute, FullFrameCost: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,32 +57,61 @@ func TestGatePlans(t *testing.T) {
 		t.Fatalf("mover: %+v", d)
 	}
 
-	// the car is now a confirmed track standing still where the motion is: no inference
+	// the car parks: a confirmed track standing still where it is
 	stillCar := frame.Track{ID: 1, State: frame.Confirmed, Matched: true, Box: models.Box{X1: 890, Y1: 490, X2: 990, Y2: 570}}
-	g.SetTracks([]frame.Track{stillCar}, w, h)
-	lights := image.Rect(900, 520, 930, 540) // its lights flicker: inside its box
-	for i := range 3 {
-		img := grey(w, h, 80, car)
+	tracks := func(ts ...frame.Track) frame.Tracks {
+		return frame.Tracks{Width: w, Height: h, PTS: pts - 200*time.Millisecond, Tracks: ts}
+	}
+	lights := image.Rect(900, 520, 930, 540)            // its lights flicker: inside its box
+	withLights := func(img models.Image) models.Image { // dark lights on the white car
+		for y := lights.Min.Y; y < lights.Max.Y; y++ {
+			for x := lights.Min.X; x < lights.Max.X; x++ {
+				img.Pix[y*w+x] = 20
+			}
+		}
+		return img
+	}
+	flicker := func(i int) models.Image {
 		if i%2 == 1 {
-			img = grey(w, h, 80, car, lights)
+			return withLights(grey(w, h, 80, car))
 		}
-		if d := next(img); d.Mode != None {
-			t.Fatalf("motion inside a still track, frame %d: %+v", i, d)
+		return grey(w, h, 80, car)
+	}
+	g.SetTracks(tracks(stillCar))
+	for i := range 8 { // the car fades into the background; the flicker is still looked at
+		d = next(flicker(i))
+		g.SetTracks(tracks(stillCar))
+	}
+	if d.Mode != Regions || !lights.In(d.Regions[0]) {
+		t.Fatalf("lights of a car parked for 1.6 s: %+v (a pause is not stationary)", d)
+	}
+	for pts < 15*time.Second { // parked for more than StationaryAfter
+		next(grey(w, h, 80, car))
+		g.SetTracks(tracks(stillCar))
+	}
+	for i := range 4 {
+		if d := next(flicker(i)); d.Mode != None || (i%2 == 1 && d.Reason != ReasonStill) {
+			t.Fatalf("motion inside a stationary track, frame %d: %+v", i, d)
 		}
+		g.SetTracks(tracks(stillCar))
 	}
 	// a person walks past the car: motion outside its box is looked at
 	person := image.Rect(600, 400, 630, 480)
-	if d := next(grey(w, h, 80, car, person)); d.Mode != Regions || d.Reason != ReasonMotion || !person.In(d.Regions[0]) {
-		t.Fatalf("person beside the still car: %+v", d)
+	if d := next(withLights(grey(w, h, 80, car, person))); d.Mode != Regions || d.Reason != ReasonMotion || !person.In(d.Regions[0]) {
+		t.Fatalf("person beside the stationary car: %+v", d)
 	}
-	// the car drives off: a moving track is looked at
+	// the car drives off: a moving track is looked at, and its stillness starts again
 	moving := stillCar
 	moving.VX = 100 // pixels per second; the box is 80 high
-	g.SetTracks([]frame.Track{moving}, w, h)
-	if d := next(grey(w, h, 80, car)); d.Mode != Regions || d.Reason != ReasonMotion {
+	g.SetTracks(tracks(moving))
+	if d := next(grey(w, h, 80, car)); d.Mode != Regions || d.Reason != ReasonTracks && d.Reason != ReasonMotion {
 		t.Fatalf("moving track: %+v", d)
 	}
-	pts = 11 * time.Second // the last full pass was at 0
+	g.SetTracks(tracks(stillCar))
+	if d := next(withLights(grey(w, h, 80, car))); d.Mode != Regions {
+		t.Fatalf("lights of a car that has just stopped again: %+v", d)
+	}
+	pts = 61 * time.Second // the last full pass was at 0
 	if d := next(grey(w, h, 80, car)); d.Mode != FullFrame || d.Reason != ReasonPeriodic {
 		t.Fatalf("periodic: %+v", d)
 	}
@@ -105,17 +134,13 @@ func TestUnexplained(t *testing.T) {
 	}
 }
 
-func TestStillTracks(t *testing.T) {
+func TestActiveTracksOfMany(t *testing.T) {
 	ts := []frame.Track{
 		{ID: 1, State: frame.Confirmed, Matched: true, Box: models.Box{X1: 0, Y1: 0, X2: 100, Y2: 100}},         // still
 		{ID: 2, State: frame.Confirmed, Matched: true, Box: models.Box{X1: 0, Y1: 0, X2: 100, Y2: 100}, VX: 50}, // moving
-		{ID: 3, State: frame.Confirmed, Matched: false, Box: models.Box{X1: 0, Y1: 0, X2: 100, Y2: 100}},        // held: a guess
 		{ID: 4, State: frame.Lost, Box: models.Box{X1: 0, Y1: 0, X2: 100, Y2: 100}},
 	}
-	if got := StillTracks(ts, 200, 100); len(got) != 1 || got[0] != (Box{0, 0, 0.5, 1}) {
-		t.Errorf("StillTracks = %v, want track 1 only", got)
-	}
-	if got := ActiveTracks(ts, 200, 100); len(got) != 2 {
+	if got := ActiveTracks(ts, 200, 100); len(got) != 2 || got[0] != (Box{0, 0, 0.5, 1}) {
 		t.Errorf("ActiveTracks = %v, want tracks 2 and 4", got)
 	}
 }

@@ -172,7 +172,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 		var ts frame.Tracks
 		if gate != nil {
 			ts = tr.UpdateSeen(d, seen)
-			gate.SetTracks(ts.Tracks, img.Width, img.Height)
+			gate.SetTracks(ts)
 		} else {
 			ts = tr.Update(d)
 		}
