@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"runtime"
 	"net/url"
 	"slices"
 	"strings"
@@ -109,6 +110,7 @@ type camera struct {
 	frameW  int // the last detected frame's size, for events ended after the stream
 	frameH  int
 	bgr     []byte // the BGR copy of frame bgrSeq, for its snapshots and live view; back to bgrBuffers after
+	bgrLent bool   // bgr (maybe still nil) is a loan from bgrBuffers
 	bgrSeq  uint64
 	seen    []image.Rectangle // where the detector looked on the frame being analysed (motion)
 	slot    *detect.Slot
@@ -242,7 +244,7 @@ func (c *camera) analyse(ctx context.Context, d frame.Detections) {
 	c.frameW, c.frameH = d.Width, d.Height
 	c.emitEvents(ctx, changes)
 	c.answerLive(ctx, d, tracks.Tracks)
-	c.releaseBGR()
+	c.releaseBGR() // before alerts: they may wait on the outbox
 	for _, a := range alerts {
 		c.m.Alerts.WithLabelValues(c.cfg.ID, a.RuleType).Inc()
 		if a.RuleType == rules.TypeLine {
@@ -316,10 +318,8 @@ func (c *camera) frameBGR(d frame.Detections) (models.Image, error) {
 	if c.bgrSeq == d.FrameSeq && c.bgrSeq != 0 && len(c.bgr) == 3*w*h {
 		return models.Image{Width: w, Height: h, Stride: 3 * w, Pix: c.bgr}, nil
 	}
-	if c.bgr == nil {
-		if b, ok := bgrBuffers.Get().(*[]byte); ok {
-			c.bgr = *b
-		}
+	if !c.bgrLent {
+		c.bgr, c.bgrLent = <-bgrBuffers, true
 	}
 	img, buf, err := decode.ToBGR(d.Image, c.bgr)
 	c.bgr, c.bgrSeq = buf, 0
@@ -329,16 +329,24 @@ func (c *camera) frameBGR(d frame.Detections) (models.Image, error) {
 	return img, err
 }
 
-// bgrBuffers holds the full-size BGR copies between the frames that need one (a few a
-// minute per camera): a dozen cameras share a few buffers instead of keeping one each.
-var bgrBuffers sync.Pool
+// bgrBuffers lends the full-size BGR copies the frames with a snapshot or a live view need
+// (a few a minute per camera): one per core, shared by every camera, so that a dozen cameras
+// hold a few copies (2.6 MiB each at 720p) instead of one each or, at a burst of events, a
+// dozen. A camera that needs one while all are lent waits for one, a snapshot's encoding
+// (milliseconds), on its own analysis goroutine.
+var bgrBuffers = func() chan []byte {
+	ch := make(chan []byte, runtime.NumCPU())
+	for range cap(ch) {
+		ch <- nil // allocated on first use, kept at the largest size asked for
+	}
+	return ch
+}()
 
-// releaseBGR hands the frame's BGR copy, if it made one, back to bgrBuffers.
+// releaseBGR gives the frame's BGR copy, if it borrowed one, back to bgrBuffers.
 func (c *camera) releaseBGR() {
-	if c.bgr != nil {
-		b := c.bgr[:0]
-		bgrBuffers.Put(&b)
-		c.bgr, c.bgrSeq = nil, 0
+	if c.bgrLent {
+		bgrBuffers <- c.bgr
+		c.bgr, c.bgrSeq, c.bgrLent = nil, 0, false
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"sync"
 	"unsafe"
 
 	"github.com/vigil-edge/vigil/models"
@@ -32,7 +33,12 @@ func Encode(img models.Image, boxes []Box, redact Redact, enc Encoding) ([]byte,
 		h = max(1, (h*enc.MaxWidth+w/2)/w)
 		w = enc.MaxWidth
 	}
-	own := make([]byte, 3*w*h)
+	buf := pictures.Get().(*[]byte)
+	defer pictures.Put(buf)
+	if cap(*buf) < 3*w*h {
+		*buf = make([]byte, 3*w*h)
+	}
+	own := (*buf)[:3*w*h]
 	if w != img.Width || h != img.Height {
 		if C.snap_scale(C.int(img.Width), C.int(img.Height), (*C.uint8_t)(unsafe.Pointer(&img.Pix[0])), C.int(img.Stride),
 			C.int(w), C.int(h), (*C.uint8_t)(unsafe.Pointer(&own[0]))) != 0 {
@@ -64,6 +70,9 @@ func Encode(img models.Image, boxes []Box, redact Redact, enc Encoding) ([]byte,
 	}
 	return compress(own, w, h, enc.Quality)
 }
+
+// pictures holds Encode's working copies (2.6 MiB at 720p) between calls.
+var pictures = sync.Pool{New: func() any { return new([]byte) }}
 
 // compress makes a JPEG of a packed w x h BGR picture.
 func compress(pix []byte, w, h, quality int) ([]byte, error) {
