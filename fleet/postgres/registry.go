@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -57,16 +58,14 @@ func (s *RegistryStore) Load(ctx context.Context, after int64) (recs []registry.
 		if next, err = strconv.ParseInt(xmin, 10, 64); err != nil {
 			return fmt.Errorf("snapshot xmin %q: %w", xmin, err)
 		}
-		rows, err := tx.Query(ctx, `SELECT id, data::text FROM vigil_devices
+		rows, err := tx.Query(ctx, `SELECT id, data FROM vigil_devices
 			WHERE data IS NOT NULL AND xid >= $1::text::xid8 ORDER BY id`, strconv.FormatInt(after, 10))
 		if err != nil {
 			return err
 		}
 		recs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (registry.Record, error) {
 			var r registry.Record
-			var data string
-			err := row.Scan(&r.ID, &data)
-			r.Data = []byte(data)
+			err := row.Scan(&r.ID, &r.Data)
 			return r, err
 		})
 		return err
@@ -125,36 +124,37 @@ func (s *RegistryStore) update(ctx context.Context, ids []string, fn func(id str
 				return err
 			}
 		}
-		rows, err := tx.Query(ctx, "SELECT id, data::text FROM vigil_devices WHERE id = ANY($1) ORDER BY id FOR UPDATE", ids)
+		rows, err := tx.Query(ctx, "SELECT id, data FROM vigil_devices WHERE id = ANY($1) ORDER BY id FOR UPDATE", ids)
 		if err != nil {
 			return err
 		}
 		old := make(map[string][]byte, len(ids))
 		var id string
-		var data *string
+		var data []byte
 		if _, err := pgx.ForEachRow(rows, []any{&id, &data}, func() error {
 			if data != nil {
-				old[id] = []byte(*data)
+				old[id] = bytes.Clone(data)
 			}
 			return nil
 		}); err != nil {
 			return err
 		}
-		var upIDs, upData []string
+		var upIDs []string
+		var upData [][]byte
 		for _, id := range ids {
 			v, err := fn(id, old[id])
 			if err != nil {
 				return err
 			}
 			if v != nil {
-				upIDs, upData = append(upIDs, id), append(upData, string(v))
+				upIDs, upData = append(upIDs, id), append(upData, v)
 			}
 		}
 		if len(upIDs) == 0 {
 			return nil
 		}
-		_, err = tx.Exec(ctx, `UPDATE vigil_devices AS d SET data = u.data::jsonb, xid = pg_current_xact_id(), updated_at = now()
-			FROM unnest($1::text[], $2::text[]) AS u(id, data) WHERE d.id = u.id`, upIDs, upData)
+		_, err = tx.Exec(ctx, `UPDATE vigil_devices AS d SET data = u.data, xid = pg_current_xact_id(), updated_at = now()
+			FROM unnest($1::text[], $2::bytea[]) AS u(id, data) WHERE d.id = u.id`, upIDs, upData)
 		return err
 	})
 }

@@ -98,8 +98,9 @@ type Options struct {
 	// (fleet/postgres) stores each message once across instances. Status is seen whole.
 	Shared bool
 
-	// FlushInterval is how often a registry made with Open writes its changed devices to its
-	// file; DefaultFlushInterval when zero. A crash loses at most this much.
+	// FlushInterval is how often a registry made with Open or OpenStore writes its changed
+	// devices; DefaultFlushInterval when zero (DefaultSharedFlushInterval when Shared). A
+	// crash loses at most this much.
 	FlushInterval time.Duration
 	Logger        *slog.Logger // for background write errors; slog.Default() when nil
 }
@@ -263,6 +264,9 @@ func New(opts Options) *Registry {
 	}
 	if opts.FlushInterval <= 0 {
 		opts.FlushInterval = DefaultFlushInterval
+		if opts.Shared {
+			opts.FlushInterval = DefaultSharedFlushInterval
+		}
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
