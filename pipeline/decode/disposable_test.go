@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vigil-edge/vigil/pipeline/decode"
+	"github.com/vigil-edge/vigil/pipeline/detect"
 	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/testvideos/data"
 )
@@ -117,4 +118,49 @@ func FuzzDisposable(f *testing.F) {
 			d.Check(frame.Packet{Codec: c, Data: b, Key: true})
 		}
 	})
+}
+
+// BenchmarkDecodeDetectFPS decodes the 720p clip (30 fps, B-frames) as a camera analysed at
+// 5 fps does: every packet ("all"), or leaving undecoded the disposable pictures not due
+// ("skip-disposable"). Compare ns/packet of the two sub-benchmarks of one run.
+func BenchmarkDecodeDetectFPS(b *testing.B) {
+	pkts := readPackets(b, data.MustPath(b, "videos/traffic_highway_fixed_1.mp4"))
+	for _, skip := range []bool{false, true} {
+		name := "all"
+		if skip {
+			name = "skip-disposable"
+		}
+		b.Run(name, func(b *testing.B) {
+			dec, err := decode.New(pkts[0].Codec)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer dec.Close()
+			decoded, skipped := 0, 0
+			for b.Loop() {
+				rl := detect.RateLimiter{FPS: 5}
+				var disp decode.Disposable
+				out := func(fs []*frame.Frame, err error) {
+					if err != nil {
+						b.Fatal(err)
+					}
+					for _, f := range fs {
+						rl.Allow(f.PTS)
+						f.Release()
+					}
+				}
+				for _, p := range pkts {
+					if skip && disp.Check(p) && !rl.Due(p.PTS) {
+						skipped++
+						continue
+					}
+					decoded++
+					out(dec.Decode(p))
+				}
+				out(dec.Flush())
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(pkts))/1e6, "ms/packet")
+			b.ReportMetric(float64(skipped)/float64(skipped+decoded), "undecoded-share")
+		})
+	}
 }
