@@ -123,8 +123,9 @@ type Registry struct {
 	now func() time.Time
 	// shared, when set, holds the records, manifests and artifacts (PostgreSQL, shared by the
 	// fleet's instances); dir's models folder then caches the files (see shared.go).
-	shared Shared
-	fetch  sync.Mutex // one cache fill at a time
+	shared   Shared
+	fetch    sync.Mutex      // one cache fill at a time
+	verified map[string]bool // under fetch: name@version whose cached files this process checked
 
 	mu    sync.Mutex
 	cache map[string]Model // by name@version

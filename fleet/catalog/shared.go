@@ -39,7 +39,7 @@ func OpenShared(dir string, sh Shared) (*Registry, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "models"), 0o755); err != nil {
 		return nil, fmt.Errorf("model registry: %w", err)
 	}
-	return &Registry{dir: dir, now: time.Now, cache: map[string]Model{}, shared: sh}, nil
+	return &Registry{dir: dir, now: time.Now, cache: map[string]Model{}, shared: sh, verified: map[string]bool{}}, nil
 }
 
 // insertShared stores a version added here in the shared store.
@@ -49,7 +49,14 @@ func (r *Registry) insertShared(m Model, manifest []byte, artifact string) error
 		return fmt.Errorf("model registry: %w", err)
 	}
 	defer f.Close()
-	return r.shared.Insert(context.Background(), m, manifest, f)
+	if err := r.shared.Insert(context.Background(), m, manifest, f); err != nil {
+		r.dropCache(m) // not this version's files if another instance added it meanwhile
+		return err
+	}
+	r.fetch.Lock()
+	r.verified[recKey(m.Name, m.Version)] = true
+	r.fetch.Unlock()
+	return nil
 }
 
 func (r *Registry) forget(name, version string) {
@@ -67,15 +74,19 @@ func (r *Registry) cached(m Model) error {
 	}
 	dir := r.versionDir(m.Name, m.Version)
 	art := filepath.Join(dir, m.File)
-	if st, err := os.Stat(art); err == nil && st.Size() == m.Size {
-		if _, err := os.Stat(filepath.Join(dir, ManifestFile)); err == nil {
+	key := recKey(m.Name, m.Version)
+	r.fetch.Lock()
+	defer r.fetch.Unlock()
+	if _, err := os.Stat(filepath.Join(dir, ManifestFile)); err == nil && r.verified[key] {
+		if st, err := os.Stat(art); err == nil && st.Size() == m.Size {
 			return nil
 		}
 	}
-	r.fetch.Lock()
-	defer r.fetch.Unlock()
-	if st, err := os.Stat(art); err == nil && st.Size() == m.Size { // filled while we waited
+	// Files found in the folder but not checked by this process yet (left by an earlier run,
+	// or by a data folder used without the shared store) are checked once.
+	if sum, n, err := fileSum(art); err == nil && sum == m.SHA256 && n == m.Size {
 		if _, err := os.Stat(filepath.Join(dir, ManifestFile)); err == nil {
+			r.verified[key] = true
 			return nil
 		}
 	}
@@ -109,11 +120,30 @@ func (r *Registry) cached(m Model) error {
 	if err := os.Rename(tmp.Name(), art); err != nil {
 		return fmt.Errorf("model registry: %w", err)
 	}
+	r.verified[key] = true
 	return nil
+}
+
+// fileSum returns the hex sha256 and size of the file at path.
+func fileSum(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 // dropCache removes m's cached files, so the next use fetches them again.
 func (r *Registry) dropCache(m Model) {
+	r.fetch.Lock()
+	defer r.fetch.Unlock()
+	delete(r.verified, recKey(m.Name, m.Version))
 	dir := r.versionDir(m.Name, m.Version)
 	_ = os.Remove(filepath.Join(dir, m.File))
 	_ = os.Remove(filepath.Join(dir, ManifestFile))

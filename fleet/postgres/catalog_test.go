@@ -115,6 +115,41 @@ func TestCatalogSharedByInstances(t *testing.T) {
 		t.Fatal("the damaged cache was not replaced")
 	}
 
+	// A data folder holding other bytes for the version (same size, left by an earlier use of
+	// the folder): the files are checked once before they are served, and fetched again.
+	staleDir := t.TempDir()
+	vdir := filepath.Join(staleDir, "models", "yolox_nano", "2.0.0")
+	if err := os.MkdirAll(vdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(vdir, added.File), damaged, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(vdir, catalog.ManifestFile), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := postgres.OpenCatalog(ctx, pg.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	stale, err := catalog.OpenShared(staleDir, pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, _, err := stale.OpenArtifact("yolox_nano", "2.0.0"); err != nil {
+		t.Fatal(err)
+	} else {
+		got, _ := io.ReadAll(f)
+		f.Close()
+		if !bytes.Equal(got, want) {
+			t.Fatal("stale files in the data folder were served")
+		}
+	}
+	if man, _, err := stale.Manifest("yolox_nano", "2.0.0"); err != nil || !bytes.Equal(man, manA) {
+		t.Fatalf("stale manifest served: %v", err)
+	}
+
 	// The bytes in the database are damaged: a fresh instance refuses them, and the version is
 	// marked bad for every instance.
 	conn, err := pgx.Connect(ctx, pg.DSN)

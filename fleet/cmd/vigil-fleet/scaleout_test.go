@@ -185,6 +185,11 @@ func TestTwoInstancesShareRegistryAndModels(t *testing.T) {
 	if err != nil {
 		t.Fatalf("models add: %v\n%s", err, out.String())
 	}
+	out.Reset()
+	if err := run(context.Background(), []string{"models", "list", "--store", dsn}, &out, &out); err != nil ||
+		!strings.Contains(out.String(), "yolox_nano") || !strings.Contains(out.String(), "3.1.0") {
+		t.Fatalf("models list --store: %v\n%s", err, out.String())
+	}
 	code, body := b.get(t, "/api/v1/models")
 	var ms []api.Model
 	if err := json.Unmarshal(body, &ms); code != http.StatusOK || err != nil || len(ms) != 1 || ms[0].Version != "3.1.0" {
