@@ -43,6 +43,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("ConcurrentWriters", func(t *testing.T) { testConcurrentWriters(t, open) })
 	t.Run("SharedRegistries", func(t *testing.T) { testSharedRegistries(t, open) })
 	t.Run("RestartKeepsDevices", func(t *testing.T) { testRestart(t, open) })
+	t.Run("EpochChangeAcrossInstances", func(t *testing.T) { testEpochChange(t, open) })
 }
 
 var ctx = context.Background()
@@ -255,6 +256,10 @@ func statusMsg(dev, state string, at time.Time) (string, []byte) {
 }
 
 func detectionsMsg(dev, cam string, seq uint64, at time.Time) (string, []byte) {
+	return detectionsIn(dev, cam, epoch, seq, at)
+}
+
+func detectionsIn(dev, cam, epoch string, seq uint64, at time.Time) (string, []byte) {
 	return wire.Topic(dev, wire.KindDetections, cam), mustJSON(wire.Detections{
 		Header: wire.Header{Schema: wire.SchemaDetections, DeviceID: dev, Seq: seq,
 			MsgID: wire.MessageID(dev, epoch, seq), CapturedAt: at.UnixMilli()},
@@ -428,6 +433,51 @@ func testRestart(t *testing.T, open Open) {
 	topic, payload := detectionsMsg("edge-9", "cam1", 4, clk.now())
 	if isNew, err := r2.Accept(mustDecode(t, topic, payload)); isNew || err != nil {
 		t.Errorf("seq 4 again after the restart: new %v, %v; want a duplicate", isNew, err)
+	}
+}
+
+// The device's outbox is recreated (a new epoch, seq from 1) while the instances split its
+// messages: both show the new epoch, one change, nothing missing or lost of either epoch; a
+// late message of the old epoch is refused as stale by the instance that had not seen the
+// change itself.
+func testEpochChange(t *testing.T, open Open) {
+	sa, sb := two(t, open)
+	clk := &clock{t: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
+	a, b := openShared(t, sa, clk), openShared(t, sb, clk)
+	defer func() {
+		_ = a.Close()
+		if sb != sa {
+			_ = b.Close()
+		}
+	}()
+	const e2 = "0dd0dd0dd0dd"
+	send := func(ep string, from, to uint64) {
+		for seq := from; seq <= to; seq++ {
+			r := a
+			if seq%2 == 0 {
+				r = b
+			}
+			topic, payload := detectionsIn("edge-5", "cam1", ep, seq, clk.now())
+			feed(t, r, topic, payload)
+		}
+	}
+	send(epoch, 1, 10)
+	flush(t, a, b)
+	send(e2, 1, 5)
+	clk.add(time.Second)
+	flush(t, a, b, a)
+	for name, r := range map[string]*registry.Registry{"a": a, "b": b} {
+		d, _ := r.Device("edge-5")
+		if d.Epoch != e2 || d.EpochChanges != 1 || d.Watermark != 5 || d.HighestSeq != 5 || d.Missing != 0 || d.Lost != 0 ||
+			d.Messages[wire.KindDetections] != 15 {
+			t.Errorf("%s after the new epoch: %+v %v; want epoch %s, 1 change, seqs 1-5, nothing missing or lost, 15 messages",
+				name, d.Stream, d.Messages, e2)
+		}
+	}
+	topic, payload := detectionsIn("edge-5", "cam1", epoch, 11, clk.now())
+	var re *registry.RejectError
+	if err := b.HandleMessage(topic, payload); !errors.As(err, &re) || re.Reason != registry.ReasonStaleEpoch {
+		t.Errorf("a message of the old epoch after the change: %v, want a stale-epoch rejection", err)
 	}
 }
 
