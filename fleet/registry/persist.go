@@ -52,13 +52,15 @@ type store struct {
 
 // Open returns a registry saved to the bbolt file at path (created when missing), loaded with
 // the devices it holds, and starts writing its changes in the background; Close it. It is
-// OpenStore on OpenFile(path).
+// OpenStore on OpenFile(path), except that the file is this instance's alone: with
+// Options.Shared (a share group without a shared store) the registry tracks its share of the
+// seqs as New does, with no gaps, and saves whole records.
 func Open(path string, opts Options) (*Registry, error) {
 	st, err := OpenFile(path)
 	if err != nil {
 		return nil, err
 	}
-	r, err := OpenStore(st, opts)
+	r, err := openStore(st, opts, false)
 	if err != nil {
 		_ = st.Close()
 		return nil, fmt.Errorf("registry: load %s: %w", path, err)
@@ -92,8 +94,16 @@ func Open(path string, opts Options) (*Registry, error) {
 // At most MaxDevices devices are loaded (the first by id); cameras, labels and gaps over their
 // limits are dropped. A record that does not decode is an error naming its device.
 func OpenStore(st Store, opts Options) (*Registry, error) {
+	return openStore(st, opts, opts.Shared)
+}
+
+// openStore is OpenStore; merge: st is shared by the instances (see shared.go).
+func openStore(st Store, opts Options, merge bool) (*Registry, error) {
+	if merge && opts.FlushInterval <= 0 {
+		opts.FlushInterval = DefaultSharedFlushInterval
+	}
 	r := New(opts)
-	if r.opts.Shared {
+	if merge {
 		r.pending = map[string]*delta{}
 	} else {
 		r.dirty = map[string]struct{}{}
@@ -109,7 +119,7 @@ func OpenStore(st Store, opts Options) (*Registry, error) {
 			skipped++
 			continue
 		}
-		d, err := r.decodeRecord(rec, now, !r.opts.Shared)
+		d, err := r.decodeRecord(rec, now, !merge)
 		if err != nil {
 			return nil, err
 		}

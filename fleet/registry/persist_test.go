@@ -265,3 +265,26 @@ func TestOpenBadFile(t *testing.T) {
 		}
 	}
 }
+
+// A registry file of one instance in a share group (no shared store): the instance's share of
+// the seqs leaves no gap, before and after a restart.
+func TestOpenSharedFileHasNoGaps(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	clk := &fixedClock{time.Unix(1700000100, 0).UTC()}
+	r := open(t, path, clk, Options{Shared: true, GapTimeout: time.Second})
+	for seq := uint64(1); seq <= 20; seq += 2 {
+		feed(t, r, detections("d1", "cam1", seq))
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	clk.t = clk.t.Add(time.Minute)
+	r = open(t, path, clk, Options{Shared: true, GapTimeout: time.Second})
+	defer r.Close()
+	feed(t, r, detections("d1", "cam1", 23))
+	clk.t = clk.t.Add(time.Minute)
+	d, _ := r.Device("d1")
+	if d.Missing != 0 || d.Lost != 0 || d.HighestSeq != 23 || d.Messages["detections"] != 11 {
+		t.Errorf("shared file: %+v %v", d.Stream, d.Messages)
+	}
+}

@@ -99,8 +99,8 @@ type Options struct {
 	Shared bool
 
 	// FlushInterval is how often a registry made with Open or OpenStore writes its changed
-	// devices; DefaultFlushInterval when zero (DefaultSharedFlushInterval when Shared). A
-	// crash loses at most this much.
+	// devices; DefaultFlushInterval when zero (DefaultSharedFlushInterval for a shared
+	// registry made with OpenStore). A crash loses at most this much.
 	FlushInterval time.Duration
 	Logger        *slog.Logger // for background write errors; slog.Default() when nil
 }
@@ -264,9 +264,6 @@ func New(opts Options) *Registry {
 	}
 	if opts.FlushInterval <= 0 {
 		opts.FlushInterval = DefaultFlushInterval
-		if opts.Shared {
-			opts.FlushInterval = DefaultSharedFlushInterval
-		}
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
