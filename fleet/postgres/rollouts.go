@@ -220,12 +220,7 @@ func (r *Rollouts) lead(ctx context.Context, f *Fence) {
 	var eng *rollout.Engine
 	for {
 		var err error
-		if eng, err = rollout.New(ecfg); err == nil {
-			if err = eng.Start(); err != nil {
-				_ = eng.Close()
-			}
-		}
-		if err == nil {
+		if eng, err = rollout.New(ecfg); err == nil { // loads the stored rollouts
 			break
 		}
 		r.log.Error("start the rollout engine", "err", err)
@@ -235,6 +230,8 @@ func (r *Rollouts) lead(ctx context.Context, f *Fence) {
 		case <-time.After(r.cfg.Retry):
 		}
 	}
+	// The kept messages go in before Start: the engine's first step applies them before it
+	// sends again what the stored state shows sent (rollout.Machine.Resend).
 	r.mu.Lock()
 	replayed := 0
 	for _, m := range r.recent {
@@ -244,6 +241,12 @@ func (r *Rollouts) lead(ctx context.Context, f *Fence) {
 		}
 	}
 	r.recent = nil
+	if err := eng.Start(); err != nil { // only fails when started twice
+		r.mu.Unlock()
+		r.log.Error("start the rollout engine", "err", err)
+		_ = eng.Close()
+		return
+	}
 	r.eng = eng
 	r.mu.Unlock()
 	r.log.Info("running the rollouts", "rollouts", len(eng.List()), "replayed_messages", replayed)

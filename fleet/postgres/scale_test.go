@@ -140,7 +140,7 @@ func (in *instance) kill(t *testing.T) {
 // had acknowledged by the broker is stored exactly once, and messages sent well after the
 // kill are stored without waiting for the dead instance. It also takes the rollouts' leader
 // lock within 10 s and runs the rollout to its end from the stored state: every device of it
-// gets its update once.
+// gets one update (one command id) and no rollback.
 func TestInstancesShareTrafficAndSurviveSIGKILL(t *testing.T) {
 	mosq := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
 	pg := testharness.StartPostgres(t)
@@ -161,15 +161,15 @@ func TestInstancesShareTrafficAndSurviveSIGKILL(t *testing.T) {
 		t.Fatalf("fleet-b leads the rollouts too:\n%s", b.get(t, "/healthz"))
 	}
 
-	const duration = 14 * time.Second
 	start := time.Now()
 	var res simulate.Result
 	var simErr error
 	simCtx, stopSim := context.WithCancel(context.Background())
 	var sim sync.WaitGroup
 	sim.Go(func() {
+		// Until stopped: the devices must report on the new model until the rollout ends.
 		res, simErr = simulate.Run(simCtx, simulate.Config{Broker: mosq.URL, Devices: 30, Cameras: 2,
-			Rate: 300, Duration: duration, EventShare: 0.2, AlertShare: 0.05, Install: true, TelemetryEvery: 400 * time.Millisecond})
+			Rate: 300, EventShare: 0.2, AlertShare: 0.05, Install: true, TelemetryEvery: 700 * time.Millisecond})
 	})
 	t.Cleanup(func() { stopSim(); sim.Wait() }) // before the broker stops, on a failure
 	waitFor(t, 10*time.Second, "30 devices known", func() bool { return strings.Count(a.get(t, "/api/v1/devices"), `"id":`) >= 30 })
@@ -179,7 +179,7 @@ func TestInstancesShareTrafficAndSurviveSIGKILL(t *testing.T) {
 	for i := 1; i <= 6; i++ {
 		devices = append(devices, fmt.Sprintf("sim-%02d", i))
 	}
-	spec := fmt.Sprintf(`{"model":"yolox_nano@2.0.0","devices":%q,"canary":1,"waves":[50,100],"health_window":"1500ms","active_timeout":"20s"}`,
+	spec := fmt.Sprintf(`{"model":"yolox_nano@2.0.0","devices":%q,"canary":1,"waves":[50,100],"health_window":"2s","active_timeout":"20s"}`,
 		strings.Join(devices, ","))
 	resp, err := http.Post("http://"+b.http+"/api/v1/rollouts", "application/json", strings.NewReader(spec))
 	if err != nil {
@@ -206,7 +206,7 @@ func TestInstancesShareTrafficAndSurviveSIGKILL(t *testing.T) {
 	waitFor(t, 10*time.Second, "fleet-b leads the rollouts after the kill", func() bool { return b.rolloutLeader(t) })
 	t.Logf("fleet-b leads %v after the kill", time.Since(killTime))
 	var done rollout.Rollout
-	waitFor(t, 20*time.Second, "the rollout complete on fleet-b", func() bool {
+	waitFor(t, 30*time.Second, "the rollout complete on fleet-b", func() bool {
 		done = b.rollout(t, ro.ID)
 		if done.Done() && done.State != rollout.StateComplete {
 			t.Fatalf("the rollout ended %s: %s", done.State, done.Reason)
@@ -214,7 +214,10 @@ func TestInstancesShareTrafficAndSurviveSIGKILL(t *testing.T) {
 		return done.State == rollout.StateComplete
 	})
 	t.Logf("rollout complete %v after the kill", time.Since(killTime))
-
+	if wait := 6*time.Second - time.Since(killTime); wait > 0 {
+		time.Sleep(wait) // traffic from well after the kill, for the checks below
+	}
+	stopSim()
 	sim.Wait()
 	if simErr != nil {
 		t.Fatal(simErr)
@@ -269,24 +272,36 @@ func TestInstancesShareTrafficAndSurviveSIGKILL(t *testing.T) {
 	if !strings.Contains(b.log.String(), "adopted the session of a stopped instance") {
 		t.Errorf("fleet-b never adopted fleet-a's session:\n%s", b.log.String())
 	}
-	// Each device of the rollout got its update once, from one leader or the other, and runs
-	// the new model; the others got nothing.
+	// Each device of the rollout got one update, from one leader or the other (the new leader
+	// may send again, under the same id, one that shows sent: an agent ignores the repeat), and
+	// runs the new model; no device got a rollback; the others got nothing.
 	inRollout := map[string]bool{}
 	for _, d := range devices {
 		inRollout[d] = true
 	}
+	repeats := 0
 	for _, d := range res.Devices {
-		want := 0
-		if inRollout[d.ID] {
-			want = 1
-			if d.Model.Version != "2.0.0" {
-				t.Errorf("device %s runs %s@%s after the rollout", d.ID, d.Model.Name, d.Model.Version)
+		if !inRollout[d.ID] {
+			if len(d.Commands) != 0 {
+				t.Errorf("device %s is not in the rollout and received %v", d.ID, d.Commands)
+			}
+			continue
+		}
+		if d.Model.Version != "2.0.0" {
+			t.Errorf("device %s runs %s@%s after the rollout", d.ID, d.Model.Name, d.Model.Version)
+		}
+		if len(d.Commands) == 0 {
+			t.Errorf("device %s received no command", d.ID)
+		}
+		for _, id := range d.Commands {
+			if id != ro.ID+"-update-"+d.ID {
+				t.Errorf("device %s received %v, want only %s", d.ID, d.Commands, ro.ID+"-update-"+d.ID)
+				break
 			}
 		}
-		if len(d.Commands) != want {
-			t.Errorf("device %s received commands %v, want %d", d.ID, d.Commands, want)
-		}
+		repeats += max(len(d.Commands)-1, 0)
 	}
+	t.Logf("updates sent again under the same id: %d", repeats)
 	for _, d := range done.Devices {
 		if d.State != rollout.DeviceActive {
 			t.Errorf("device %s ends the rollout %s", d.ID, d.State)

@@ -116,6 +116,7 @@ type Engine struct {
 	reqs    chan request
 	unsaved map[string]bool // run goroutine: rollouts whose last save failed
 	held    []wire.Command  // run goroutine: commands waiting for their state to be saved
+	resent  bool            // run goroutine: the commands shown sent were sent again (Machine.Resend)
 
 	stop       chan struct{}
 	done       chan struct{}
@@ -211,7 +212,9 @@ func (e *Engine) Connected() bool { return e.cfg.Publisher.Connected() }
 func (e *Engine) Dropped() uint64 { return e.dropped.Load() }
 
 // Feed hands the engine a device message the registry accepted as new: command results and
-// telemetry are queued for the engine's goroutine, other kinds ignored. It never blocks.
+// telemetry are queued for the engine's goroutine, other kinds ignored. It never blocks. It
+// may be called before Start: the first step applies those messages before it sends again
+// the commands the stored state shows sent (Machine.Resend).
 func (e *Engine) Feed(m *wire.Decoded) {
 	switch m.Msg.(type) {
 	case *wire.CmdResult, *wire.Telemetry:
@@ -294,6 +297,10 @@ func (e *Engine) step(now time.Time) {
 		case *wire.Telemetry:
 			cmds = append(cmds, e.m.Telemetry(in.msg.Device, *v, now)...)
 		}
+	}
+	if !e.resent { // after the inputs queued before Start (results replayed by a new leader)
+		e.resent = true
+		cmds = append(cmds, e.m.Resend(now)...)
 	}
 	cmds = append(cmds, e.m.Tick(now)...)
 	_ = e.commit(cmds)

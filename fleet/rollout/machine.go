@@ -369,25 +369,55 @@ func (m *Machine) sendUpdate(r *Rollout, d *DeviceProgress, now time.Time) {
 		}
 	}
 	d.CmdID = r.ID + "-update-" + d.ID
-	ref := r.Model
-	m.out = append(m.out, wire.Command{Schema: wire.SchemaCommand, ID: d.CmdID, DeviceID: d.ID, Name: wire.CmdModelUpdate,
-		IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(time.Duration(r.Spec.ActiveTimeout)).UnixMilli(),
-		Model: &ref, RolloutID: r.ID})
 	d.State = DeviceSent   // Reason keeps why a previous send failed, until the device answers
 	if d.SentAt.IsZero() { // a resend keeps the first deadline
 		d.SentAt = now
 	}
+	m.out = append(m.out, updateCmd(r, d, now))
+}
+
+// updateCmd is d's model_update command; it expires with d's active timeout.
+func updateCmd(r *Rollout, d *DeviceProgress, now time.Time) wire.Command {
+	ref := r.Model
+	return wire.Command{Schema: wire.SchemaCommand, ID: d.CmdID, DeviceID: d.ID, Name: wire.CmdModelUpdate,
+		IssuedAt: now.UnixMilli(), ExpiresAt: d.SentAt.Add(time.Duration(r.Spec.ActiveTimeout)).UnixMilli(),
+		Model: &ref, RolloutID: r.ID}
 }
 
 func (m *Machine) sendRollback(r *Rollout, d *DeviceProgress, now time.Time) {
 	d.RollbackCmdID = r.ID + "-rollback-" + d.ID
+	m.out = append(m.out, m.rollbackCmd(r, d, now))
+	d.State = DeviceRollbackSent
+}
+
+func (m *Machine) rollbackCmd(r *Rollout, d *DeviceProgress, now time.Time) wire.Command {
 	cmd := wire.Command{Schema: wire.SchemaCommand, ID: d.RollbackCmdID, DeviceID: d.ID, Name: wire.CmdModelRollback,
 		IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(m.rollbackTTL).UnixMilli(), RolloutID: r.ID}
 	if d.PrevModel != nil {
 		cmd.Model = &wire.ModelRef{Name: d.PrevModel.Name, Version: d.PrevModel.Version, SHA256: d.PrevModel.SHA256}
 	}
-	m.out = append(m.out, cmd)
-	d.State = DeviceRollbackSent
+	return cmd
+}
+
+// Resend returns again, with their ids unchanged, the commands of the devices that show one
+// sent and have not answered it: the update of a device in the running step, the rollback of
+// a device of an ended rollout. After a crash (or a leader's death) the stored state may say
+// sent of a command that was never published; an agent ignores a command id it has seen, so
+// one that got it loses nothing. The Engine calls it once, at its first step.
+func (m *Machine) Resend(now time.Time) []wire.Command {
+	for _, id := range m.order {
+		r := m.rollouts[id]
+		for i := range r.Devices {
+			d := &r.Devices[i]
+			switch {
+			case d.State == DeviceSent && !r.Done() && r.State != StatePaused && d.Step == r.Step:
+				m.out = append(m.out, updateCmd(r, d, now))
+			case d.State == DeviceRollbackSent:
+				m.out = append(m.out, m.rollbackCmd(r, d, now))
+			}
+		}
+	}
+	return m.take()
 }
 
 // SendFailed says a command the machine returned could not be sent (err): an update is sent

@@ -208,3 +208,39 @@ func TestMachineTimeoutAndPause(t *testing.T) {
 		t.Fatalf("abort of an unknown rollout: %v", err)
 	}
 }
+
+// A machine loaded from the stored state (a restart, a new leader) sends again, under the same
+// ids, the commands its devices show sent and have not answered; nothing else.
+func TestMachineResendsWhatShowsSent(t *testing.T) {
+	m := NewMachine(nil, 0, quiet())
+	if _, err := m.Create("ro-1", newSpec(t, "d1,d2,d3", 2), newModel, []string{"d1", "d2", "d3"}, mt0); err != nil {
+		t.Fatal(err)
+	}
+	cmds := m.Tick(mt0)
+	only(t, cmds, wire.CmdModelUpdate, "d1", "d2")
+	m.Result("d2", result(cmds[1], wire.CmdDownloading, mt0), mt0) // d2 has its command
+
+	later := mt0.Add(time.Minute)
+	again := NewMachine(m.List(), 0, quiet()).Resend(later)
+	only(t, again, wire.CmdModelUpdate, "d1")
+	if again[0].ID != cmds[0].ID || again[0].ExpiresAt != cmds[0].ExpiresAt || again[0].IssuedAt != later.UnixMilli() {
+		t.Fatalf("resent %+v, sent first %+v: want the same id and expiry", again[0], cmds[0])
+	}
+
+	// d1 active, then the rollout aborted: d1's rollback shows sent and is sent again.
+	m.Result("d1", result(cmds[0], wire.CmdActive, mt0), mt0)
+	_, rb, err := m.Abort("ro-1", mt0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	only(t, rb, wire.CmdModelRollback, "d1")
+	again = NewMachine(m.List(), 0, quiet()).Resend(later)
+	only(t, again, wire.CmdModelRollback, "d1")
+	if again[0].ID != rb[0].ID {
+		t.Fatalf("rollback resent as %s, first sent as %s", again[0].ID, rb[0].ID)
+	}
+	m.Result("d1", result(rb[0], wire.CmdRolledBack, mt0), mt0)
+	if again = NewMachine(m.List(), 0, quiet()).Resend(later); len(again) != 0 {
+		t.Fatalf("resent %v after every device answered", again)
+	}
+}
