@@ -112,12 +112,17 @@ func (g *Gate) Plan(img models.Image, pts time.Duration, modelW, modelH int) Dec
 const ReasonStill = "still_tracks"
 
 // SetTracks keeps, for the next plans, the tracks of the frame just analysed: lost and moving
-// ones are looked at (ActiveTracks); motion inside those that have stood still for
-// StationaryAfter (StillTracks, on every frame since) is not.
+// ones are looked at (ActiveTracks); motion inside confirmed ones that have stood still on
+// every analysed frame for StationaryAfter (by PTS) is not. Tracks without a frame size are
+// forgotten.
 func (g *Gate) SetTracks(ts frame.Tracks) {
 	active := ActiveTracks(ts.Tracks, ts.Width, ts.Height)
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if ts.Width <= 0 || ts.Height <= 0 {
+		g.active, g.still, g.stillSince = nil, nil, map[uint64]time.Duration{}
+		return
+	}
 	since := make(map[uint64]time.Duration, len(g.stillSince))
 	var still []Box
 	for _, t := range ts.Tracks {
