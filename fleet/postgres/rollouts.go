@@ -24,7 +24,7 @@ const (
 	// does not lead may be, to be given to the engine when the instance starts leading.
 	replayWindow = 30 * time.Second
 	// maxRecent bounds the messages an instance that does not lead keeps for that.
-	maxRecent = 50000
+	maxRecent = 20000
 	// answerPoll is how often a call made on an instance that does not lead looks for the
 	// leader's answer; answerGrace how long it waits for one after the leader took the call.
 	answerPoll  = 50 * time.Millisecond

@@ -431,13 +431,13 @@ func (e *Engine) publish(cmd wire.Command) error {
 // do runs fn on the engine's goroutine and returns its answer.
 func (e *Engine) do(fn func(now time.Time) (Rollout, error)) (Rollout, error) {
 	if !e.started {
-		return Rollout{}, fmt.Errorf("%w: the rollout engine is not running", ErrState)
+		return Rollout{}, fmt.Errorf("%w: the rollout engine is not running", ErrUnavailable)
 	}
 	req := request{fn: fn, reply: make(chan reply, 1)}
 	select {
 	case e.reqs <- req:
 	case <-e.done:
-		return Rollout{}, fmt.Errorf("%w: the rollout engine has stopped", ErrState)
+		return Rollout{}, fmt.Errorf("%w: the rollout engine has stopped", ErrUnavailable)
 	}
 	rep := <-req.reply
 	return rep.r, rep.err
