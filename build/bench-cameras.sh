@@ -25,39 +25,16 @@ for b in bin/vigil-agent bin/vigil-testvideos; do
 done
 command -v mosquitto >/dev/null || { echo "bench-cameras: mosquitto missing (make deps)" >&2; exit 1; }
 
-WORK=$(mktemp -d /tmp/vigil-bench-cameras.XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# The broker and the camera server, shared by every run.
-MQTT_PORT=$(freeport)
-printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$MQTT_PORT" >"$WORK/mosquitto.conf"
-mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
-PIDS+=($!)
+. "$ROOT/build/bench-lib.sh"
+bench_setup bench-cameras
+bench_broker
 MAXN=0
 for n in "${COUNTS[@]}"; do [ "$n" -gt "$MAXN" ] && MAXN=$n; done
-mkdir -p "$WORK/clips"
-for i in $(seq 1 "$MAXN"); do ln -s "$CLIP" "$WORK/clips/cam$(printf %02d "$i").mp4"; done
-RTSP_PORT=$(freeport)
-bin/vigil-testvideos serve --addr "127.0.0.1:$RTSP_PORT" "$WORK"/clips/*.mp4 >"$WORK/testvideos.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 120); do
-	grep -q "serving" "$WORK/testvideos.log" && break
-	sleep 1
-done
-grep -q "serving" "$WORK/testvideos.log" || { echo "bench-cameras: vigil-testvideos did not start:" >&2; cat "$WORK/testvideos.log" >&2; exit 1; }
+bench_serve "$CLIP" cam "$MAXN"
 
 # metric NAME CAMERA FILE: the value of a per-camera counter in a scrape.
 metric() { awk -v n="$1" -v c="camera=\"$2\"" '$1 ~ "^"n"\\{" && index($1, c) && !/stage="/ {v+=$2} END {printf "%.0f", v+0}' "$3"; }
 dropped() { awk -v c="camera=\"$1\"" '$1 ~ /^vigil_frames_dropped_total\{/ && index($1, c) {v+=$2} END {printf "%.0f", v+0}' "$2"; }
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 
 run() {
 	local n=$1 dir="$WORK/run$1" http

@@ -41,38 +41,16 @@ if [ ! -s "$CLIP" ]; then
 	mv "$CLIP.tmp.mp4" "$CLIP"
 fi
 
-WORK=$(mktemp -d /tmp/vigil-bench-still.XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-MQTT_PORT=$(freeport)
-printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$MQTT_PORT" >"$WORK/mosquitto.conf"
-mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
-PIDS+=($!)
+. "$ROOT/build/bench-lib.sh"
+bench_setup bench-still
+bench_broker
 MAXN=0
 for n in "${COUNTS[@]}"; do [ "$n" -gt "$MAXN" ] && MAXN=$n; done
-mkdir -p "$WORK/clips"
-for i in $(seq 1 "$MAXN"); do ln -s "$CLIP" "$WORK/clips/still$(printf %02d "$i").mp4"; done
-RTSP_PORT=$(freeport)
-bin/vigil-testvideos serve --addr "127.0.0.1:$RTSP_PORT" "$WORK"/clips/*.mp4 >"$WORK/testvideos.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 120); do
-	grep -q "serving" "$WORK/testvideos.log" && break
-	sleep 1
-done
-grep -q "serving" "$WORK/testvideos.log" || { echo "bench-still: vigil-testvideos did not start:" >&2; cat "$WORK/testvideos.log" >&2; exit 1; }
+bench_serve "$CLIP" still "$MAXN"
 
 # sum NAME-REGEX FILE [FILTER]: the sum of the series of a metric (optionally only the lines
 # containing FILTER) in a scrape.
 sum() { awk -v n="$1" -v f="${3:-}" '$1 ~ "^"n && (f == "" || index($1, f)) {v+=$2} END {printf "%.6f", v+0}' "$2"; }
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 
 echo "### still scene: $(basename "$CLIP") (60 s, 1280x720@30, H.264), detect_fps $DETECT_FPS, ${MEASURE}s measured after ${WARMUP}s"
 # ffmpeg's own decode of the clip, single-threaded, every picture: CPU seconds per second of video.
