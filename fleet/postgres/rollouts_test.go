@@ -116,7 +116,7 @@ func TestStaleLeaderCannotSaveRollouts(t *testing.T) {
 // newRollouts starts the rollout side of one fleet instance on dsn: a real MQTT connection
 // (the commands' publisher, feeding the rollouts), the shared model catalogue, an in-memory
 // registry. Stopped at the test's end, or by the returned stop.
-func newRollouts(t *testing.T, name, broker, dsn string, key ed25519.PrivateKey) (*postgres.Rollouts, func()) {
+func newRollouts(t testing.TB, name, broker, dsn string, key ed25519.PrivateKey) (*postgres.Rollouts, func()) {
 	t.Helper()
 	var ro *postgres.Rollouts
 	var mu sync.Mutex
@@ -262,5 +262,44 @@ func TestRolloutCallsOnEveryInstance(t *testing.T) {
 	waitFor(t, 10*time.Second, "fleet-c leads once the lock is free", c.Leading)
 	if got, err := c.Abort(created.ID); err != nil || got.State != rollout.StateAborted {
 		t.Fatalf("abort on the new leader: %s %v", got.State, err)
+	}
+}
+
+// BenchmarkRolloutCall measures one pause+resume pair asked of the leader (its engine) and of
+// an instance that does not lead (through vigil_rollout_requests; the leader looks every
+// 20 ms here, 100 ms by default).
+func BenchmarkRolloutCall(b *testing.B) {
+	mosq := testharness.StartMosquitto(b, testharness.MosquittoOptions{})
+	pg := testharness.StartPostgres(b)
+	_, key, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	addModel(b, pg.DSN, key)
+	leader, _ := newRollouts(b, "fleet-a", mosq.URL, pg.DSN, key)
+	for deadline := time.Now().Add(10 * time.Second); !leader.Leading(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatal("no leader")
+		}
+	}
+	follower, _ := newRollouts(b, "fleet-b", mosq.URL, pg.DSN, key)
+	ro, err := leader.Create(rollout.Spec{Model: "yolox_nano@2.0.0", Devices: "d1", Canary: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		r    *postgres.Rollouts
+	}{{"leader", leader}, {"follower", follower}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := c.r.Pause(ro.ID); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.r.Resume(ro.ID); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

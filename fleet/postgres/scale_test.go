@@ -310,7 +310,7 @@ func TestInstancesShareTrafficAndSurviveSIGKILL(t *testing.T) {
 }
 
 // addModel adds yolox_nano@2.0.0 signed by key to the model catalogue in dsn.
-func addModel(t *testing.T, dsn string, key ed25519.PrivateKey) {
+func addModel(t testing.TB, dsn string, key ed25519.PrivateKey) {
 	t.Helper()
 	pc, err := postgres.OpenCatalog(ctx, dsn)
 	if err != nil {
