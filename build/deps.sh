@@ -6,7 +6,8 @@
 #                  libopencv-dev (tests only: they check pictures with OpenCV),
 #                  python3-onnx (tests only: a dynamic-batch copy of the model), ffmpeg,
 #                  mosquitto, pkg-config, prometheus (for promtool), chromium and
-#                  fonts-dejavu-core (headless dashboard test)
+#                  fonts-dejavu-core (headless dashboard test), postgresql-15 and nats-server
+#                  (scale-out tests start their own, on loopback)
 #   ONNX Runtime   libonnxruntime.so from the onnxruntime-node npm package (npm pack, never
 #                  npm install) into .deps/onnxruntime/<arch>/
 #   Go modules     go mod download
@@ -16,7 +17,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DEPS_DIR="$ROOT/.deps"
 ORT_VERSION="${ORT_VERSION:-1.30.0}"
-APT_PKGS=(pkg-config libavcodec-dev libavformat-dev libswscale-dev libjpeg-dev libopencv-dev python3-onnx ffmpeg mosquitto mosquitto-clients chromium fonts-dejavu-core postgresql-15)
+APT_PKGS=(pkg-config libavcodec-dev libavformat-dev libswscale-dev libjpeg-dev libopencv-dev python3-onnx ffmpeg mosquitto mosquitto-clients chromium fonts-dejavu-core postgresql-15 nats-server)
 
 log() { printf 'deps: %s\n' "$*" >&2; }
 
@@ -36,6 +37,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	fi
 	$SUDO apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	# nats-server is for the tests' own clusters (testvideos/testharness): not the system service
+	# the package enables (it would listen on 0.0.0.0:4222).
+	if [[ " ${missing[*]} " == *" nats-server "* ]] && [ -d /run/systemd/system ]; then
+		$SUDO systemctl disable --now nats-server >/dev/null 2>&1 || true
+	fi
 fi
 
 # promtool: Debian's prometheus package, unpacked (not installed: we do not want the service).

@@ -77,6 +77,13 @@ type Config struct {
 	// the shared subscription $share/<ShareGroup>/… (status still reaches every instance); use
 	// it with Events.Postgres so that they share what they store. Empty: one instance takes all.
 	ShareGroup string
+	// Ingest takes the device traffic from a nats-server cluster through NATS JetStream
+	// instead of MQTT subscriptions (nats://host:port,…; see subscriber.Config.Ingest): for a
+	// broker that is itself a cluster without MQTT shared subscriptions. Broker must name the
+	// same cluster's MQTT listener(s), for status and commands. Several instances with the
+	// same IngestGroup split the traffic. Exclusive with ShareGroup.
+	Ingest      string
+	IngestGroup string // "vigil-fleet" when empty
 	// Registry tunes the device registry (gap timeout, limits, clock); zero fields take its
 	// defaults.
 	Registry registry.Options
@@ -168,6 +175,9 @@ func New(cfg Config) (_ *Core, err error) {
 	}()
 
 	brokerURL := cfg.Broker
+	if cfg.Ingest != "" && brokerURL == "" {
+		return nil, errors.New("--ingest needs --broker: the MQTT listener(s) of the same nats-server cluster, for status and commands")
+	}
 	if brokerURL != "" {
 		if brokerURL, c.mqttUser, c.mqttPassword, err = brokerCredentials(cfg); err != nil {
 			return nil, err
@@ -192,7 +202,7 @@ func New(cfg Config) (_ *Core, err error) {
 	}
 
 	// With a share group this instance sees a share of each device's seqs.
-	cfg.Registry.Shared = cfg.Registry.Shared || cfg.ShareGroup != ""
+	cfg.Registry.Shared = cfg.Registry.Shared || cfg.ShareGroup != "" || cfg.Ingest != ""
 	if c.registry, err = openRegistry(cfg); err != nil { // store.go
 		return nil, err
 	}
@@ -203,7 +213,14 @@ func New(cfg Config) (_ *Core, err error) {
 	}
 	c.hub = web.NewHub(web.HubOptions{Logger: cfg.Logger})
 	sub, err := subscriber.New(subscriber.Config{BrokerURL: brokerURL, ClientID: cfg.ClientID, Logger: cfg.Logger,
-		Username: c.mqttUser, Password: c.mqttPassword, ShareGroup: cfg.ShareGroup, Unshared: otaKinds(cfg)},
+		Username: c.mqttUser, Password: c.mqttPassword, ShareGroup: cfg.ShareGroup, Unshared: otaKinds(cfg),
+		Ingest: cfg.Ingest, IngestGroup: cfg.IngestGroup,
+		OnFatal: func(err error) {
+			select {
+			case c.failed <- err:
+			default:
+			}
+		}},
 		c.hub.Wrap(c.newLive(cfg).Wrap(recorder)))
 	if err != nil {
 		return nil, err
@@ -247,7 +264,25 @@ func New(cfg Config) (_ *Core, err error) {
 // brokerCredentials splits an external broker's URL into the URL without user information and
 // the fleet's user name and password, from the URL or from cfg.BrokerUsername/BrokerPassword.
 // Errors never show the password.
+//
+// Broker may list several URLs, comma-separated (nodes of one cluster): each is treated so.
 func brokerCredentials(cfg Config) (brokerURL, user, password string, err error) {
+	if list := strings.Split(cfg.Broker, ","); len(list) > 1 {
+		urls := make([]string, len(list))
+		for i, b := range list {
+			one := cfg
+			one.Broker = strings.TrimSpace(b)
+			var u, p string
+			if urls[i], u, p, err = brokerCredentials(one); err != nil {
+				return "", "", "", err
+			}
+			if i > 0 && (u != user || p != password) {
+				return "", "", "", fmt.Errorf("broker url %q: the nodes of --broker have different credentials", redact.URL(one.Broker))
+			}
+			user, password = u, p
+		}
+		return strings.Join(urls, ","), user, password, nil
+	}
 	u, err := url.Parse(cfg.Broker)
 	if err != nil {
 		return "", "", "", fmt.Errorf("broker url %q: %w", redact.URL(cfg.Broker), errors.Unwrap(err))
@@ -390,6 +425,9 @@ func (c *Core) MQTTAuthStats() (_ auth.MQTTStats, ok bool) {
 
 // Registry is the core's device registry.
 func (c *Core) Registry() *registry.Registry { return c.registry }
+
+// Ingest is the fleet's MQTT subscriber (and NATS ingest).
+func (c *Core) Ingest() *subscriber.Subscriber { return c.ingest }
 
 // Failed delivers an error when a component stops by itself; the caller should then Close.
 func (c *Core) Failed() <-chan error { return c.failed }

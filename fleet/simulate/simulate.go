@@ -27,18 +27,22 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
 // Config sets a simulation. Zero fields take the defaults of [Config.withDefaults].
 type Config struct {
-	Broker   string // tcp://host:port
+	// Broker is tcp://host:port; several, comma-separated, are nodes of one cluster: device i
+	// connects to the (i mod n)-th first and fails over to the others in turn.
+	Broker   string
 	Username string // optional, the same for every device
 	Password string
 	// Devices is the number of simulated devices; Cameras the number of cameras each has.
@@ -127,9 +131,10 @@ func (c Config) Validate() error {
 // Stats are running totals.
 type Stats struct {
 	Connected int    `json:"connected"`
-	Sent      uint64 `json:"sent"`  // sequenced messages handed to the broker
-	Acked     uint64 `json:"acked"` // … and acknowledged (PUBACK)
-	Failed    uint64 `json:"failed"`
+	Sent      uint64 `json:"sent"`     // sequenced messages handed to the broker
+	Acked     uint64 `json:"acked"`    // … and acknowledged (PUBACK)
+	Failed    uint64 `json:"failed"`   // … never acknowledged, after re-sending for publishGiveUp
+	Resent    uint64 `json:"resent"`   // re-sends of messages not acknowledged within publishWait
 	Commands  uint64 `json:"commands"` // commands received (each answered)
 	// AckedByKind splits Acked by message kind (detections, events, alerts, telemetry,
 	// cmd_result).
@@ -237,9 +242,9 @@ func disconnectAll(devs []*device) {
 }
 
 type sim struct {
-	cfg                         Config
-	connected                   atomic.Int64
-	sent, acked, failed, cmdsIn atomic.Uint64
+	cfg                                 Config
+	connected                           atomic.Int64
+	sent, acked, failed, cmdsIn, resent atomic.Uint64
 
 	mu     sync.Mutex
 	byKind map[string]uint64
@@ -253,7 +258,7 @@ func (s *sim) stats() Stats {
 	}
 	s.mu.Unlock()
 	return Stats{Connected: int(s.connected.Load()), Sent: s.sent.Load(), Acked: s.acked.Load(),
-		Failed: s.failed.Load(), Commands: s.cmdsIn.Load(), AckedByKind: byKind}
+		Failed: s.failed.Load(), Resent: s.resent.Load(), Commands: s.cmdsIn.Load(), AckedByKind: byKind}
 }
 
 func (s *sim) ackedKind(kind string) {
@@ -273,6 +278,7 @@ type device struct {
 	slots  chan struct{} // in-flight bound
 	// mixOffset shifts the device's place in the kind sequence.
 	mixOffset int
+	index     int // from 0
 
 	mu       sync.Mutex
 	seq      uint64          // last assigned
@@ -300,7 +306,7 @@ type camState struct {
 func newDevice(s *sim, id string, index int) *device {
 	var e [6]byte
 	_, _ = rand.Read(e[:])
-	d := &device{s: s, id: id, mixOffset: 7 * index, epoch: hex.EncodeToString(e[:]), start: time.Now(),
+	d := &device{s: s, id: id, mixOffset: 7 * index, index: index, epoch: hex.EncodeToString(e[:]), start: time.Now(),
 		slots: make(chan struct{}, s.cfg.Inflight), acked: map[uint64]bool{}, model: simModel}
 	for c := range s.cfg.Cameras {
 		d.cams = append(d.cams, camState{id: fmt.Sprintf("cam%d", c+1)})
@@ -312,11 +318,11 @@ func (d *device) statusPayload(state string) []byte {
 	d.mu.Lock()
 	h := wire.Header{Schema: wire.SchemaStatus, DeviceID: d.id, Seq: d.seq,
 		MsgID: wire.StatusMessageID(d.id, d.epoch, time.Now()), CapturedAt: time.Now().UnixMilli()}
-	d.mu.Unlock()
 	cams := make([]string, len(d.cams))
-	for i, c := range d.cams {
-		cams[i] = c.id
+	for i := range d.cams { // under the lock: events update the cameras' state (a reconnect calls this)
+		cams[i] = d.cams[i].id
 	}
+	d.mu.Unlock()
 	b, _ := json.Marshal(wire.Status{Header: h, State: state, Version: "simulated", Cameras: cams})
 	return b
 }
@@ -324,11 +330,11 @@ func (d *device) statusPayload(state string) []byte {
 func (d *device) connect() error {
 	cfg := d.s.cfg
 	opts := mqtt.NewClientOptions().
-		AddBroker(cfg.Broker).
 		SetClientID(d.id).
 		SetUsername(cfg.Username).
 		SetPassword(cfg.Password).
 		SetCleanSession(true).
+		SetStore(noStore{}).
 		SetAutoReconnect(true).
 		SetConnectRetry(false).
 		SetKeepAlive(30*time.Second).
@@ -339,6 +345,10 @@ func (d *device) connect() error {
 			c.Subscribe(wire.Topic(d.id, "cmd", "+"), 1, d.onCommand)
 			c.Publish(wire.Topic(d.id, wire.KindStatus, ""), 1, true, d.statusPayload(wire.StateOnline))
 		})
+	brokers := strings.Split(cfg.Broker, ",")
+	for i := range brokers {
+		opts.AddBroker(strings.TrimSpace(brokers[(d.index+i)%len(brokers)]))
+	}
 	d.client = mqtt.NewClient(opts)
 	tok := d.client.Connect()
 	if !tok.WaitTimeout(15 * time.Second) {
@@ -463,15 +473,45 @@ func (d *device) publishNext(build func(wire.Header) (string, any)) {
 			default:
 			}
 		}()
-		if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
-			d.s.failed.Add(1)
-			return
+		// As the agent's outbox does: a message not acknowledged is sent again, with the same
+		// msg_id, until it is (the fleet drops the duplicates by msg_id).
+		first := time.Now()
+		for !tok.WaitTimeout(publishWait) || tok.Error() != nil {
+			if time.Since(first) > publishGiveUp {
+				d.s.failed.Add(1)
+				return
+			}
+			if tok.Error() != nil {
+				time.Sleep(publishWait / 10) // not connected: let it reconnect
+			}
+			d.s.resent.Add(1)
+			tok = d.client.Publish(topic, 1, false, payload)
 		}
 		_, kind, _, _ := wire.ParseTopic(topic)
 		d.s.ackedKind(kind)
 		d.ack(seq)
 	}()
 }
+
+// publishWait is how long a device waits for a PUBACK before it sends the message again;
+// publishGiveUp when it counts the message failed.
+const (
+	publishWait   = 5 * time.Second
+	publishGiveUp = 60 * time.Second
+)
+
+// noStore is a paho store that keeps nothing: paho then never re-sends in-flight messages by
+// itself after a reconnect (its resume completes the original token as if acknowledged, and
+// races with the old connection's writer), and the device re-sends them (publishNext).
+type noStore struct{}
+
+func (noStore) Open()                             {}
+func (noStore) Put(string, packets.ControlPacket) {}
+func (noStore) Get(string) packets.ControlPacket  { return nil }
+func (noStore) All() []string                     { return nil }
+func (noStore) Del(string)                        {}
+func (noStore) Close()                            {}
+func (noStore) Reset()                            {}
 
 func (d *device) ack(seq uint64) {
 	d.mu.Lock()

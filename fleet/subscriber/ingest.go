@@ -12,6 +12,7 @@
 package subscriber
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -79,7 +80,7 @@ type AsyncHandler interface {
 
 // Config configures a Subscriber.
 type Config struct {
-	BrokerURL string       // e.g. tcp://127.0.0.1:1883; required
+	BrokerURL string       // e.g. tcp://127.0.0.1:1883 (several, comma-separated: nodes of one cluster); required
 	ClientID  string       // $vigil-fleet/<hostname> when empty (wire.FleetClientPrefix)
 	Logger    *slog.Logger // slog.Default() when nil
 	// Username and Password authenticate the subscriber to the broker when Username is set
@@ -97,6 +98,21 @@ type Config struct {
 	// of them reaches this instance (the rollout engine needs every command result and
 	// telemetry report of the devices it updates).
 	Unshared []string
+	// Ingest, when set, takes the device traffic that ShareGroup would share from NATS
+	// instead (see nats.go): a comma-separated list of nats://host:port URLs of the
+	// nats-server cluster whose MQTT listener the devices and BrokerURL connect to. The
+	// instances consume through shared durable JetStream consumers (IngestGroup), which split
+	// the traffic between them like a queue group and hand out again what an instance did not
+	// acknowledge. Status and the Unshared kinds stay plain MQTT subscriptions, and commands
+	// go out over MQTT, as without it. Exclusive with ShareGroup.
+	Ingest string
+	// IngestGroup names the JetStream consumers the instances share (<group>_<kind>;
+	// "vigil-fleet" when empty).
+	IngestGroup string
+	// OnFatal, when set, is called at most once, from the subscriber's goroutine, with an
+	// error that retrying cannot cure (a broker without shared subscriptions for ShareGroup);
+	// the subscriber stops subscribing. It must not block.
+	OnFatal func(error)
 	// RetryInterval is the pause between connect attempts and the upper bound of the
 	// reconnect back-off; 2 s when zero. Close may wait about this long for paho to stop.
 	RetryInterval time.Duration
@@ -112,6 +128,16 @@ type Status struct {
 	Messages   uint64    // messages received
 	Rejected   uint64    // messages refused: by wire.Decode (see Refused), or by the handler
 	Subscribes uint64    // successful subscribes (1 + reconnects)
+}
+
+// SharedChecked reports whether, with a share group, the broker was seen to split a
+// $share/… subscription (see probe.go).
+func (s *Subscriber) SharedChecked() bool { return s.probe.passed() }
+
+// Ingest reports the NATS ingest (Config.Ingest, without passwords) and whether its
+// connection is up; "" and false without one.
+func (s *Subscriber) Ingest() (servers string, connected bool) {
+	return s.natsIngest.name(), s.natsIngest.connected()
 }
 
 // Subscriber is the MQTT subscriber. Start it once, Close it once.
@@ -139,6 +165,9 @@ type Subscriber struct {
 	peers     peers
 	adoptWG   sync.WaitGroup
 	adoptions atomic.Uint64
+
+	probe      probe       // the shared-subscription check (ShareGroup)
+	natsIngest *natsSource // nil without Config.Ingest
 }
 
 // New validates cfg; it does no I/O.
@@ -146,21 +175,36 @@ func New(cfg Config, h Handler) (*Subscriber, error) {
 	if h == nil {
 		return nil, errors.New("ingest: nil handler")
 	}
-	u, err := url.Parse(cfg.BrokerURL)
-	if err != nil {
-		return nil, fmt.Errorf("ingest: broker url %q: %w", redact.URL(cfg.BrokerURL), errors.Unwrap(err))
-	}
-	switch u.Scheme {
-	case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
-	default:
-		return nil, fmt.Errorf("ingest: broker url %q: want tcp://host:port", redact.URL(cfg.BrokerURL))
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("ingest: broker url %q has no host", redact.URL(cfg.BrokerURL))
+	// Several URLs, comma-separated, are nodes of one broker cluster: tried in order.
+	for _, b := range strings.Split(cfg.BrokerURL, ",") {
+		u, err := url.Parse(b)
+		if err != nil {
+			return nil, fmt.Errorf("ingest: broker url %q: %w", redact.URL(b), errors.Unwrap(err))
+		}
+		switch u.Scheme {
+		case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
+		default:
+			return nil, fmt.Errorf("ingest: broker url %q: want tcp://host:port", redact.URL(b))
+		}
+		if u.Host == "" {
+			return nil, fmt.Errorf("ingest: broker url %q has no host", redact.URL(b))
+		}
 	}
 	if cfg.ShareGroup != "" {
 		if err := ValidShareGroup(cfg.ShareGroup); err != nil {
 			return nil, fmt.Errorf("ingest: %w", err)
+		}
+	}
+	if cfg.Ingest != "" {
+		if cfg.ShareGroup != "" {
+			return nil, errors.New("ingest: a share group and a NATS ingest exclude each other: NATS has no MQTT shared subscriptions")
+		}
+		if _, err := NATSServers(cfg.Ingest); err != nil {
+			return nil, err
+		}
+		cfg.IngestGroup = cmp.Or(cfg.IngestGroup, "vigil-fleet")
+		if err := ValidShareGroup(cfg.IngestGroup); err != nil || strings.ContainsAny(cfg.IngestGroup, ".*> \t") {
+			return nil, fmt.Errorf("ingest: NATS ingest group %q: want 1-64 of A-Z a-z 0-9 _ -", cfg.IngestGroup)
 		}
 	}
 	if cfg.ClientID == "" {
@@ -194,7 +238,6 @@ func (s *Subscriber) Start() error {
 	}
 	s.peers = peers{state: map[string]presence{}, adopted: map[string]*adoption{}}
 	opts := mqtt.NewClientOptions().
-		AddBroker(s.cfg.BrokerURL).
 		SetClientID(s.cfg.ClientID).
 		SetCleanSession(s.cfg.CleanSession).
 		SetOrderMatters(true).
@@ -219,13 +262,20 @@ func (s *Subscriber) Start() error {
 		}).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			s.setConnected(false, err)
-			s.log.Warn("mqtt connection lost; reconnecting", "broker", redact.URL(s.cfg.BrokerURL), "err", err)
+			s.log.Warn("mqtt connection lost; reconnecting", "broker", redactList(s.cfg.BrokerURL), "err", err)
 		})
 	if s.cfg.ShareGroup != "" {
 		opts.SetBinaryWill(s.presenceTopic(instanceName(s.cfg.ClientID)), presencePayload("down", s.cfg.ClientID), 1, true)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
+	if s.cfg.Ingest != "" {
+		s.natsIngest = newNATSSource(s)
+		s.wg.Go(func() { s.natsIngest.run(ctx) })
+	}
+	for _, b := range strings.Split(s.cfg.BrokerURL, ",") {
+		opts.AddBroker(b)
+	}
 	s.client = mqtt.NewClient(opts)
 	s.connect = s.client.Connect()
 	s.wg.Add(1)
@@ -265,6 +315,9 @@ func (s *Subscriber) subscribe(ctx context.Context) bool {
 	}
 	if s.cfg.ShareGroup != "" {
 		filters[s.presenceTopic("+")] = 1
+		for t, q := range s.probeFilters() {
+			filters[t] = q
+		}
 	}
 	tok := s.client.SubscribeMultiple(filters, nil)
 	select {
@@ -282,33 +335,53 @@ func (s *Subscriber) subscribe(ctx context.Context) bool {
 	}
 	if err != nil {
 		s.setConnected(false, fmt.Errorf("subscribe: %w", err))
-		s.log.Warn("mqtt subscribe failed", "broker", redact.URL(s.cfg.BrokerURL), "err", err)
+		s.log.Warn("mqtt subscribe failed", "broker", redactList(s.cfg.BrokerURL), "err", err)
 		return false
+	}
+	if s.cfg.ShareGroup != "" && !s.probe.passed() {
+		if err := s.checkShared(ctx); err != nil {
+			s.setConnected(false, err)
+			s.log.Error("broker without shared subscriptions", "broker", redactList(s.cfg.BrokerURL), "err", err)
+			if s.cfg.OnFatal != nil {
+				s.cfg.OnFatal(err)
+			}
+			<-ctx.Done() // subscribe no more: the broker would hand every message to every instance
+			return true
+		}
 	}
 	s.subscribes.Add(1)
 	if s.cfg.ShareGroup != "" {
 		s.client.Publish(s.presenceTopic(instanceName(s.cfg.ClientID)), 1, true, presencePayload("up", s.cfg.ClientID))
 	}
 	s.setConnected(s.client.IsConnectionOpen(), nil)
-	s.log.Info("subscribed", "broker", redact.URL(s.cfg.BrokerURL), "client_id", s.cfg.ClientID, "topics", s.topics())
+	s.log.Info("subscribed", "broker", redactList(s.cfg.BrokerURL), "client_id", s.cfg.ClientID, "topics", s.topics())
 	return true
 }
 
 // topics are the filters to subscribe to: Topics, shared by ShareGroup when it is set.
+// With a NATS ingest, only the kinds every instance needs (status, Unshared) are MQTT
+// subscriptions: the rest comes from NATS (natsSubjects).
 func (s *Subscriber) topics() []string {
-	if s.cfg.ShareGroup == "" {
+	if s.cfg.ShareGroup == "" && s.cfg.Ingest == "" {
 		return Topics
 	}
-	out := make([]string, len(Topics))
-	for i, t := range Topics {
-		kind := strings.Split(t, "/")[3] // vigil/v1/+/<kind>…
-		if kind == wire.KindStatus || slices.Contains(s.cfg.Unshared, kind) {
-			out[i] = t
-		} else {
-			out[i] = "$share/" + s.cfg.ShareGroup + "/" + t
+	out := make([]string, 0, len(Topics))
+	for _, t := range Topics {
+		switch {
+		case s.everyInstance(t):
+			out = append(out, t)
+		case s.cfg.ShareGroup != "":
+			out = append(out, "$share/"+s.cfg.ShareGroup+"/"+t)
 		}
 	}
 	return out
+}
+
+// everyInstance reports whether the filter t (one of Topics) is for a kind that every
+// instance of a group receives: status and the Unshared kinds.
+func (s *Subscriber) everyInstance(t string) bool {
+	kind := strings.Split(t, "/")[3] // vigil/v1/+/<kind>…
+	return kind == wire.KindStatus || slices.Contains(s.cfg.Unshared, kind)
 }
 
 // ValidShareGroup checks a shared-subscription group name: one topic level, no wildcard.
@@ -317,6 +390,13 @@ func ValidShareGroup(g string) error {
 		return fmt.Errorf("share group %q: want 1-64 characters without /, + or #", g)
 	}
 	return nil
+}
+
+// setLastError records why a source is not working (Status.LastError).
+func (s *Subscriber) setLastError(err error) {
+	s.mu.Lock()
+	s.lastErr = err.Error()
+	s.mu.Unlock()
 }
 
 func (s *Subscriber) setConnected(c bool, err error) {
@@ -335,8 +415,23 @@ func (s *Subscriber) onMessage(c mqtt.Client, m mqtt.Message) {
 		s.onPresence(c, m)
 		return
 	}
+	if strings.HasPrefix(m.Topic(), probeRoot+"/") {
+		m.Ack()
+		s.onProbe(m.Topic(), m.Payload())
+		return
+	}
+	s.deliver(m.Topic(), m.Payload(), m.Ack)
+}
+
+// deliver is where every device message arrives, whatever the ingest source (MQTT, shared or
+// not, adopted sessions, or NATS: see nats.go): it is checked with wire.Decode and handed to
+// the Handler; ack acknowledges it to its source once the handler made it safe (or refused it
+// for good). Each source calls it one message at a time, in its arrival order; sources do
+// not wait for each other (a lock across them stalled paho: a paho message is acknowledged
+// through its client's router goroutine, which would wait on the lock).
+func (s *Subscriber) deliver(topic string, payload []byte, ack func()) {
 	s.messages.Add(1)
-	d, err := wire.Decode(m.Topic(), m.Payload())
+	d, err := wire.Decode(topic, payload)
 	if err != nil {
 		reason := "other"
 		var de *wire.DecodeError
@@ -346,21 +441,21 @@ func (s *Subscriber) onMessage(c mqtt.Client, m mqtt.Message) {
 		s.mu.Lock()
 		s.refused[reason]++
 		s.mu.Unlock()
-		m.Ack() // a redelivery would be refused again
+		ack() // a redelivery would be refused again
 		s.rejected.Add(1)
-		s.log.Debug("message refused", "topic", m.Topic(), "reason", reason, "err", err)
+		s.log.Debug("message refused", "topic", topic, "reason", reason, "err", err)
 		return
 	}
 	if ah, ok := s.h.(AsyncHandler); ok {
-		err = ah.HandleMessageAsync(d, m.Ack)
+		err = ah.HandleMessageAsync(d, ack)
 	} else {
 		err = s.h.HandleMessage(d)
-		m.Ack()
+		ack()
 	}
 	if err != nil {
-		m.Ack() // a redelivery would be rejected again
+		ack() // a redelivery would be rejected again
 		s.rejected.Add(1)
-		s.log.Debug("message rejected", "topic", m.Topic(), "err", err)
+		s.log.Debug("message rejected", "topic", topic, "err", err)
 	}
 }
 
@@ -393,7 +488,7 @@ func (s *Subscriber) Connected() bool {
 	s.mu.Lock()
 	c := s.connected
 	s.mu.Unlock()
-	return c && s.client != nil && s.client.IsConnectionOpen()
+	return c && s.client != nil && s.client.IsConnectionOpen() && (s.natsIngest == nil || s.natsIngest.connected())
 }
 
 // Status reports the connection and message counts.
@@ -402,7 +497,7 @@ func (s *Subscriber) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return Status{
-		Broker:     redact.URL(s.cfg.BrokerURL),
+		Broker:     redactList(s.cfg.BrokerURL),
 		ClientID:   s.cfg.ClientID,
 		Connected:  connected,
 		Since:      s.since,
@@ -422,7 +517,7 @@ func (s *Subscriber) Close() error {
 			return
 		}
 		s.cancel()
-		s.wg.Wait()
+		s.wg.Wait() // the NATS ingest too: it acknowledges no more
 		s.closeAdoptions()
 		if s.cfg.ShareGroup != "" && s.client.IsConnectionOpen() {
 			// Peers adopt our session (and the share of traffic it keeps receiving) until we

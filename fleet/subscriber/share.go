@@ -137,7 +137,6 @@ func (s *Subscriber) adopt(name, clientID string) *adoption {
 	end := func() { once.Do(func() { close(a.done) }) }
 	a.end = end
 	opts := mqtt.NewClientOptions().
-		AddBroker(s.cfg.BrokerURL).
 		SetClientID(clientID).
 		SetCleanSession(false).
 		SetOrderMatters(true).
@@ -153,6 +152,9 @@ func (s *Subscriber) adopt(name, clientID string) *adoption {
 			s.log.Info("adopted session ended", "peer", name, "err", err)
 			end()
 		})
+	for _, b := range strings.Split(s.cfg.BrokerURL, ",") {
+		opts.AddBroker(b)
+	}
 	a.client = mqtt.NewClient(opts)
 	s.adoptWG.Add(1)
 	go func() {

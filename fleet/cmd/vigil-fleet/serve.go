@@ -46,6 +46,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	eventsMaxAge := fs.Duration("events-max-age", eventstore.DefaultMaxAge, "how long the event store keeps events, alerts and sampled detections (DATA/events.db; a temporary file without --data)")
 	eventsMaxBytes := fs.Int64("events-max-bytes", eventstore.DefaultMaxBytes, "bound of the event store's records in bytes; the oldest go first")
 	shareGroup := fs.String("share-group", "", "split device traffic with other instances through the MQTT shared subscription $share/GROUP/… of an external broker (with --store postgres://…)")
+	ingest := fs.String("ingest", "", "take device traffic from a nats-server cluster through NATS JetStream instead of MQTT (nats://host:4222,nats://host:4223,…; NATS has no MQTT shared subscriptions): instances with the same --ingest-group split it; --broker names the same cluster's MQTT listener(s) (tcp://host:1883,…) for status and commands")
+	ingestGroup := fs.String("ingest-group", "vigil-fleet", "with --ingest: name of the JetStream consumers the instances share (GROUP_<kind>)")
 	store := fs.String("store", os.Getenv("VIGIL_FLEET_STORE"), "keep events, the device registry, the model catalogue and the rollouts in PostgreSQL (postgres://user@host/db; password from $PGPASSWORD or ~/.pgpass) instead of DATA/events.db, DATA/registry.db, DATA/models.db and DATA/rollouts.db (DATA/models then only caches model files), so several instances can share them; one instance at a time runs the rollouts (a PostgreSQL advisory lock), the others answer their API; every instance that signs needs the same --key file (default $VIGIL_FLEET_STORE)")
 	mapTiles := fs.String("map-tiles", "", "map tile URL template (https://tiles.example/{z}/{x}/{y}.png) the dashboard draws drone detections on; default: a scaled plane")
 	detectionsEvery := fs.Int("detections-every", eventstore.DefaultDetectionsEvery, "keep 1 in N detections messages per camera in the event store")
@@ -84,6 +86,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if *shareGroup != "" && *brokerURL == "" {
 		return usageError{fmt.Errorf("serve: --share-group needs --broker: the instances must share an external broker")}
 	}
+	if *ingest != "" && (*brokerURL == "" || *shareGroup != "") {
+		return usageError{fmt.Errorf("serve: --ingest needs --broker (the MQTT listener(s) of the same nats-server cluster, for status and commands) and excludes --share-group")}
+	}
 	core, err := fleet.New(fleet.Config{
 		MQTTListen: *mqttListen,
 		MQTTLimits: broker.Limits{MaxPacketSize: *maxPacket, ConnectTimeout: *connectTimeout, MaxConnections: *maxConns,
@@ -94,6 +99,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		HTTPListen:         *httpListen,
 		ClientID:           *clientID,
 		ShareGroup:         *shareGroup,
+		Ingest:             *ingest,
+		IngestGroup:        *ingestGroup,
 		Registry:           registry.Options{GapTimeout: *gapTimeout},
 		RegistryFile:       registryFile(*dataDir),
 		MetricsPerDevice:   *perDevice,
