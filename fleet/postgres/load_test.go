@@ -35,7 +35,9 @@ func envInt(t *testing.T, name string, def int) int {
 // VIGIL_SCALE_SECONDS (60). Detections are stored 1 in 10, as by default; events and alerts
 // all. For each rate it prints the rate the broker acknowledged, the records stored against
 // those expected (each exactly once, by device and seq) and the ingest lag (capture to
-// stored) percentiles.
+// stored) percentiles. VIGIL_SCALE_BROKER=nats runs the same through a cluster of 3
+// nats-server nodes (devices spread over the nodes' MQTT listeners, the instances on the NATS
+// ingest, serve --ingest) instead of Mosquitto.
 func TestScaleLoad(t *testing.T) {
 	if os.Getenv("VIGIL_SCALE_LOAD") != "1" {
 		t.Skip("load test: set VIGIL_SCALE_LOAD=1 (make bench runs it)")
@@ -47,19 +49,35 @@ func TestScaleLoad(t *testing.T) {
 	if rates[0] == "" {
 		rates = []string{"5000"}
 	}
-	mosq := testharness.StartMosquitto(t, testharness.MosquittoOptions{Extra: []string{
-		"max_connections -1", "max_inflight_messages 100", "max_queued_messages 0"}})
+	brokerName, brokerURL := "Mosquitto", ""
 	pg := testharness.StartPostgres(t)
-	for _, name := range []string{"fleet-a", "fleet-b"} {
-		startInstance(t, instanceConfig{Broker: mosq.URL, Store: pg.DSN, ClientID: name, Share: "vigil",
-			HTTP: fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t)), DetectionsEvery: 10})
+	switch os.Getenv("VIGIL_SCALE_BROKER") {
+	case "", "mosquitto":
+		mosq := testharness.StartMosquitto(t, testharness.MosquittoOptions{Extra: []string{
+			"max_connections -1", "max_inflight_messages 100", "max_queued_messages 0"}})
+		brokerURL = mosq.URL
+		for _, name := range []string{"fleet-a", "fleet-b"} {
+			startInstance(t, instanceConfig{Broker: mosq.URL, Store: pg.DSN, ClientID: name, Share: "vigil",
+				HTTP: fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t)), DetectionsEvery: 10})
+		}
+	case "nats":
+		nc := testharness.StartNATS(t, 3)
+		brokerName, brokerURL = "3 nats-server nodes (NATS ingest)", nc.MQTTURLs()
+		for i, name := range []string{"fleet-a", "fleet-b"} {
+			mqttURLs, natsURLs := strings.Split(nc.MQTTURLs(), ","), strings.Split(nc.URLs(), ",")
+			startInstance(t, instanceConfig{Broker: strings.Join(append(mqttURLs[i:], mqttURLs[:i]...), ","),
+				Ingest: strings.Join(append(natsURLs[i:], natsURLs[:i]...), ","), Store: pg.DSN, ClientID: name,
+				HTTP: fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t)), DetectionsEvery: 10})
+		}
+	default:
+		t.Fatalf("VIGIL_SCALE_BROKER=%q: want mosquitto or nats", os.Getenv("VIGIL_SCALE_BROKER"))
 	}
 	conn, err := pgx.Connect(context.Background(), pg.DSN)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	fmt.Printf("scale load: %d devices × %d cameras, 2 fleet instances, Mosquitto, PostgreSQL; %d s per rate\n", devices, cameras, seconds)
+	fmt.Printf("scale load: %d devices × %d cameras, 2 fleet instances, %s, PostgreSQL; %d s per rate\n", devices, cameras, brokerName, seconds)
 	fmt.Printf("%-8s %-10s %-9s %-18s %-8s %-8s %-8s\n", "target", "acked/s", "failed", "stored/expected", "lag p50", "lag p99", "max")
 	for i, r := range rates {
 		rate, err := strconv.ParseFloat(r, 64)
@@ -67,7 +85,7 @@ func TestScaleLoad(t *testing.T) {
 			t.Fatalf("VIGIL_SCALE_RATES: %v", err)
 		}
 		prefix := fmt.Sprintf("r%d-", i)
-		res, err := simulate.Run(context.Background(), simulate.Config{Broker: mosq.URL, Devices: devices, Cameras: cameras,
+		res, err := simulate.Run(context.Background(), simulate.Config{Broker: brokerURL, Devices: devices, Cameras: cameras,
 			Rate: rate, Duration: time.Duration(seconds) * time.Second, Prefix: prefix, ConnectRate: 1000})
 		if err != nil {
 			t.Fatal(err)

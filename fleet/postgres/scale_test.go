@@ -37,6 +37,7 @@ const instanceEnv = "VIGIL_TEST_FLEET_INSTANCE"
 
 type instanceConfig struct {
 	Broker, Store, ClientID, Share, HTTP string
+	Ingest                               string // nats://…: the NATS ingest instead of Share
 	DetectionsEvery                      int // 1 when zero: every detections message stored
 	// Data, when set, turns OTA on: the model catalogue is there, Key signs the commands.
 	Data string
@@ -64,7 +65,7 @@ func runInstance(v string) int {
 	if c.Data != "" {
 		ota = fleet.OTAConfig{DataDir: c.Data, SigningKey: ed25519.PrivateKey(c.Key), Tick: 100 * time.Millisecond}
 	}
-	core, err := fleet.New(fleet.Config{Broker: c.Broker, HTTPListen: c.HTTP, ClientID: c.ClientID, ShareGroup: c.Share,
+	core, err := fleet.New(fleet.Config{Broker: c.Broker, HTTPListen: c.HTTP, ClientID: c.ClientID, ShareGroup: c.Share, Ingest: c.Ingest,
 		Logger: log, Events: fleet.EventsConfig{Postgres: c.Store, DetectionsEvery: max(c.DetectionsEvery, 1)}, OTA: ota})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
