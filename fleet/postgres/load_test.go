@@ -37,7 +37,7 @@ func envInt(t *testing.T, name string, def int) int {
 // those expected (each exactly once, by device and seq) and the ingest lag (capture to
 // stored) percentiles. VIGIL_SCALE_BROKER=nats runs the same through a cluster of 3
 // nats-server nodes (devices spread over the nodes' MQTT listeners, the instances on the NATS
-// ingest, serve --ingest) instead of Mosquitto.
+// ingest, serve --ingest) instead of Mosquitto; VIGIL_SCALE_NATS_NODES sets the node count.
 func TestScaleLoad(t *testing.T) {
 	if os.Getenv("VIGIL_SCALE_LOAD") != "1" {
 		t.Skip("load test: set VIGIL_SCALE_LOAD=1 (make bench runs it)")
@@ -61,10 +61,12 @@ func TestScaleLoad(t *testing.T) {
 				HTTP: fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t)), DetectionsEvery: 10})
 		}
 	case "nats":
-		nc := testharness.StartNATS(t, 3)
-		brokerName, brokerURL = "3 nats-server nodes (NATS ingest)", nc.MQTTURLs()
+		nodes := envInt(t, "VIGIL_SCALE_NATS_NODES", 3)
+		nc := testharness.StartNATS(t, nodes)
+		brokerName, brokerURL = fmt.Sprintf("%d nats-server node(s) (NATS ingest)", nodes), nc.MQTTURLs()
 		for i, name := range []string{"fleet-a", "fleet-b"} {
 			mqttURLs, natsURLs := strings.Split(nc.MQTTURLs(), ","), strings.Split(nc.URLs(), ",")
+			i %= nodes
 			startInstance(t, instanceConfig{Broker: strings.Join(append(mqttURLs[i:], mqttURLs[:i]...), ","),
 				Ingest: strings.Join(append(natsURLs[i:], natsURLs[:i]...), ","), Store: pg.DSN, ClientID: name,
 				HTTP: fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t)), DetectionsEvery: 10})
