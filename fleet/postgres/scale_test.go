@@ -38,7 +38,7 @@ const instanceEnv = "VIGIL_TEST_FLEET_INSTANCE"
 type instanceConfig struct {
 	Broker, Store, ClientID, Share, HTTP string
 	Ingest                               string // nats://…: the NATS ingest instead of Share
-	DetectionsEvery                      int // 1 when zero: every detections message stored
+	DetectionsEvery                      int    // 1 when zero: every detections message stored
 	// Data, when set, turns OTA on: the model catalogue is there, Key signs the commands.
 	Data string
 	Key  []byte
