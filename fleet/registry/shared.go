@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -35,6 +36,7 @@ type delta struct {
 	messages            map[string]uint64
 	replayed            uint64
 	epochs              []epochSeqs // in the order first seen
+	seqs, seqsDropped   int         // seqs in epochs; seqs not kept past maxDeltaSeqs
 	cameras             map[string]*cameraDelta
 	telemetry           *Telemetry
 	skewKnown           bool
@@ -65,6 +67,11 @@ type rateSample struct {
 	n  uint64
 }
 
+// maxDeltaSeqs bounds the seqs one device's delta holds (8 bytes each): while the store is
+// unreachable the deltas keep growing until a flush succeeds; past this the seqs are not kept
+// (they will count as missing, then lost) but the counters still are.
+const maxDeltaSeqs = 1 << 16
+
 // deltaOf returns id's delta, making it; r.mu is held and r.pending is not nil.
 func (r *Registry) deltaOf(id string) *delta {
 	dl := r.pending[id]
@@ -89,7 +96,10 @@ func (r *Registry) note(d *device, m message, now time.Time) {
 	switch {
 	case m.status != nil:
 		dl.status = &statusNote{at: now, msgID: m.header.MsgID, state: d.state, version: d.version, listed: slices.Clone(d.listed)}
+	case dl.seqs >= maxDeltaSeqs:
+		dl.seqsDropped++
 	default:
+		dl.seqs++
 		if n := len(dl.epochs); n > 0 && dl.epochs[n-1].epoch == m.epoch {
 			dl.epochs[n-1].seqs = append(dl.epochs[n-1].seqs, m.header.Seq)
 		} else if i := slices.IndexFunc(dl.epochs, func(e epochSeqs) bool { return e.epoch == m.epoch }); i >= 0 {
@@ -138,7 +148,13 @@ func (dl *delta) absorb(later *delta) {
 		dl.messages[k] += n
 	}
 	dl.replayed += later.replayed
+	dl.seqsDropped += later.seqsDropped
 	for _, e := range later.epochs {
+		if dl.seqs+len(e.seqs) > maxDeltaSeqs {
+			dl.seqsDropped += len(e.seqs)
+			continue
+		}
+		dl.seqs += len(e.seqs)
 		if i := slices.IndexFunc(dl.epochs, func(x epochSeqs) bool { return x.epoch == e.epoch }); i >= 0 {
 			dl.epochs[i].seqs = append(dl.epochs[i].seqs, e.seqs...)
 		} else {
@@ -290,14 +306,19 @@ func (r *Registry) flushShared() error {
 			return json.Marshal(rec)
 		})
 		if err != nil {
+			dropped := 0
 			r.mu.Lock()
 			for id, dl := range pend {
+				dropped += dl.seqsDropped
 				if later := r.pending[id]; later != nil {
 					dl.absorb(later)
 				}
 				r.pending[id] = dl
 			}
 			r.mu.Unlock()
+			if dropped > 0 {
+				err = fmt.Errorf("%w (%d seqs received meanwhile are no longer kept: they will count as lost)", err, dropped)
+			}
 			return err
 		}
 	}
