@@ -89,17 +89,69 @@ func (a *Agent) store(ctx context.Context, d frame.Detections) error {
 }
 
 // append stores one message in the outbox ob; a failure (not a cancelled context) is counted
-// in vigil_outbox_append_errors_total and returned naming the message's kind.
+// in vigil_outbox_append_errors_total and returned naming the message's kind. When ctx
+// carries a frame's storeBatch (withStoreBatch) it only enqueues the message: the batch's
+// wait reports the outcome, one disk commit for all the frame's messages.
 func (a *Agent) append(ctx context.Context, ob *outbox.Outbox, m wire.Message) error {
-	if _, err := ob.Append(ctx, wire.Device{ID: a.cfg.DeviceID, Epoch: ob.Epoch()}.Outgoing(m)); err != nil {
+	t, err := ob.Enqueue(wire.Device{ID: a.cfg.DeviceID, Epoch: ob.Epoch()}.Outgoing(m))
+	if err == nil {
+		if b, ok := ctx.Value(storeBatchKey{}).(*storeBatch); ok {
+			b.add(a, t, m.Kind())
+			return nil
+		}
+		_, err = t.Wait(ctx)
+	}
+	return a.appended(m.Kind(), err)
+}
+
+// appended records an append's outcome: a failure (not a cancelled context) is counted in
+// vigil_outbox_append_errors_total and returned naming the message's kind.
+func (a *Agent) appended(kind string, err error) error {
+	if err != nil {
 		if !errors.Is(err, context.Canceled) {
 			a.m.OutboxErrors.Inc()
 			a.health.appended(err)
 		}
-		return fmt.Errorf("store %s: %w", m.Kind(), err)
+		return fmt.Errorf("store %s: %w", kind, err)
 	}
 	a.health.appended(nil)
 	return nil
+}
+
+// storeBatch holds the messages one frame's analysis enqueued until they are durable.
+type storeBatch struct {
+	a       *Agent
+	tickets []*outbox.Ticket
+	kinds   []string
+}
+
+type storeBatchKey struct{}
+
+// withStoreBatch makes the appends under the returned context enqueue only; wait on the
+// batch before the next frame.
+func withStoreBatch(ctx context.Context) (context.Context, *storeBatch) {
+	b := &storeBatch{}
+	return context.WithValue(ctx, storeBatchKey{}, b), b
+}
+
+func (b *storeBatch) add(a *Agent, t *outbox.Ticket, kind string) {
+	b.a = a
+	b.tickets = append(b.tickets, t)
+	b.kinds = append(b.kinds, kind)
+}
+
+// wait returns once every message of the batch is durable, with the failures (each counted
+// as append does) joined; the batch is empty after.
+func (b *storeBatch) wait(ctx context.Context) error {
+	var errs []error
+	for i, t := range b.tickets {
+		_, err := t.Wait(ctx)
+		if err := b.a.appended(b.kinds[i], err); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	b.tickets, b.kinds = b.tickets[:0], b.kinds[:0]
+	return errors.Join(errs...)
 }
 
 // outboxStore is the agent's outbox as the cameras' message store.

@@ -109,8 +109,9 @@ type camera struct {
 	exclude []mask.Polygon
 	frameW  int // the last detected frame's size, for events ended after the stream
 	frameH  int
-	bgr     []byte // the BGR copy of frame bgrSeq, for its snapshots and live view; back to bgrBuffers after
-	bgrLent bool   // bgr (maybe still nil) is a loan from bgrBuffers
+	bgr     []byte      // the BGR copy of frame bgrSeq, for its snapshots and live view; back to bgrBuffers after
+	bgrLent bool        // bgr (maybe still nil) is a loan from bgrBuffers
+	stored  *storeBatch // the last frame's messages, on their way to the disk (analyse)
 	bgrSeq  uint64
 	seen    []image.Rectangle // where the detector looked on the frame being analysed (motion)
 	slot    *detect.Slot
@@ -201,6 +202,16 @@ type messageStore interface {
 // (saving the best frame of each, privacy masks applied) and store events and alerts. Every
 // result is stored before it returns.
 func (c *camera) analyse(ctx context.Context, d frame.Detections) {
+	// The frame's messages (detections, events, snapshots, alerts) are handed to the outbox
+	// together, and waited for once the next frame's are handed over: the disk commits them
+	// while the next frame is analysed, instead of the camera waiting for a commit per message.
+	// A camera has at most two frames of messages on their way to the disk; the last ones are
+	// waited for when it stops (waitStored).
+	ctx, batch := withStoreBatch(ctx)
+	defer func() {
+		c.waitStored()
+		c.stored = batch
+	}()
 	if len(c.exclude) > 0 {
 		d = mask.FilterDetections(d, c.exclude)
 	}
@@ -241,10 +252,11 @@ func (c *camera) analyse(ctx context.Context, d frame.Detections) {
 	alerts := c.rules.Update(tracks)
 	changes := c.events.Update(tracks, c.rules.Zones)
 	c.snapshot(d)
+	c.releaseBGR() // before the events: storing them may wait on the outbox's disk
 	c.frameW, c.frameH = d.Width, d.Height
 	c.emitEvents(ctx, changes)
 	c.answerLive(ctx, d, tracks.Tracks)
-	c.releaseBGR() // before alerts: they may wait on the outbox
+	c.releaseBGR()
 	for _, a := range alerts {
 		c.m.Alerts.WithLabelValues(c.cfg.ID, a.RuleType).Inc()
 		if a.RuleType == rules.TypeLine {
@@ -297,14 +309,24 @@ func (c *camera) snapshot(d frame.Detections) {
 		return
 	}
 	redact := func(img models.Image) error { return mask.Apply(img, c.cfg.PrivacyMasks) }
-	for _, b := range best {
-		jpeg, err := c.snaps.SaveJPEG(b.EventID, img, b.Box, redact)
-		if err != nil {
+	jpegs := make([][]byte, len(best))
+	for i, b := range best {
+		if jpegs[i], err = snapshot.Encode(img, []snapshot.Box{{Box: b.Box}}, redact, c.snaps.Encoding()); err != nil {
+			c.events.NoSnapshot(b.EventID)
+			c.log.Warn("save snapshot", "event", b.EventID, "err", err)
+		}
+	}
+	c.releaseBGR() // encoded: the picture goes back before the files are written
+	for i, b := range best {
+		if jpegs[i] == nil {
+			continue
+		}
+		if err := c.snaps.Put(b.EventID, jpegs[i]); err != nil {
 			c.events.NoSnapshot(b.EventID)
 			c.log.Warn("save snapshot", "event", b.EventID, "err", err)
 			continue
 		}
-		c.savedSnapshot(b.EventID, jpeg)
+		c.savedSnapshot(b.EventID, jpegs[i])
 	}
 }
 
@@ -327,6 +349,18 @@ func (c *camera) frameBGR(d frame.Detections) (models.Image, error) {
 		c.bgrSeq = d.FrameSeq
 	}
 	return img, err
+}
+
+// waitStored returns once the messages of the last frame analysed are durable, logging any
+// that could not be stored (each is also counted in vigil_outbox_append_errors_total).
+func (c *camera) waitStored() {
+	if c.stored == nil {
+		return
+	}
+	if err := c.stored.wait(context.Background()); err != nil {
+		c.log.Error("store the frame's messages", "err", err)
+	}
+	c.stored = nil
 }
 
 // bgrBuffers lends the full-size BGR copies the frames with a snapshot or a live view need
@@ -435,6 +469,7 @@ func (c *camera) run(ctx context.Context) {
 	})
 	p.flush()
 	c.slot.Close() // the frames already queued are detected, and every result analysed
+	c.waitStored()
 	p.close()
 	c.emitEvents(dctx, c.events.EndAll(time.Now().UTC())) // the stream is over: its events end
 	c.m.SourceUp.WithLabelValues(id).Set(0)

@@ -98,7 +98,7 @@ func (a *Agent) swapModel(ctx context.Context, m models.Manifest) error {
 	if err := checkBatch("model", a.cfg.Model, m); err != nil {
 		return err
 	}
-	dets, err := openSessions(a.cfg.Model, &m, ps.main.Size()/max(a.cfg.Model.BatchSize, 1))
+	dets, err := openSessions(a.cfg.Model, &m, ps.main.Size()/a.cfg.Model.WorkersPerSession())
 	if err != nil {
 		return err
 	}

@@ -27,7 +27,7 @@ type pools struct {
 
 // poolKey identifies a model configuration: cameras with the same one share a pool.
 func poolKey(mc config.Model) string {
-	return strings.Join([]string{mc.Manifest, mc.Dir, strconv.Itoa(mc.Threads), poolSize(mc), strconv.Itoa(mc.BatchSize)}, "\x00")
+	return strings.Join([]string{mc.Manifest, mc.Dir, strconv.Itoa(mc.Threads), poolSize(mc), strconv.Itoa(mc.BatchSize), strconv.FormatBool(mc.PairFrames)}, "\x00")
 }
 
 // poolLabel names a pool in metrics: "default" for the agent's model, else the manifest's
@@ -138,16 +138,18 @@ func (a *Agent) openPool(mc config.Model, key string, man *models.Manifest, labe
 		a.log.Warn("detector pool metrics", "pool", label, "err", err)
 	}
 	a.log.Info("detector pool ready", "pool", label, "model", dets[0].Manifest().Name, "sessions", n,
-		"threads_per_session", mc.Threads, "batch_size", max(mc.BatchSize, 1))
+		"threads_per_session", mc.Threads, "batch_size", max(mc.BatchSize, 1), "pair_frames", mc.PairFrames)
 	return p, nil
 }
 
 // openSessions opens n sessions of a model (man, or mc's manifest when nil) at the tracker's score threshold, with no
 // labels or NMS threshold of their own: each camera's apply per frame (pooledDetector). With
-// batch_size b > 1 it returns b handles per session (onnx.Batcher), one per pool worker.
+// batch_size b > 1 it returns b handles per session (onnx.Batcher), with pair_frames 4
+// (onnx.NewPairBatcher): mc.WorkersPerSession, one per pool worker.
 func openSessions(mc config.Model, man *models.Manifest, n int) ([]models.Detector, error) {
 	session := config.Camera{Score: TrackerScore()}
 	b := max(mc.BatchSize, 1)
+	per := mc.WorkersPerSession()
 	if man == nil {
 		m, err := modelManifest(mc)
 		if err != nil {
@@ -162,11 +164,16 @@ func openSessions(mc config.Model, man *models.Manifest, n int) ([]models.Detect
 			closeAll(dets)
 			return nil, err
 		}
-		if b == 1 {
+		var hs []*onnx.BatchHandle
+		switch {
+		case b > 1:
+			_, hs = onnx.NewBatcher(det.(*onnx.Detector), b)
+		case per > 1:
+			_, hs = onnx.NewPairBatcher(det.(*onnx.Detector), per)
+		default:
 			dets = append(dets, det)
 			continue
 		}
-		_, hs := onnx.NewBatcher(det.(*onnx.Detector), b)
 		for _, h := range hs {
 			dets = append(dets, h)
 		}

@@ -7,7 +7,8 @@
 #   the agent: CPU in cores (utime+stime from /proc/PID/stat) and peak RSS (VmHWM)
 # Usage: build/bench-cameras.sh [N...]   (default: 1 12 16); env WARMUP (s), MEASURE (s),
 # DETECT_FPS, POOL_SIZE (detector sessions; default one per core), THREADS (per session),
-# BATCH_SIZE with MANIFEST and MODEL_DIR (a model with a dynamic batch dimension).
+# BATCH_SIZE with MANIFEST and MODEL_DIR (a model with a dynamic batch dimension),
+# PAIR_FRAMES=true (two 16:9 frames a run).
 # Needs bin/vigil-agent and bin/vigil-testvideos (make build) and mosquitto.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -53,6 +54,7 @@ run() {
 		echo "  threads: $THREADS"
 		[ -n "${POOL_SIZE:-}" ] && echo "  pool_size: $POOL_SIZE"
 		[ -n "${BATCH_SIZE:-}" ] && echo "  batch_size: $BATCH_SIZE"
+		[ -n "${PAIR_FRAMES:-}" ] && echo "  pair_frames: $PAIR_FRAMES"
 		echo "cameras:"
 		for i in $(seq 1 "$n"); do
 			i=$(printf %02d "$i")
@@ -77,7 +79,7 @@ run() {
 	local el tck min=999 sum=0
 	el=$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')
 	tck=$(getconf CLK_TCK)
-	echo "### $n camera(s), detect_fps $DETECT_FPS, ${MEASURE}s measured after ${WARMUP}s, pool_size ${POOL_SIZE:-one per core ($(nproc))}, threads $THREADS"
+	echo "### $n camera(s), detect_fps $DETECT_FPS, ${MEASURE}s measured after ${WARMUP}s, pool_size ${POOL_SIZE:-one per core ($(nproc)), at most one per camera}, threads $THREADS${BATCH_SIZE:+, batch_size $BATCH_SIZE}${PAIR_FRAMES:+, pair_frames $PAIR_FRAMES}"
 	printf '%-6s %12s %12s %12s %12s\n' camera "detected/s" "dropped/s" "decoded/s" "undecoded/s"
 	for i in $(seq 1 "$n"); do
 		local c=cam$(printf %02d "$i") d0 d1 x0 x1 f0 f1 u0 u1 det drp dec und

@@ -65,6 +65,7 @@ func TestConfigErrors(t *testing.T) {
 		{"threads", minimal + "model:\n  threads: 0\n", []string{"'model.threads' must be between 1 and 64"}},
 		{"pool size 0", minimal + "model:\n  pool_size: 0\n", []string{"'model.pool_size' must be between 1 and 64"}},
 		{"batch size", minimal + "model:\n  batch_size: -2\n", []string{"'model.batch_size' must be between 1 and 64"}},
+		{"pairs with batches", minimal + "model:\n  batch_size: 2\n  pair_frames: true\n", []string{"'model.pair_frames' cannot be used with batch_size 2"}},
 		{"camera pool size 0", "device_id: d1\ncameras:\n  - id: c1\n    url: rtsp://h/x\n    model:\n      manifest: m.json\n      threads: 1\n      pool_size: 0\n",
 			[]string{"'cameras[0].model.pool_size' must be between 1 and 64"}},
 		{"hwaccel", "device_id: d1\ncameras:\n  - id: c1\n    url: rtsp://h/x\n    hwaccel: cuda\n", []string{"'cameras[0].hwaccel' must be none, auto, vaapi or v4l2m2m"}},

@@ -157,6 +157,8 @@ type Batcher struct {
 	reqs chan *batchReq
 	wg   sync.WaitGroup
 
+	pair bool // NewPairBatcher: pairs of frames in one run (DetectPair)
+
 	mu      sync.Mutex
 	handles int
 	closed  bool
@@ -181,7 +183,11 @@ type batchReq struct {
 // NewBatcher starts batching for d (opened with Options.Batch > 1), with handles Handles.
 // It owns d.
 func NewBatcher(d *Detector, handles int) (*Batcher, []*BatchHandle) {
-	b := &Batcher{d: d, reqs: make(chan *batchReq), handles: handles}
+	return newBatcher(d, handles, false)
+}
+
+func newBatcher(d *Detector, handles int, pair bool) (*Batcher, []*BatchHandle) {
+	b := &Batcher{d: d, reqs: make(chan *batchReq), handles: handles, pair: pair}
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
@@ -205,6 +211,9 @@ func (b *Batcher) Stats() BatchStats {
 // batch size, runs them together and answers each.
 func (b *Batcher) run() {
 	max := b.d.MaxBatch()
+	if b.pair {
+		max = 2
+	}
 	for r := range b.reqs {
 		batch := []*batchReq{r}
 	gather:
@@ -219,18 +228,25 @@ func (b *Batcher) run() {
 				break gather
 			}
 		}
-		imgs := make([]models.Image, len(batch))
-		fs := make([]models.Filter, len(batch))
-		for i, r := range batch {
-			imgs[i], fs[i] = r.img, r.f
+		runs := 1
+		if b.pair {
+			runs = b.runPair(batch)
+		} else {
+			imgs := make([]models.Image, len(batch))
+			fs := make([]models.Filter, len(batch))
+			for i, r := range batch {
+				imgs[i], fs[i] = r.img, r.f
+			}
+			res, errs := b.d.DetectBatch(batch[0].ctx, imgs, fs)
+			for i, r := range batch {
+				r.res, r.err = res[i], errs[i]
+			}
 		}
-		res, errs := b.d.DetectBatch(batch[0].ctx, imgs, fs)
 		b.mu.Lock()
-		b.stats.Runs++
+		b.stats.Runs += uint64(runs)
 		b.stats.Frames += uint64(len(batch))
 		b.mu.Unlock()
-		for i, r := range batch {
-			r.res, r.err = res[i], errs[i]
+		for _, r := range batch {
 			close(r.done)
 		}
 	}

@@ -310,21 +310,25 @@ func (d *Detector) DetectFiltered(ctx context.Context, img models.Image, f model
 
 // finish decodes one frame's output and turns the candidates into the frame's detections.
 func (d *Detector) finish(out []float32, g geometry, f models.Filter) ([]models.Detection, error) {
+	cands, err := d.dec.Decode(d.cands[:0], out, d.outDims, max(d.score, f.Score), len(d.m.Labels))
+	if err != nil {
+		return nil, fmt.Errorf("model %q: %w", d.m.Name, err)
+	}
+	d.cands = cands
+	return d.toDetections(cands, g, f), nil
+}
+
+// toDetections keeps the candidates (in model-input pixels, changed in place) that pass the
+// detector's and f's score and labels, suppresses overlaps and maps the rest to the frame.
+func (d *Detector) toDetections(cands []models.Detection, g geometry, f models.Filter) []models.Detection {
 	score, nms := max(d.score, f.Score), d.nms
 	if f.NMS > 0 {
 		nms = f.NMS
 	}
-	cands, err := d.dec.Decode(d.cands[:0], out, d.outDims, score, len(d.m.Labels))
-	if err != nil {
-		return nil, fmt.Errorf("model %q: %w", d.m.Name, err)
-	}
-	if d.keep != nil || f.Keep != nil {
-		cands = slices.DeleteFunc(cands, func(c models.Detection) bool {
-			return (d.keep != nil && !d.keep[c.ClassID]) || (f.Keep != nil && (c.ClassID >= len(f.Keep) || !f.Keep[c.ClassID]))
-		})
-	}
+	cands = slices.DeleteFunc(cands, func(c models.Detection) bool {
+		return c.Score < score || (d.keep != nil && !d.keep[c.ClassID]) || (f.Keep != nil && (c.ClassID >= len(f.Keep) || !f.Keep[c.ClassID]))
+	})
 	cands = models.NMS(cands, nms) // in model-input pixels, where the model saw the boxes
-	d.cands = cands
 	res := make([]models.Detection, 0, len(cands))
 	for _, c := range cands {
 		c.Box = g.toSource(c.Box)
@@ -334,7 +338,7 @@ func (d *Detector) finish(out []float32, g geometry, f models.Filter) ([]models.
 		c.Label = d.m.Labels[c.ClassID]
 		res = append(res, c)
 	}
-	return res, nil
+	return res
 }
 
 // Close releases the session, tensors and OpenCV buffers. It is safe to call twice.

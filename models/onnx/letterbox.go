@@ -108,21 +108,32 @@ func (d *Detector) prepare(img models.Image) (geometry, error) {
 // prepareInto letterboxes img into t, one frame's input (3 planes); last is the geometry the
 // padding in t was written for, updated.
 func (d *Detector) prepareInto(t []float32, last *geometry, img models.Image) (geometry, error) {
-	W, H := d.m.Input.Width, d.m.Input.Height
-	g := letterbox(d.m.Input.Letterbox, img.Width, img.Height, W, H)
-	plane := W * H
-	p0, p1, p2 := t[:plane:plane], t[plane:2*plane:2*plane], t[2*plane:3*plane:3*plane]
+	g := letterbox(d.m.Input.Letterbox, img.Width, img.Height, d.m.Input.Width, d.m.Input.Height)
 	if g != *last {
-		pad := d.m.Input.PadValue
-		fill(p0, d.lut[0][pad])
-		fill(p1, d.lut[1][pad])
-		fill(p2, d.lut[2][pad])
+		d.fillPad(t)
 		*last = g
 	}
+	return g, d.draw(t, img, g)
+}
 
+// fillPad writes the padding value over all of t, one frame's input.
+func (d *Detector) fillPad(t []float32) {
+	plane := d.m.Input.Width * d.m.Input.Height
+	pad := d.m.Input.PadValue
+	fill(t[:plane], d.lut[0][pad])
+	fill(t[plane:2*plane], d.lut[1][pad])
+	fill(t[2*plane:3*plane], d.lut[2][pad])
+}
+
+// draw scales img to g's rw x rh and writes it into t at (g.ox, g.oy), through the input's
+// colour order and normalisation.
+func (d *Detector) draw(t []float32, img models.Image, g geometry) error {
+	W, H := d.m.Input.Width, d.m.Input.Height
+	plane := W * H
+	p0, p1, p2 := t[:plane:plane], t[plane:2*plane:2*plane], t[2*plane:3*plane:3*plane]
 	src, err := d.resize(img, g)
 	if err != nil {
-		return g, err
+		return err
 	}
 	l0, l1, l2 := &d.lut[0], &d.lut[1], &d.lut[2]
 	b0, b1, b2 := d.srcByte[0], d.srcByte[1], d.srcByte[2]
@@ -137,7 +148,7 @@ func (d *Detector) prepareInto(t []float32, last *geometry, img models.Image) (g
 			q2[x] = l2[px[b2]]
 		}
 	}
-	return g, nil
+	return nil
 }
 
 // resize returns img scaled to the letterbox's g.rw x g.rh as packed BGR rows: a YUV frame

@@ -243,19 +243,49 @@ func (o *Outbox) Path() string { return o.path }
 // Append stores m and returns its seq once it is durable. If ctx ends first, Append returns
 // ctx's error and the message may or may not be stored.
 func (o *Outbox) Append(ctx context.Context, m Message) (uint64, error) {
+	t, err := o.Enqueue(m)
+	if err != nil {
+		return 0, err
+	}
+	return t.Wait(ctx)
+}
+
+// Ticket is a message handed to the outbox by Enqueue, on its way to the disk.
+type Ticket struct{ p *pending }
+
+// Seq is the message's sequence number.
+func (t *Ticket) Seq() uint64 { return t.p.seq }
+
+// Wait returns once the message is durable (nil) or could not be stored. If ctx ends first,
+// Wait returns ctx's error and the message may or may not be stored.
+func (t *Ticket) Wait(ctx context.Context) (uint64, error) {
+	select {
+	case <-t.p.done:
+		return t.p.seq, t.p.err
+	case <-ctx.Done():
+		return t.p.seq, ctx.Err()
+	}
+}
+
+// Enqueue hands m to the outbox and returns at once, with its seq fixed (messages enqueued
+// one after another keep their order): a caller with several messages to store enqueues them
+// all and waits for the tickets, one group commit for all instead of one each. A message is
+// published only once it is durable. Call Wait on every ticket: its error is the only report
+// that the message could not be stored.
+func (o *Outbox) Enqueue(m Message) (*Ticket, error) {
 	if m.Class >= NumClasses {
-		return 0, fmt.Errorf("outbox: unknown class %d", m.Class)
+		return nil, fmt.Errorf("outbox: unknown class %d", m.Class)
 	}
 	o.mu.Lock()
 	if o.closed {
 		o.mu.Unlock()
-		return 0, ErrClosed
+		return nil, ErrClosed
 	}
 	seq := o.next
 	payload, err := m.Build(seq)
 	if err != nil {
 		o.mu.Unlock()
-		return 0, fmt.Errorf("outbox: build message: %w", err)
+		return nil, fmt.Errorf("outbox: build message: %w", err)
 	}
 	o.next++
 	p := &pending{seq: seq, done: make(chan struct{}),
@@ -263,12 +293,7 @@ func (o *Outbox) Append(ctx context.Context, m Message) (uint64, error) {
 	o.pending = append(o.pending, p)
 	o.mu.Unlock()
 	o.wake()
-	select {
-	case <-p.done:
-		return seq, p.err
-	case <-ctx.Done():
-		return seq, ctx.Err()
-	}
+	return &Ticket{p: p}, nil
 }
 
 func (o *Outbox) wake() {

@@ -175,10 +175,22 @@ func (s *Store) SaveJPEG(eventID string, img models.Image, box models.Box, redac
 	if err != nil {
 		return nil, fmt.Errorf("save snapshot %s: %w", eventID, err)
 	}
-	if err := s.write(eventID, jpeg); err != nil {
-		return nil, fmt.Errorf("save snapshot %s: %w", eventID, err)
+	return jpeg, s.Put(eventID, jpeg)
+}
+
+// Encoding is how the store's snapshots are encoded (SetEncoding).
+func (s *Store) Encoding() Encoding { return s.enc }
+
+// Put stores an encoded snapshot for eventID (a caller that encodes itself, with Encode and
+// Encoding, to let go of the picture before the disk write).
+func (s *Store) Put(eventID string, jpeg []byte) error {
+	if !wire.ValidULID(eventID) {
+		return fmt.Errorf("save snapshot %q: %w", eventID, ErrBadID)
 	}
-	return jpeg, nil
+	if err := s.write(eventID, jpeg); err != nil {
+		return fmt.Errorf("save snapshot %s: %w", eventID, err)
+	}
+	return nil
 }
 
 // write puts b in place as id's file, atomically, and evicts past the budget.
