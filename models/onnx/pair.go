@@ -115,5 +115,3 @@ func (b *Batcher) runPair(batch []*batchReq) (runs int) {
 	}
 	return len(batch)
 }
-
-
