@@ -79,6 +79,11 @@ func TestCameraAnalysis(t *testing.T) {
 				{ClassID: 0, Label: "person", Score: 0.2, Box: models.Box{X1: 250, Y1: 10, X2: 270, Y2: 40}}, // tracker only
 			}})
 	}
+	// The last frame's messages are waited for by the next frame, or when the camera stops.
+	if kinds := storedKinds(t, ob); kinds["detections"] < 19 {
+		t.Fatalf("stored %v before the last frame's wait; want at least the first 19 frames' detections", kinds)
+	}
+	c.waitStored()
 	kinds := storedKinds(t, ob)
 	if kinds["detections"] != 20 || kinds["events"] < 1 || kinds["alerts"] != 1 {
 		t.Fatalf("stored %v; want 20 detections, the person's event and one line-crossing alert", kinds)
@@ -99,6 +104,7 @@ func TestCameraAnalysis(t *testing.T) {
 	if got := testutil.ToFloat64(a.m.SourceErrors.WithLabelValues("door", "resolution_change")); got != 1 {
 		t.Fatalf("resolution changes counted: %v", got)
 	}
+	c.waitStored()
 	kinds = storedKinds(t, ob)
 	if kinds["events"] <= before {
 		t.Fatalf("no event ended at the size change: %v", kinds)
@@ -108,6 +114,7 @@ func TestCameraAnalysis(t *testing.T) {
 	if got := testutil.ToFloat64(a.m.DetectErrors.WithLabelValues("door")); got != 1 {
 		t.Fatalf("detect errors %v", got)
 	}
+	c.waitStored()
 	if k := storedKinds(t, ob); k["detections"] != kinds["detections"] {
 		t.Fatalf("a failed detection stored detections: %v", k)
 	}
