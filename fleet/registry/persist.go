@@ -69,7 +69,8 @@ func Open(path string, opts Options) (*Registry, error) {
 }
 
 // OpenStore returns a registry saved to st, loaded with the devices it holds, and starts
-// writing its changes in the background; Close it (which closes st).
+// writing its changes in the background; Close it (which closes st). On an error st is left
+// open.
 //
 // What is saved of each device: its state, version, first and last seen, status time,
 // message counts, cameras with their counters, newest telemetry, clock skew, and its seq

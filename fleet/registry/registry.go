@@ -39,7 +39,9 @@
 // (past MaxGaps the lowest gap is given up as lost) have limits.
 //
 // A registry made with [New] lives in memory; one made with [Open] is saved to a bbolt file
-// (see persist.go) and survives a restart of the controller.
+// (see persist.go) and survives a restart of the controller; one made with [OpenStore] is
+// saved to any [Store], e.g. PostgreSQL (fleet/postgres), and with Options.Shared the fleet
+// instances of a share group keep one view of the fleet in it (see shared.go).
 package registry
 
 import (
