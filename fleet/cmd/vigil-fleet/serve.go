@@ -30,7 +30,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	connectRate := fs.Float64("mqtt-connect-rate", broker.DefaultConnectRate, "embedded broker: new connections per second per remote address, after a burst of --mqtt-connect-burst")
 	connectBurst := fs.Int("mqtt-connect-burst", broker.DefaultConnectBurst, "embedded broker: burst of new connections per remote address")
 	hashIter := fs.Int("mqtt-hash-iterations", auth.DefaultIterations, "embedded broker: PBKDF2 iterations that weaker password hashes of --mqtt-credentials are re-hashed to (in the file) at the next login; also the cost of a login with an unknown user")
-	brokerURL := fs.String("broker", "", "external MQTT broker URL (tcp://host:port); disables the embedded broker. Credentials: --broker-username with --broker-password-file or $"+envBrokerPassword+" (user:password@ in the URL works too, but shows in the process list)")
+	brokerURL := fs.String("broker", "", "external MQTT broker URL (tcp://host:port; several, comma-separated, are nodes of one cluster, tried in order); disables the embedded broker. Credentials: --broker-username with --broker-password-file or $"+envBrokerPassword+" (user:password@ in the URL works too, but shows in the process list)")
 	brokerUser := fs.String("broker-username", "", "user name of the fleet's MQTT clients on the external broker")
 	brokerPWFile := fs.String("broker-password-file", "", "file whose first line is the external broker's password (or $"+envBrokerPassword+")")
 	httpListen := fs.String("http", fleet.DefaultHTTPAddr, "HTTP API listen address")

@@ -19,7 +19,7 @@ func simulateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg simulate.Config
-	fs.StringVar(&cfg.Broker, "broker", "tcp://127.0.0.1:1883", "MQTT broker URL")
+	fs.StringVar(&cfg.Broker, "broker", "tcp://127.0.0.1:1883", "MQTT broker URL; several, comma-separated, are nodes of one cluster (device i connects to the (i mod n)-th first)")
 	fs.StringVar(&cfg.Username, "username", "", "MQTT user name for every simulated device")
 	passwordFile := fs.String("password-file", "", "file holding the MQTT password (or $VIGIL_SIMULATE_PASSWORD)")
 	fs.IntVar(&cfg.Devices, "devices", 10, "number of simulated devices")
