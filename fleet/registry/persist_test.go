@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -287,4 +288,39 @@ func TestOpenSharedFileHasNoGaps(t *testing.T) {
 	if d.Missing != 0 || d.Lost != 0 || d.HighestSeq != 23 || d.Messages["detections"] != 11 {
 		t.Errorf("shared file: %+v %v", d.Stream, d.Messages)
 	}
+}
+
+// A saved record comes from a file or a database another process writes: whatever its bytes,
+// loading it as a shared registry does (and merging a delta into it) either fails with an error
+// or yields a device whose record loads again.
+func FuzzSavedRecord(f *testing.F) {
+	f.Add([]byte(`{"id":"d1","seq":{"epoch":"e1","watermark":5,"highest":9,"spans":[[7,9]],"hole_at":[1]},"messages":{"detections":3}}`))
+	f.Add([]byte(`{"id":"d1","cameras":{"cam1":{"detections":2,"objects":{"person":2}}},"clock_skew_ms":-40}`))
+	f.Add([]byte(`{"id":"d1","seq":{"watermark":18446744073709551615,"highest":1}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		now := time.Unix(1700000000, 0)
+		r := New(Options{Shared: true, MaxGaps: 4, Now: func() time.Time { return now }})
+		r.pending = map[string]*delta{}
+		d, err := r.decodeRecord(Record{ID: "d1", Data: data}, now, false)
+		if err != nil {
+			return
+		}
+		var rec deviceRecord
+		if err := json.Unmarshal(data, &rec); err != nil {
+			t.Fatalf("decoded a record json cannot: %v", err)
+		}
+		dl := &delta{messages: map[string]uint64{"detections": 1}, cameras: map[string]*cameraDelta{},
+			epochs: []epochSeqs{{epoch: "e1", seqs: []uint64{3, 12, 11}}}}
+		if err := r.merge(&rec, "d1", dl, now, true); err != nil {
+			return
+		}
+		b, err := json.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.decodeRecord(Record{ID: "d1", Data: b}, now, false); err != nil {
+			t.Fatalf("a merged record does not load: %v\n%s", err, b)
+		}
+		_ = r.snapshot(d, now)
+	})
 }
