@@ -25,7 +25,9 @@ import (
 //	                                 ▲
 //	                                 └── Feed: new cmd_result and telemetry ◀── registry ◀── subscriber ◀── agents
 type OTAConfig struct {
-	// DataDir holds catalog.db, the artifacts and rollouts.db; empty turns OTA off.
+	// DataDir holds catalog.db, the artifacts and rollouts.db; empty turns OTA off. With
+	// Events.Postgres the rollouts (and the catalogue) are kept in PostgreSQL instead and one
+	// instance at a time runs the rollout engine (see Rollouts).
 	DataDir string
 	// SigningKey signs the commands (see vigil-fleet keygen); without it rollouts cannot be
 	// created, but models are still served.
