@@ -48,10 +48,13 @@ type Config struct {
 	// SnapshotMinSide is the least width and height in pixels of a box worth a snapshot;
 	// SnapshotEdge how far in pixels a box must stay from the frame's border not to count as
 	// cut off; SnapshotGain by how much a new frame's score must beat the best one to replace
-	// it. Defaults 16, 2 and 0.05.
+	// it; SnapshotEvery how often at most an event's best frame is replaced after its first
+	// (each replacement is a JPEG encoded, stored and sent to the fleet). Defaults 16, 2, 0.05
+	// and 2 s.
 	SnapshotMinSide int
 	SnapshotEdge    int
 	SnapshotGain    float32
+	SnapshotEvery   time.Duration
 	// SpeedOf gives a track's speed and its unit (wire.UnitPxPerS or wire.UnitMPerS). Default:
 	// the length of the track's velocity (VX, VY) in px/s. Plug in a ground-plane calibration
 	// here to report m/s.
@@ -73,6 +76,7 @@ func Default() Config {
 		SnapshotMinSide:  16,
 		SnapshotEdge:     2,
 		SnapshotGain:     0.05,
+		SnapshotEvery:    2 * time.Second,
 		SpeedOf:          pxSpeed,
 		Now:              time.Now,
 		Rand:             rand.Reader,
@@ -90,6 +94,7 @@ func (c Config) WithDefaults() Config {
 	c.SnapshotMinSide = cmp.Or(c.SnapshotMinSide, d.SnapshotMinSide)
 	c.SnapshotEdge = cmp.Or(c.SnapshotEdge, d.SnapshotEdge)
 	c.SnapshotGain = cmp.Or(c.SnapshotGain, d.SnapshotGain)
+	c.SnapshotEvery = cmp.Or(c.SnapshotEvery, d.SnapshotEvery)
 	if c.SpeedOf == nil {
 		c.SpeedOf = d.SpeedOf
 	}
@@ -175,7 +180,8 @@ type event struct {
 	anchored         bool
 
 	bestScore float32
-	bestClean bool // the best frame's box is clear of the frame's border
+	bestClean bool      // the best frame's box is clear of the frame's border
+	bestAt    time.Time // when the best frame was taken
 }
 
 // New returns a Manager for cfg with its zero fields defaulted. It panics when the result is
@@ -316,10 +322,10 @@ func (m *Manager) observe(ev *event, tr frame.Track, t frame.Tracks, clock time.
 		clean = tr.Box.X1 >= e && tr.Box.Y1 >= e &&
 			tr.Box.X2 <= float32(s.FrameWidth)-e && tr.Box.Y2 <= float32(s.FrameHeight)-e
 	}
-	better := !s.HasSnapshot || clean && !ev.bestClean ||
-		clean == ev.bestClean && tr.Score > ev.bestScore+m.cfg.SnapshotGain
+	better := !s.HasSnapshot || clock.Sub(ev.bestAt) >= m.cfg.SnapshotEvery && (clean && !ev.bestClean ||
+		clean == ev.bestClean && tr.Score > ev.bestScore+m.cfg.SnapshotGain)
 	if better {
-		s.HasSnapshot, ev.bestClean, ev.bestScore = true, clean, tr.Score
+		s.HasSnapshot, ev.bestClean, ev.bestScore, ev.bestAt = true, clean, tr.Score, clock
 		m.best = append(m.best, BestFrame{EventID: s.ID, TrackID: tr.ID, Box: tr.Box})
 	}
 }

@@ -25,6 +25,30 @@ func seeded(seed uint64) Config {
 	return Config{Rand: rand.NewChaCha8(key), Now: func() time.Time { return t0 }}
 }
 
+// TestSnapshotEvery: after an event's first snapshot, a better frame replaces it at most
+// every SnapshotEvery (default 2 s).
+func TestSnapshotEvery(t *testing.T) {
+	m := New(seeded(5))
+	for i, c := range []struct {
+		at    time.Duration
+		score float32
+		best  bool
+	}{
+		{0, 0.5, true},                       // the first
+		{500 * time.Millisecond, 0.9, false}, // much better, but 0.5 s later
+		{1900 * time.Millisecond, 0.95, false},
+		{2 * time.Second, 0.96, true}, // 2 s after the first
+		{2500 * time.Millisecond, 0.99, false},
+	} {
+		tr := person(1, 100, 100, c.score, c.at)
+		tr.LastSeen = t0.Add(c.at)
+		m.Update(tracks(c.at, tr), nil)
+		if got := len(m.BestFrames()) == 1; got != c.best {
+			t.Fatalf("step %d (%v, score %v): best frame %v, want %v", i, c.at, c.score, got, c.best)
+		}
+	}
+}
+
 // tracks builds one frame's tracker output at t0+at on a 1280x720 frame.
 func tracks(at time.Duration, ts ...frame.Track) frame.Tracks {
 	return frame.Tracks{Camera: "gate", CapturedAt: t0.Add(at), Width: 1280, Height: 720, Tracks: ts}
@@ -178,7 +202,9 @@ func TestStationaryAndSpeed(t *testing.T) {
 }
 
 func TestBestFrames(t *testing.T) {
-	m := New(seeded(4))
+	cfg := seeded(4)
+	cfg.SnapshotEvery = time.Nanosecond // every better frame replaces the best one here
+	m := New(cfg)
 	ms := 100 * time.Millisecond
 	type step struct {
 		tr   frame.Track
