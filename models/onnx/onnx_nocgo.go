@@ -33,6 +33,7 @@ type Options struct {
 	Spin       bool
 	Score, NMS float32
 	Labels     []string
+	Batch      int
 }
 
 // Detector is never made in this build.
@@ -63,3 +64,23 @@ func (d *Detector) Thresholds() models.Thresholds { return models.Thresholds{} }
 
 // Close does nothing.
 func (d *Detector) Close() error { return nil }
+
+// MaxBatch is 1.
+func (d *Detector) MaxBatch() int { return 1 }
+
+// DetectBatch fails: see Load.
+func (d *Detector) DetectBatch(ctx context.Context, imgs []models.Image, fs []models.Filter) ([][]models.Detection, []error) {
+	errs := make([]error, len(imgs))
+	for i := range errs {
+		errs[i] = errNoCgo
+	}
+	return make([][]models.Detection, len(imgs)), errs
+}
+
+// CanPair is false.
+func (d *Detector) CanPair(w, h int) bool { return false }
+
+// DetectPair fails: see Load.
+func (d *Detector) DetectPair(ctx context.Context, imgs [2]models.Image, fs [2]models.Filter) ([2][]models.Detection, [2]error) {
+	return [2][]models.Detection{}, [2]error{errNoCgo, errNoCgo}
+}

@@ -93,25 +93,3 @@ func (d *Detector) DetectPair(ctx context.Context, imgs [2]models.Image, fs [2]m
 	}
 	return res, errs
 }
-
-// NewPairBatcher is NewBatcher for a one-frame model (Options.Batch 0 or 1): two calls that
-// wait at the same moment, both with frames CanPair takes, share one run (DetectPair); any
-// other call runs alone at once. Give it two handles a session.
-func NewPairBatcher(d *Detector, handles int) (*Batcher, []*BatchHandle) {
-	return newBatcher(d, handles, true)
-}
-
-// runPair answers a gathered pair, or single calls, for a pair batcher.
-func (b *Batcher) runPair(batch []*batchReq) (runs int) {
-	if len(batch) == 2 && b.d.CanPair(batch[0].img.Width, batch[0].img.Height) && b.d.CanPair(batch[1].img.Width, batch[1].img.Height) {
-		res, errs := b.d.DetectPair(batch[0].ctx, [2]models.Image{batch[0].img, batch[1].img}, [2]models.Filter{batch[0].f, batch[1].f})
-		for i, r := range batch {
-			r.res, r.err = res[i], errs[i]
-		}
-		return 1
-	}
-	for _, r := range batch {
-		r.res, r.err = b.d.DetectFiltered(r.ctx, r.img, r.f)
-	}
-	return len(batch)
-}
