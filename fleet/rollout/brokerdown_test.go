@@ -14,9 +14,10 @@ import (
 
 // TestAPIReadsStayFastWithTheBrokerDown stops a real Mosquitto (SIGSTOP: the fleet's
 // connection stays open and nothing answers, as with a hung broker or a dead link) while a
-// rollout has a command to send, and checks that reads of the API answer within 100 ms the
-// whole time the engine waits for the broker. Before the engine was split, it published
-// while holding the lock every read takes, and each read waited up to 5 s.
+// rollout has a command to send, and checks that reads of the API never wait for the broker
+// the whole time the engine does. Before the engine was split, it published while holding
+// the lock every read takes, and each read waited up to 5 s; the bound here, 1 s, is far
+// from that and from a loaded machine's slowest honest read (~400 ms seen at load 18).
 func TestAPIReadsStayFastWithTheBrokerDown(t *testing.T) {
 	mq := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
 	fx := newFixture(t)
@@ -63,8 +64,8 @@ func TestAPIReadsStayFastWithTheBrokerDown(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("%d rounds of reads, the slowest %v", n, worst.Round(time.Millisecond))
-	if worst > 100*time.Millisecond {
-		t.Errorf("with the broker down, a read of the API took %v, want at most 100ms", worst)
+	if worst > time.Second {
+		t.Errorf("with the broker down, a read of the API took %v, want well under the engine's 5 s wait (at most 1 s)", worst)
 	}
 	// The engine did try to send, and says why it could not.
 	waitState(t, base, r.ID, func(r rollout.Rollout) bool {
