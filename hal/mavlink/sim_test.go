@@ -314,9 +314,9 @@ func TestMalformedDatagrams(t *testing.T) {
 		t.Fatal(err)
 	}
 	comparePose(t, p, r.drone.TrueState(now))
-	if st := r.client.Stats(); !st.LinkUp {
-		t.Errorf("link down after garbage: %+v", st)
-	}
+	// garbage does not take the link down (eventually: on a loaded machine the simulator's
+	// heartbeat itself can be late for a moment)
+	eventually(t, "the link up after garbage", func() bool { return r.client.Stats().LinkUp })
 	if m := gather(t, r.reg); m["vigil_mavlink_parse_errors_total"] < 23 {
 		t.Errorf("parse error metric %v", m["vigil_mavlink_parse_errors_total"])
 	}
