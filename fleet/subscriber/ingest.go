@@ -440,9 +440,9 @@ func (s *Subscriber) deliver(topic string, payload []byte, ack func()) {
 		}
 		s.mu.Lock()
 		s.refused[reason]++
+		s.rejected.Add(1) // with the reason, so that a reader sees both or neither
 		s.mu.Unlock()
 		ack() // a redelivery would be refused again
-		s.rejected.Add(1)
 		s.log.Debug("message refused", "topic", topic, "reason", reason, "err", err)
 		return
 	}
