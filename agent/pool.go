@@ -27,7 +27,7 @@ type pools struct {
 
 // poolKey identifies a model configuration: cameras with the same one share a pool.
 func poolKey(mc config.Model) string {
-	return strings.Join([]string{mc.Manifest, mc.Dir, strconv.Itoa(mc.Threads), poolSize(mc), strconv.Itoa(mc.BatchSize), strconv.FormatBool(mc.PairFrames)}, "\x00")
+	return strings.Join([]string{mc.Manifest, mc.Dir, strconv.Itoa(mc.Threads), poolSize(mc), strconv.Itoa(mc.BatchSize), strconv.FormatBool(mc.Pairs())}, "\x00")
 }
 
 // poolLabel names a pool in metrics: "default" for the agent's model, else the manifest's
@@ -138,7 +138,7 @@ func (a *Agent) openPool(mc config.Model, key string, man *models.Manifest, labe
 		a.log.Warn("detector pool metrics", "pool", label, "err", err)
 	}
 	a.log.Info("detector pool ready", "pool", label, "model", dets[0].Manifest().Name, "sessions", n,
-		"threads_per_session", mc.Threads, "batch_size", max(mc.BatchSize, 1), "pair_frames", mc.PairFrames)
+		"threads_per_session", mc.Threads, "batch_size", max(mc.BatchSize, 1), "pair_frames", mc.Pairs())
 	return p, nil
 }
 

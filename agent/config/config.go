@@ -89,9 +89,19 @@ type Model struct {
 	// a dynamic batch dimension (input.max_batch). 0 means 1.
 	BatchSize int `yaml:"batch_size"`
 	// PairFrames lets two wide frames (16:9; at most onnx.PairMaxLoss of scale lost) of
-	// different cameras share one run of a one-frame model, stacked in its square input:
-	// about half the inferences for 16:9 cameras, at 89 % of the scale. Off by default.
-	PairFrames bool `yaml:"pair_frames"`
+	// different cameras that wait for the detector at the same moment share one run of a
+	// one-frame model, stacked in its square input: under load, about half the inferences for
+	// 16:9 cameras, at 89 % of the scale; a frame that finds the detector free runs alone.
+	// Unset: on (off with batch_size > 1).
+	PairFrames *bool `yaml:"pair_frames"`
+}
+
+// Pairs reports whether pair_frames is on: as set, else on unless batch_size > 1.
+func (m Model) Pairs() bool {
+	if m.PairFrames != nil {
+		return *m.PairFrames
+	}
+	return m.BatchSize <= 1
 }
 
 // WorkersPerSession is how many pool workers share one session: batch_size with batches,
@@ -100,7 +110,7 @@ func (m Model) WorkersPerSession() int {
 	switch {
 	case m.BatchSize > 1:
 		return m.BatchSize
-	case m.PairFrames:
+	case m.Pairs():
 		return 4
 	}
 	return 1
@@ -381,7 +391,7 @@ func (c Config) Validate() error {
 		if m.BatchSize < 0 || m.BatchSize > 64 {
 			bad(key+".batch_size", "must be between 1 and 64, got %d", m.BatchSize)
 		}
-		if m.PairFrames && m.BatchSize > 1 {
+		if m.PairFrames != nil && *m.PairFrames && m.BatchSize > 1 {
 			bad(key+".pair_frames", "cannot be used with batch_size %d (pairs are for one-frame models)", m.BatchSize)
 		}
 	}
