@@ -28,6 +28,23 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// FreePorts returns n distinct free TCP ports on 127.0.0.1: all are held open until the
+// last is found, so that the kernel cannot hand the same one out twice (FreePort called n
+// times can).
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("find a free port: %v", err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
+
 // Mosquitto is a real Mosquitto broker run by a test.
 type Mosquitto struct {
 	Port int

@@ -66,8 +66,9 @@ func StartNATS(t testing.TB, n int) *NATSCluster {
 	}
 	type ports struct{ client, mqtt, route int }
 	ps := make([]ports, n)
+	free := FreePorts(t, 3*n) // distinct: one node's port must not be another's
 	for i := range ps {
-		ps[i] = ports{FreePort(t), FreePort(t), FreePort(t)}
+		ps[i] = ports{free[3*i], free[3*i+1], free[3*i+2]}
 	}
 	c := &NATSCluster{}
 	for i := range n {
