@@ -29,9 +29,7 @@ command -v mosquitto >/dev/null || { echo "bench-cameras: mosquitto missing (mak
 . "$ROOT/build/bench-lib.sh"
 bench_setup bench-cameras
 bench_broker
-MAXN=0
-for n in "${COUNTS[@]}"; do [ "$n" -gt "$MAXN" ] && MAXN=$n; done
-bench_serve "$CLIP" cam "$MAXN"
+bench_serve "$CLIP" cam "${COUNTS[@]}"
 
 # metric NAME CAMERA FILE: the value of a per-camera counter in a scrape.
 metric() { awk -v n="$1" -v c="camera=\"$2\"" '$1 ~ "^"n"\\{" && index($1, c) && !/stage="/ {v+=$2} END {printf "%.0f", v+0}' "$3"; }

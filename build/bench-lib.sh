@@ -28,10 +28,13 @@ bench_broker() {
 	PIDS+=($!)
 }
 
-# bench_serve CLIP PREFIX N: vigil-testvideos serving N copies of CLIP over RTSP on a free
-# loopback port (RTSP_PORT), as rtsp://127.0.0.1:$RTSP_PORT/PREFIX01 .. PREFIXnn.
+# bench_serve CLIP PREFIX COUNT...: vigil-testvideos serving as many copies of CLIP over RTSP
+# as the largest COUNT, on a free loopback port (RTSP_PORT), as
+# rtsp://127.0.0.1:$RTSP_PORT/PREFIX01 .. PREFIXnn.
 bench_serve() {
-	local clip=$1 prefix=$2 n=$3 i
+	local clip=$1 prefix=$2 n=0 c i
+	shift 2
+	for c in "$@"; do [ "$c" -gt "$n" ] && n=$c; done
 	mkdir -p "$WORK/clips"
 	for i in $(seq 1 "$n"); do ln -s "$clip" "$WORK/clips/$prefix$(printf %02d "$i").mp4"; done
 	RTSP_PORT=$(freeport)

@@ -44,9 +44,7 @@ fi
 . "$ROOT/build/bench-lib.sh"
 bench_setup bench-still
 bench_broker
-MAXN=0
-for n in "${COUNTS[@]}"; do [ "$n" -gt "$MAXN" ] && MAXN=$n; done
-bench_serve "$CLIP" still "$MAXN"
+bench_serve "$CLIP" still "${COUNTS[@]}"
 
 # sum NAME-REGEX FILE [FILTER]: the sum of the series of a metric (optionally only the lines
 # containing FILTER) in a scrape.

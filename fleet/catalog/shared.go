@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/vigil-edge/vigil/models"
 )
 
 // Shared keeps a catalogue for several fleet instances (fleet/postgres.Catalog): the records,
@@ -84,7 +86,7 @@ func (r *Registry) cached(m Model) error {
 	}
 	// Files found in the folder but not checked by this process yet (left by an earlier run,
 	// or by a data folder used without the shared store) are checked once.
-	if sum, n, err := fileSum(art); err == nil && sum == m.SHA256 && n == m.Size {
+	if sum, n, err := models.HashFile(art); err == nil && sum == m.SHA256 && n == m.Size {
 		if _, err := os.Stat(filepath.Join(dir, ManifestFile)); err == nil {
 			r.verified[key] = true
 			return nil
@@ -122,21 +124,6 @@ func (r *Registry) cached(m Model) error {
 	}
 	r.verified[key] = true
 	return nil
-}
-
-// fileSum returns the hex sha256 and size of the file at path.
-func fileSum(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 // dropCache removes m's cached files, so the next use fetches them again.

@@ -33,8 +33,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/eclipse/paho.mqtt.golang/packets"
 
+	"github.com/vigil-edge/vigil/internal/nostore"
 	"github.com/vigil-edge/vigil/pipeline/wire"
 )
 
@@ -334,7 +334,7 @@ func (d *device) connect() error {
 		SetUsername(cfg.Username).
 		SetPassword(cfg.Password).
 		SetCleanSession(true).
-		SetStore(noStore{}).
+		SetStore(nostore.Store{}). // publishNext re-sends, not paho
 		SetAutoReconnect(true).
 		SetConnectRetry(false).
 		SetKeepAlive(30*time.Second).
@@ -499,19 +499,6 @@ const (
 	publishWait   = 5 * time.Second
 	publishGiveUp = 60 * time.Second
 )
-
-// noStore is a paho store that keeps nothing: paho then never re-sends in-flight messages by
-// itself after a reconnect (its resume completes the original token as if acknowledged, and
-// races with the old connection's writer), and the device re-sends them (publishNext).
-type noStore struct{}
-
-func (noStore) Open()                             {}
-func (noStore) Put(string, packets.ControlPacket) {}
-func (noStore) Get(string) packets.ControlPacket  { return nil }
-func (noStore) All() []string                     { return nil }
-func (noStore) Del(string)                        {}
-func (noStore) Close()                            {}
-func (noStore) Reset()                            {}
 
 func (d *device) ack(seq uint64) {
 	d.mu.Lock()

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -132,7 +130,7 @@ func (s *Store) Install(ctx context.Context, ref wire.ModelRef, pub ed25519.Publ
 		return none, fmt.Errorf("install %s: model: %w", what, err)
 	}
 	progress(StateVerifying, 100)
-	got, n, err := hashFile(partial)
+	got, n, err := models.HashFile(partial)
 	if err != nil {
 		return none, fmt.Errorf("install %s: %w", what, err)
 	}
@@ -174,7 +172,7 @@ func (s *Store) installed(ref wire.ModelRef, manifest []byte, progress func(stri
 	same := err == nil && bytes.Equal(old, manifest)
 	if same {
 		progress(StateVerifying, 100)
-		got, n, err := hashFile(filepath.Join(dir, modelFile))
+		got, n, err := models.HashFile(filepath.Join(dir, modelFile))
 		same = err == nil && got == strings.ToLower(ref.SHA256) && n == ref.Size
 	}
 	if same {
@@ -253,21 +251,6 @@ func redact(raw string) string {
 		return "(unparsable URL)"
 	}
 	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
-}
-
-// hashFile returns a file's hex sha256 and size.
-func hashFile(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", n, fmt.Errorf("hash %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 // retry runs attempt until it succeeds, fails for good, ctx ends, or Options.Attempts

@@ -26,9 +26,9 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/vigil-edge/vigil/internal/backoff"
+	"github.com/vigil-edge/vigil/internal/nostore"
 	"github.com/vigil-edge/vigil/internal/redact"
 	"github.com/vigil-edge/vigil/pipeline/frame"
 	"github.com/vigil-edge/vigil/pipeline/metrics"
@@ -156,7 +156,7 @@ func New(cfg Config, q Queue, m *metrics.Metrics, log *slog.Logger) (*Publisher,
 		SetConnectRetry(false).
 		SetConnectTimeout(10*time.Second).
 		SetOrderMatters(false).
-		SetStore(noStore{}).
+		SetStore(nostore.Store{}). // the outbox re-sends, not paho
 		SetMaxResumePubInFlight(cfg.MaxInflight).
 		SetBinaryWill(wire.Topic(cfg.DeviceID, wire.KindStatus, ""), will, 1, true).
 		SetOnConnectHandler(p.onConnect).
@@ -524,19 +524,6 @@ func (p *Publisher) await(in inflight, poll <-chan time.Time) bool {
 		}
 	}
 }
-
-// noStore is a paho message store that keeps nothing: the outbox is the store. With it paho
-// never resends on its own after a reconnect (the outbox's next session does), and a
-// persistent session still keeps the broker's subscriptions for the agent.
-type noStore struct{}
-
-func (noStore) Open()                             {}
-func (noStore) Put(string, packets.ControlPacket) {}
-func (noStore) Get(string) packets.ControlPacket  { return nil }
-func (noStore) All() []string                     { return nil }
-func (noStore) Del(string)                        {}
-func (noStore) Close()                            {}
-func (noStore) Reset()                            {}
 
 // Close waits up to timeout for the messages in flight, publishes the retained "offline"
 // status (when connected), disconnects and stops its goroutines. Messages not yet
