@@ -40,6 +40,11 @@ type Recorder struct {
 	// them.
 	slots    chan struct{}
 	inFlight sync.WaitGroup
+
+	// Events being stored asynchronously, by event id: a snapshot of one of them waits for
+	// its store (in its own goroutine, never on the subscriber's).
+	evMu     sync.Mutex
+	evStores map[string]chan struct{}
 }
 
 // maxInFlight bounds the stores one Recorder runs at once: enough for a store that gathers
@@ -67,7 +72,7 @@ func NewRecorder(next Accepter, s Store, detectionsEvery int, log *slog.Logger) 
 		log = slog.Default()
 	}
 	return &Recorder{next: next, store: s, sampler: NewSampler(detectionsEvery), now: time.Now,
-		log: log.With("component", "store"), slots: make(chan struct{}, maxInFlight)}
+		log: log.With("component", "store"), slots: make(chan struct{}, maxInFlight), evStores: map[string]chan struct{}{}}
 }
 
 // HandleMessage implements the subscriber's handler: it returns the Accepter's error.
@@ -83,8 +88,35 @@ func (r *Recorder) HandleMessage(m *wire.Decoded) error {
 // HandleMessageAsync implements subscriber.AsyncHandler: the Accepter decides at once, in
 // arrival order; the store runs in the background, up to maxInFlight at once, so a store that
 // batches (fleet/postgres) commits many messages together. done is called after the Put
-// returned (stored, or failed and counted), never before.
+// returned (stored, or failed and counted), never before. Nothing here waits on the caller's
+// goroutine (the subscriber's, which also carries the acknowledgements of the fleet's own
+// publishes): a snapshot waits for its event's store, and a store for a free slot, in their
+// own goroutines.
 func (r *Recorder) HandleMessageAsync(m *wire.Decoded, done func()) error {
+	if p, ok := m.Msg.(*wire.Picture); ok && m.Kind() == wire.KindSnapshots {
+		isNew, err := r.next.Accept(m)
+		if err != nil || !isNew {
+			if err == nil {
+				done()
+			}
+			return err
+		}
+		// Its event was handed in before it: wait for that event's store, if it is still
+		// running, in the background.
+		r.evMu.Lock()
+		ev := r.evStores[p.EventID]
+		r.evMu.Unlock()
+		r.inFlight.Add(1)
+		go func() {
+			defer r.inFlight.Done()
+			if ev != nil {
+				<-ev
+			}
+			r.snapshot(p.EventID, m.Payload)
+			done()
+		}()
+		return nil
+	}
 	rec, store, err := r.accept(m)
 	if err != nil {
 		return err
@@ -93,12 +125,27 @@ func (r *Recorder) HandleMessageAsync(m *wire.Decoded, done func()) error {
 		done()
 		return nil
 	}
-	r.slots <- struct{}{}
+	var ev chan struct{}
+	if rec.Kind == KindEvent && rec.EventID != "" {
+		ev = make(chan struct{})
+		r.evMu.Lock()
+		r.evStores[rec.EventID] = ev
+		r.evMu.Unlock()
+	}
 	r.inFlight.Add(1)
 	go func() {
 		defer r.inFlight.Done()
+		r.slots <- struct{}{} // waits here, not on the subscriber's goroutine
 		r.put(m.Topic, rec)
 		<-r.slots
+		if ev != nil {
+			r.evMu.Lock()
+			if r.evStores[rec.EventID] == ev {
+				delete(r.evStores, rec.EventID)
+			}
+			r.evMu.Unlock()
+			close(ev)
+		}
 		done()
 	}()
 	return nil
