@@ -155,6 +155,11 @@ func New(cfg Config, q Queue, m *metrics.Metrics, log *slog.Logger) (*Publisher,
 		SetAutoReconnect(false). // connectLoop reconnects, with back-off and jitter, and reports each failure
 		SetConnectRetry(false).
 		SetConnectTimeout(10*time.Second).
+		// A packet that cannot be handed to the connection, or written to it, within
+		// writeTimeout ends the wait (paho's default is 30 s for the first and none for the
+		// second): a stop then never waits half a minute on a dead link, and a link that
+		// takes longer than that for one packet is treated as gone.
+		SetWriteTimeout(writeTimeout).
 		SetOrderMatters(false).
 		SetStore(nostore.Store{}). // the outbox re-sends, not paho
 		SetMaxResumePubInFlight(cfg.MaxInflight).
@@ -393,6 +398,10 @@ type lane struct {
 	done     bool           // backlog only: nothing left below bound
 	replayed bool
 }
+
+// writeTimeout bounds the hand-over and the socket write of one outgoing packet (a 2 MiB
+// picture at 1.1 Mbit/s still fits).
+const writeTimeout = 15 * time.Second
 
 // readAhead is how many messages a lane reads from the outbox at once.
 const readAhead = 256
