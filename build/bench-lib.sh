@@ -1,5 +1,5 @@
 # Shared by the benches that run the real agent on clips served over RTSP (bench-cameras.sh,
-# bench-still.sh): source it, then call bench_setup NAME, bench_broker, bench_serve.
+# bench-still.sh): source it, then call bench_setup NAME, bench_broker, bench_serve, then bench_agent per run.
 # Everything binds 127.0.0.1; what they start is stopped and their files removed on exit.
 
 # bench_setup NAME: a work folder (WORK) and the list of processes to stop (PIDS).
@@ -47,4 +47,15 @@ bench_serve() {
 	echo "bench: vigil-testvideos did not start:" >&2
 	cat "$WORK/testvideos.log" >&2
 	exit 1
+}
+
+# bench_agent DIR: runs the real agent on DIR/agent.yaml (log in DIR/agent.log), waits WARMUP
+# seconds and checks that it is still running; its pid is AGENT_PID.
+bench_agent() {
+	local dir=$1
+	bin/vigil-agent run --config "$dir/agent.yaml" >"$dir/agent.log" 2>&1 &
+	AGENT_PID=$!
+	PIDS+=("$AGENT_PID")
+	sleep "$WARMUP"
+	if ! kill -0 "$AGENT_PID" 2>/dev/null; then echo "bench: the agent died:" >&2; cat "$dir/agent.log" >&2; exit 1; fi
 }

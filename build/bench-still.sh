@@ -82,11 +82,8 @@ run() {
 			[ "$motion" = on ] && echo "    motion: {enabled: true}"
 		done
 	} >"$dir/agent.yaml"
-	bin/vigil-agent run --config "$dir/agent.yaml" >"$dir/agent.log" 2>&1 &
-	local pid=$!
-	PIDS+=("$pid")
-	sleep "$WARMUP"
-	if ! kill -0 "$pid" 2>/dev/null; then echo "bench-still: the agent died:" >&2; cat "$dir/agent.log" >&2; exit 1; fi
+	bench_agent "$dir"
+	local pid=$AGENT_PID
 	curl -fsS "http://127.0.0.1:$http/metrics" >"$dir/m0"
 	local t0 c0 t1 c1
 	t0=$(date +%s.%N); c0=$(cpu_ticks "$pid")
