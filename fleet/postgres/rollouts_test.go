@@ -176,13 +176,7 @@ func newRollouts(t testing.TB, name, broker, dsn string, key ed25519.PrivateKey)
 // leader's errors; when the leader stops, the other takes over the stored rollouts; when no
 // instance can lead, a call fails with ErrUnavailable and changes nothing.
 func TestRolloutCallsOnEveryInstance(t *testing.T) {
-	mosq := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
-	pg := testharness.StartPostgres(t)
-	_, key, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addModel(t, pg.DSN, key)
+	mosq, pg, key := rolloutWorld(t)
 	a, stopA := newRollouts(t, "fleet-a", mosq.URL, pg.DSN, key)
 	waitFor(t, 10*time.Second, "fleet-a leads", a.Leading)
 	b, stopB := newRollouts(t, "fleet-b", mosq.URL, pg.DSN, key)

@@ -143,13 +143,7 @@ func (in *instance) kill(t *testing.T) {
 // lock within 10 s and runs the rollout to its end from the stored state: every device of it
 // gets one update (one command id) and no rollback.
 func TestInstancesShareTrafficAndSurviveSIGKILL(t *testing.T) {
-	mosq := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
-	pg := testharness.StartPostgres(t)
-	_, key, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addModel(t, pg.DSN, key)
+	mosq, pg, key := rolloutWorld(t)
 	cfg := func(name string) instanceConfig {
 		return instanceConfig{Broker: mosq.URL, Store: pg.DSN, ClientID: name, Share: "vigil",
 			HTTP: fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t)), Data: t.TempDir(), Key: key}
@@ -311,6 +305,20 @@ func TestInstancesShareTrafficAndSurviveSIGKILL(t *testing.T) {
 }
 
 // addModel adds yolox_nano@2.0.0 signed by key to the model catalogue in dsn.
+// rolloutWorld starts a Mosquitto and a PostgreSQL for fleet instances that run rollouts,
+// with a fleet signing key and a model signed by it in the catalogue.
+func rolloutWorld(t testing.TB) (*testharness.Mosquitto, *testharness.Postgres, ed25519.PrivateKey) {
+	t.Helper()
+	mosq := testharness.StartMosquitto(t, testharness.MosquittoOptions{})
+	pg := testharness.StartPostgres(t)
+	_, key, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addModel(t, pg.DSN, key)
+	return mosq, pg, key
+}
+
 func addModel(t testing.TB, dsn string, key ed25519.PrivateKey) {
 	t.Helper()
 	pc, err := postgres.OpenCatalog(ctx, dsn)
