@@ -251,8 +251,7 @@ func (c *camera) analyse(ctx context.Context, d frame.Detections) {
 	}
 	alerts := c.rules.Update(tracks)
 	changes := c.events.Update(tracks, c.rules.Zones)
-	c.snapshot(d)
-	c.releaseBGR() // before the events: storing them may wait on the outbox's disk
+	c.snapshot(d) // gives the BGR copy back before the events: storing them may wait on the disk
 	c.frameW, c.frameH = d.Width, d.Height
 	c.emitEvents(ctx, changes)
 	c.answerLive(ctx, d, tracks.Tracks)
@@ -302,6 +301,7 @@ func (c *camera) snapshot(d frame.Detections) {
 	}
 	img, err := c.frameBGR(d)
 	if err != nil {
+		c.releaseBGR()
 		for _, b := range best {
 			c.events.NoSnapshot(b.EventID)
 		}
